@@ -1,0 +1,57 @@
+"""Small shared helpers: atomic file output that never clobbers inputs."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from xtal.errors import OverwriteError
+
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_writable"]
+
+
+def check_writable(path: str | Path, *, overwrite: bool = False,
+                   protected: tuple[str | Path, ...] = ()) -> Path:
+    """Refuse to write over an input file, or over an existing file unless ``overwrite``."""
+    p = Path(path)
+    for q in protected:
+        if q is not None and Path(q).exists() and p.exists() and p.resolve() == Path(q).resolve():
+            raise OverwriteError("refusing to overwrite an input file", path=p)
+    if p.exists() and not overwrite:
+        raise OverwriteError("file exists (pass overwrite=True / --force to replace it)", path=p)
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; on success rename it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write text atomically (temp file + rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically (temp file + rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
