@@ -111,6 +111,10 @@ class OverwriteError(XtalError):
     """An output would overwrite an input file or an existing file."""
 
 
+class EmptyPatternError(PatternFormatError):
+    """A pattern file (or series source) is empty or holds no data points."""
+
+
 class SeriesError(PatternError):
     """A thermal series cannot be assembled (empty, inconsistent frames, bad log)."""
 
