@@ -187,7 +187,14 @@ class Site:
     disorder_assembly: str | None = None
     disorder_group: str | None = None
     calc_flag: str | None = None
+    refinement_flags_posn: str | None = None
     multiplicity: int = 1
+
+    @property
+    def is_riding(self) -> bool:
+        """A calculated (riding) position, SHELXL style: calc flag with posn flag R, or flag R."""
+        return (self.calc_flag == "R"
+                or (self.calc_flag in ("calc", "c") and "R" in (self.refinement_flags_posn or "")))
 
     @property
     def is_hydrogen(self) -> bool:
@@ -693,7 +700,8 @@ def _read_sites(ctx: _Ctx, warnings: list[str]) -> list[Site]:
     table = blk.find("_atom_site_", ["label", "fract_x", "fract_y", "fract_z",
                                      "?type_symbol", "?occupancy", "?U_iso_or_equiv", "?B_iso_or_equiv",
                                      "?adp_type", "?disorder_assembly", "?disorder_group",
-                                     "?calc_flag", "?thermal_displace_type"])
+                                     "?calc_flag", "?thermal_displace_type",
+                                     "?refinement_flags_posn"])
     if len(table) == 0:
         missing = [t for t in ("_atom_site_label", "_atom_site_fract_x", "_atom_site_fract_y",
                                "_atom_site_fract_z") if not blk.find_values(t)]
@@ -756,7 +764,8 @@ def _read_sites(ctx: _Ctx, warnings: list[str]) -> list[Site]:
         sites.append(Site(label=label, element=element, type_symbol=type_symbol, charge=charge,
                           frac=tuple(frac), frac_su=tuple(frac_su), occupancy=occ, occupancy_su=occ_su,
                           u_iso=u_iso, u_iso_su=u_su, adp_type=adp_type, disorder_assembly=dis_assembly,
-                          disorder_group=dis_group, calc_flag=opt(row, 11)))
+                          disorder_group=dis_group, calc_flag=opt(row, 11),
+                          refinement_flags_posn=opt(row, 13)))
     _read_aniso(ctx, sites, warnings)
     return sites
 
