@@ -642,3 +642,301 @@ def test_fuzzed_real_files_raise_only_xtal_errors(tmp_path_factory, case):
         return
     assert np.all(np.isfinite(p.x)) and np.all(np.diff(p.x) > 0)
     assert f.read_bytes() == data
+
+
+# ---------------------------------------------------------------------------
+# Thermal series
+# ---------------------------------------------------------------------------
+import types  # noqa: E402
+
+import xarray as xr  # noqa: E402
+
+from xtal.errors import SeriesError  # noqa: E402
+from xtal.patterns import (  # noqa: E402
+    iter_series_frames,
+    label_segments,
+    natural_sort_key,
+    read_series,
+    series_frame,
+    temperature_from_name,
+    write_series,
+)
+
+CUCR_T_K = [6.778, 16.702, 46.97, 75.42, 98.89, 111.43, 122.73, 134.02, 145.47, 156.9, 168.43,
+            185.67, 203.0, 220.3, 243.4, 266.9, 288.7]
+CUCR_FILES = ["OH_00", "OH_04", "OH_09", "OH_14", "OH_19", "OH_22", "OH_24", "OH_26", "OH_28",
+              "OH_30", "OH_32", "OH_35", "OH_38", "OH_41", "OH_45", "OH_49", "OH_53"]
+
+
+@pytest.fixture(scope="module")
+def cucr():
+    return read_series(CUCR)
+
+
+def test_cucr2o4_series(cucr):
+    da = cucr
+    assert da.dims == ("frame", "two_theta_deg")
+    assert da.sizes["frame"] == 17 and da.sizes["two_theta_deg"] == 12799
+    assert [Path(s).stem for s in da.source.values] == CUCR_FILES      # acquisition order
+    assert np.allclose(da.temperature_c.values + 273.15, CUCR_T_K)
+    assert da.attrs["wavelength_angstrom"] == pytest.approx(0.413263)
+    assert float(da.two_theta_deg[0]) == pytest.approx(0.5)
+    assert float(da.two_theta_deg[-1]) == pytest.approx(26.096)
+    assert np.allclose(np.diff(da.two_theta_deg.values), 0.002)
+    assert set(da.segment.values) == {"heating"}
+    assert da.attrs["interpolation"] == "none"
+    assert "sigma" in da.coords and da.sigma.dims == ("frame", "two_theta_deg")
+    # time from the 'Scan time' headers, relative to the first frame (a pause between ramps)
+    assert da.time_s.values[0] == 0 and np.all(np.diff(da.time_s.values) > 0)
+    assert da.time_s.values[-1] == pytest.approx(18407.883708, abs=1e-3)
+    assert list(da.temperature_source.values) == ["header"] * 17
+
+
+def test_cucr2o4_series_with_instrument_wavelength():
+    da = read_series(sorted(CUCR.glob("*.fxye"))[:2], instrument=CUCR / "OH_00.prm")
+    assert da.attrs["wavelength_angstrom"] == pytest.approx(0.413263)
+
+
+def test_iter_series_frames_streams_patterns():
+    gen = iter_series_frames(str(CUCR / "OH_0*.fxye"))
+    assert isinstance(gen, types.GeneratorType)
+    first = next(gen)
+    assert isinstance(first, Pattern) and first.frame == 0
+    assert Path(first.source).name == "OH_00.fxye"
+    rest = list(gen)
+    assert [Path(p.source).name for p in rest] == ["OH_04.fxye", "OH_09.fxye"]
+    assert [p.frame for p in rest] == [1, 2]
+
+
+def test_series_round_trip_netcdf_and_hdf5(tmp_path, cucr):
+    for name in ("s.nc", "s.h5"):
+        out = write_series(cucr, tmp_path / name)
+        back = read_series(out)
+        assert back.dims == cucr.dims
+        assert np.array_equal(back.values, cucr.values)
+        assert np.array_equal(back.two_theta_deg.values, cucr.two_theta_deg.values)
+        for c in ("temperature_c", "time_s", "sigma"):
+            assert np.array_equal(back[c].values, cucr[c].values), c
+        for c in ("segment", "source", "temperature_source"):
+            assert [str(v) for v in back[c].values] == [str(v) for v in cucr[c].values], c
+        assert back.attrs["wavelength_angstrom"] == cucr.attrs["wavelength_angstrom"]
+        assert back.attrs["interpolation"] == "none"
+        p = series_frame(back, 3)
+        assert p.wavelength_angstrom == pytest.approx(0.413263)
+        assert p.temperature_c == pytest.approx(75.42 - 273.15)
+        with pytest.raises(OverwriteError):
+            write_series(back, out, overwrite=True)        # never over the series' own file
+    with pytest.raises(OverwriteError, match="exists"):
+        write_series(cucr, tmp_path / "s.nc")
+
+
+def test_write_series_refuses_source_frames(tmp_path):
+    for i, t in enumerate((20, 30)):
+        _frame(tmp_path / f"f_{i}_T{t}C.xye", np.linspace(10, 11, 11), wl=1.5406)
+    da = read_series(tmp_path)
+    src = tmp_path / "f_0_T20C.xye"
+    before = _digest(src)
+    with pytest.raises(OverwriteError, match="input"):
+        write_series(da, src.with_suffix(".xye").with_name("f_0_T20C.xye"), fmt="netcdf",
+                     overwrite=True)
+    assert _digest(src) == before
+    with pytest.raises(PatternFormatError):
+        write_series(da, tmp_path / "s.xye")
+
+
+def _frame(path: Path, x, *, wl=None, header=(), y=None):
+    lines = [f"# wavelength = {wl}"] if wl else []
+    lines += [f"# {h}" for h in header]
+    y = np.full(len(x), 100.0) if y is None else y
+    lines += [f"{a!r} {b!r} {math.sqrt(b)!r}" for a, b in zip(np.asarray(x, float).tolist(),
+                                                            np.asarray(y, float).tolist())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+RAMP = [25.0, 50.0, 75.0, 100.0, 100.0, 100.2, 100.1, 99.9, 80.0, 60.0, 40.0]
+
+
+def _ramp_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "run"
+    d.mkdir()
+    x = np.linspace(10, 12, 21)
+    for i, t in enumerate(RAMP):
+        _frame(d / f"run_{i + 1:04d}_T{t}C.xye", x, wl=0.71073)
+    return d
+
+
+def test_series_ramp_hold_cool_from_file_names(tmp_path):
+    d = _ramp_dir(tmp_path)
+    mtimes = {p.name: _digest(p) for p in d.iterdir()}
+    da = read_series(d)
+    assert da.sizes["frame"] == len(RAMP)
+    assert np.allclose(da.temperature_c, RAMP)                # order kept, never sorted by T
+    assert list(da.segment.values) == ["heating"] * 3 + ["isothermal"] * 5 + ["cooling"] * 3
+    assert list(da.temperature_source.values) == ["file name"] * len(RAMP)
+    assert da.attrs["segment_tolerance_c"] == 0.5
+    assert da.attrs["wavelength_angstrom"] == 0.71073
+    assert {p.name: _digest(p) for p in d.iterdir()} == mtimes
+
+
+def test_natural_sort_not_lexical(tmp_path):
+    x = np.linspace(1, 2, 5)
+    for n, t in ((10, 5), (2, 300), (1, 400)):
+        _frame(tmp_path / f"frame_{n}_{t}K.xy", x, wl=1.0)
+    da = read_series(tmp_path)
+    assert [Path(s).name for s in da.source.values] == ["frame_1_400K.xy", "frame_2_300K.xy",
+                                                        "frame_10_5K.xy"]
+    assert np.allclose(da.temperature_c + 273.15, [400, 300, 5])
+    assert list(da.segment.values) == ["cooling"] * 3
+    assert sorted(["f10", "f2", "f1"], key=natural_sort_key) == ["f1", "f2", "f10"]
+
+
+def test_temperature_from_name():
+    assert temperature_from_name("run_0012_T153.5C.xye") == 153.5
+    assert temperature_from_name("frame_25K.xy") == pytest.approx(25 - 273.15)
+    assert temperature_from_name("s_T-10C.xy") == -10
+    assert temperature_from_name("s_T153p5C.xy") == 153.5
+    assert temperature_from_name("OH_00.fxye") is None
+    assert temperature_from_name("sample_ABC.xy") is None
+
+
+def test_label_segments_rules():
+    assert label_segments([]) == []
+    assert label_segments([20.0]) == ["isothermal"]
+    assert label_segments([20, 20.1, 19.9, 20.2]) == ["isothermal"] * 4
+    assert label_segments([20, 40, np.nan, 60]) == ["heating", "heating", "unknown", "heating"]
+    assert label_segments([100, 90, 80], tolerance_c=0.5) == ["cooling"] * 3
+    # a slow ramp is a hold only if the tolerance is wider than the ramp over 3 frames
+    slow = [20, 20.2, 20.4, 20.6, 20.8]
+    assert label_segments(slow, tolerance_c=0.1) == ["heating"] * 5
+    assert label_segments(slow, tolerance_c=1.0) == ["isothermal"] * 5
+
+
+@pytest.mark.parametrize("header,values,expect_k,note", [
+    ("file,T(K)", [300, 310, 320], True, False),
+    ("filename;temperature_C", [25, 30, 35], False, False),
+    ("scan,temp", [300, 310, 320], True, True),          # no unit, > 200: inferred K, reported
+    ("Frame\tTemp", [25, 30, 35], False, True),           # no unit: taken as °C, reported
+])
+def test_series_with_log(tmp_path, header, values, expect_k, note):
+    d = tmp_path / "frames"
+    d.mkdir()
+    x = np.linspace(5, 6, 11)
+    names = []
+    for i in range(3):
+        names.append(_frame(d / f"scan_{i + 1:03d}.xy", x, wl=0.5).name)
+    sep = "," if "," in header else ";" if ";" in header else "\t"
+    log = tmp_path / "log.csv"
+    keys = names if header.lower().startswith("file") else [str(i + 1) for i in range(3)]
+    log.write_text(header + "\n" + "\n".join(f"{k}{sep}{v}" for k, v in zip(keys, values)) + "\n")
+    da = read_series(d, temperatures=log)
+    expect = np.array(values) - (273.15 if expect_k else 0)
+    assert np.allclose(da.temperature_c, expect)
+    assert ("temperature_unit_note" in da.attrs) == note
+    if note and expect_k:
+        assert "> 200" in da.attrs["temperature_unit_note"]
+    assert list(da.temperature_source.values) == ["log"] * 3
+
+
+def test_log_that_misses_frames(tmp_path):
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(3):
+        _frame(d / f"p{i}.xy", np.linspace(1, 2, 5), wl=1.0)
+    log = tmp_path / "temps.csv"
+    log.write_text("file,T_C,time_s\np0.xy,20,0\np2.xy,40,60\n")
+    with pytest.raises(SeriesError, match="p1.xy") as ei:
+        read_series(d, temperatures=log)
+    assert "temps.csv" in str(ei.value)
+    log.write_text("file,temperature\np0.xy,20\n")
+    with pytest.raises(SeriesError, match="2 frame"):
+        read_series(d, temperatures=log)
+    log.write_text("file,pressure\np0.xy,1\n")
+    with pytest.raises(SeriesError, match="no temperature column"):
+        read_series(d, temperatures=log)
+
+
+def test_log_time_column_and_extra_rows(tmp_path):
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(2):
+        _frame(d / f"p{i}.xy", np.linspace(1, 2, 5), wl=1.0)
+    log = tmp_path / "temps.csv"
+    log.write_text("# temperatures in K\nfilename,T,time (min)\np0,300,0\np1,305,2\np9,310,4\n")
+    da = read_series(d, temperatures=log)
+    assert np.allclose(da.temperature_c, [300 - 273.15, 305 - 273.15])
+    assert da.time_s.values.tolist() == [0.0, 120.0]
+    assert "match no frame" in da.attrs["notes"]
+
+
+def test_series_given_temperatures_and_headers(tmp_path):
+    x = np.linspace(1, 2, 5)
+    for i, t in enumerate((20, 25)):
+        _frame(tmp_path / f"a{i}.xy", x, wl=1.0, header=[f"Temperature: {t + 273.15} K"])
+    da = read_series(tmp_path)
+    assert np.allclose(da.temperature_c, [20, 25])
+    da = read_series(tmp_path, temperatures=[1.0, 2.0])
+    assert da.temperature_c.values.tolist() == [1.0, 2.0]
+    with pytest.raises(SeriesError, match="3 temperatures"):
+        read_series(tmp_path, temperatures=[1.0, 2.0, 3.0])
+
+
+def test_series_empty_directory(tmp_path):
+    (tmp_path / "notes.md").write_text("no patterns here")
+    with pytest.raises(SeriesError, match="no pattern files"):
+        read_series(tmp_path)
+    with pytest.raises(SeriesError):
+        read_series(str(tmp_path / "*.xye"))
+    with pytest.raises(SeriesError):
+        read_series(tmp_path / "missing_dir")
+
+
+def test_series_different_wavelengths(tmp_path):
+    x = np.linspace(1, 2, 5)
+    _frame(tmp_path / "a1.xy", x, wl=0.71073)
+    _frame(tmp_path / "a2.xy", x, wl=1.5406)
+    with pytest.raises(SeriesError, match="a1.xy.*a2.xy"):
+        read_series(tmp_path)
+    _frame(tmp_path / "a2.xy", x)  # now: no λ in one frame
+    with pytest.raises(SeriesError, match="a2.xy"):
+        read_series(tmp_path)
+    da = read_series(tmp_path, wavelength_angstrom=0.71073)
+    assert da.attrs["wavelength_angstrom"] == 0.71073
+
+
+def test_series_grids_need_regrid(tmp_path):
+    _frame(tmp_path / "g1.xye", np.linspace(10, 12, 21), wl=1.0, y=np.linspace(1, 21, 21))
+    _frame(tmp_path / "g2.xye", np.linspace(10.05, 12.05, 21), wl=1.0, y=np.linspace(1, 21, 21))
+    with pytest.raises(SeriesError, match="regrid=True"):
+        read_series(tmp_path)
+    da = read_series(tmp_path, regrid=True)
+    assert "linear" in da.attrs["interpolation"] and "g2.xye" in da.attrs["interpolation"]
+    assert float(da.two_theta_deg[0]) == pytest.approx(10.1)
+    assert float(da.two_theta_deg[-1]) == pytest.approx(12.0)
+    assert da.values[1, 0] == pytest.approx(1.5)      # interpolated between 1 and 2
+    # identical grids within tolerance need no regridding
+    _frame(tmp_path / "g2.xye", np.linspace(10, 12, 21) + 1e-9, wl=1.0)
+    assert read_series(tmp_path).attrs["interpolation"] == "none"
+
+
+def test_series_from_wide_table(tmp_path):
+    f = tmp_path / "table.dat"
+    rows = "\n".join(f"{10 + i * 0.1!r} {i + 1} {i + 2} {i + 3}" for i in range(5))
+    f.write_text("# wavelength = 0.5\n# 2theta T25C T50C T75C\n" + rows + "\n")
+    da = read_series(f)
+    assert da.sizes["frame"] == 3
+    assert da.temperature_c.values.tolist() == [25.0, 50.0, 75.0]
+    assert da.attrs["wavelength_angstrom"] == 0.5
+    assert da.values[:, 0].tolist() == [1, 2, 3]
+
+
+def test_series_from_single_two_column_file(tmp_path):
+    f = _frame(tmp_path / "one_T30C.xye", np.linspace(1, 2, 5), wl=1.0)
+    da = read_series(f)
+    assert da.sizes["frame"] == 1 and da.temperature_c.values.tolist() == [30.0]
+
+
+def test_series_xarray_contract(cucr):
+    assert isinstance(cucr, xr.DataArray) and cucr.name == "intensity"
+    for c in ("temperature_c", "time_s", "segment", "source"):
+        assert cucr[c].dims == ("frame",)

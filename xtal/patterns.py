@@ -1659,8 +1659,8 @@ def label_segments(temperature_c: Sequence[float], tolerance_c: float = DEFAULT_
 
     A hold is a run of at least ``min_hold_frames`` consecutive frames whose temperatures
     span no more than ``tolerance_c`` (°C).  Other frames take the sign of the change from
-    the previous frame (the first frame: to the next one); a change within ±tolerance_c is
-    "isothermal".  The order of frames is never changed.
+    the previous frame with a known temperature (the first frame: to the next one); a
+    change within ±tolerance_c is "isothermal".  The order of frames is never changed.
     """
     t = np.asarray(temperature_c, dtype=float)
     n = t.size
@@ -1681,10 +1681,12 @@ def label_segments(temperature_c: Sequence[float], tolerance_c: float = DEFAULT_
                 labels[k] = "isothermal"
             i = j + 1
             continue
-        if i > 0 and np.isfinite(t[i - 1]):
-            dt = t[i] - t[i - 1]
-        elif i + 1 < n and np.isfinite(t[i + 1]):
-            dt = t[i + 1] - t[i]
+        prev = [k for k in range(i - 1, -1, -1) if np.isfinite(t[k])][:1]
+        nxt = [k for k in range(i + 1, n) if np.isfinite(t[k])][:1]
+        if prev:
+            dt = t[i] - t[prev[0]]
+        elif nxt:
+            dt = t[nxt[0]] - t[i]
         else:
             dt = 0.0
         labels[i] = "heating" if dt > tolerance_c else "cooling" if dt < -tolerance_c \
@@ -2208,6 +2210,8 @@ def read_series(source: str | Path | Sequence[str | Path], *,
         attrs["frames_without_temperature"] = int(np.isnan(T).sum())
     attrs["frame_meta_json"] = json.dumps(_json_safe(
         [{k: v for k, v in p.meta.items() if k != "header"} for p in frames]))
+    if src_path is not None and src_path.is_file():
+        attrs["series_file"] = str(src_path)
     return xr.DataArray(Y, dims=("frame", the_axis), coords=coords, name="intensity",
                         attrs=attrs)
 
