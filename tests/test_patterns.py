@@ -224,6 +224,16 @@ def test_parse_header_lines(lines, wl, tc):
     assert h.temperature_c == pytest.approx(tc)
 
 
+def test_header_energy_and_precedence():
+    h = parse_header_lines(["# Energy = 30 keV"])
+    assert h.wavelength_angstrom == pytest.approx(12.398419843320026 / 30)
+    h = parse_header_lines(["# energy (eV) = 30000", "# wavelength = 0.4"])
+    assert h.wavelength_angstrom == 0.4                 # an explicit wavelength wins
+    h = parse_header_lines(["# Time per step (sec) = 0.1", "# Scan time = APR 25, 2011 12:35:45",
+                            "# elapsed time (min) = 2"])
+    assert h.time_s == 120.0 and h.timestamp == "2011-04-25T12:35:45"
+
+
 def test_header_without_temperature_unit_is_inferred_and_reported():
     h = parse_header_lines(["# T = 350"])
     assert h.temperature_c == pytest.approx(350 - 273.15) and "K" in h.temperature_note
@@ -353,6 +363,17 @@ def test_gsas_esd_and_fxy_banks(tmp_path):
     assert read_pattern(two, bank=2).intensity.tolist() == [7, 8]
     with pytest.raises(PatternFormatError, match="bank 3"):
         read_pattern(two, bank=3)
+
+
+def test_gsas_dos_eof_and_instrument_line(tmp_path):
+    prm = tmp_path / "inst.prm"
+    prm.write_text((PAT / "sync_NAC_11BM" / "11bm_gsas.prm").read_text())
+    f = tmp_path / "d.gsa"
+    f.write_text("title\nInstrument parameter file:inst.prm\n"
+                 "BANK 1 3 3 CONS 100 1 0 0 FXY\n100 5\n101 6\n102 7\n\x1a")
+    p = read_pattern(f)
+    assert len(p) == 3 and p.wavelength_angstrom == pytest.approx(0.413909)
+    assert "inst.prm" in p.meta["wavelength_source"]
 
 
 def test_gsas2_instprm(tmp_path):
@@ -854,6 +875,17 @@ def test_log_that_misses_frames(tmp_path):
     log.write_text("file,pressure\np0.xy,1\n")
     with pytest.raises(SeriesError, match="no temperature column"):
         read_series(d, temperatures=log)
+
+
+def test_log_numeric_file_column_and_setpoint(tmp_path):
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in (7, 8):
+        _frame(d / f"img_{i:05d}.xy", np.linspace(1, 2, 5), wl=1.0)
+    log = tmp_path / "run.csv"
+    log.write_text("file;setpoint (C);T_sample (C)\n7;100;98.5\n8;100;99.5\n")
+    da = read_series(d, temperatures=log)
+    assert da.temperature_c.values.tolist() == [98.5, 99.5]
 
 
 def test_log_time_column_and_extra_rows(tmp_path):

@@ -348,6 +348,9 @@ _WL2_KEYS = {"lambda2", "wavelength2", "kalpha2", "alpha2", "lam2", "λ2", "ka2"
              "wavelength2angstrom", "wavelength2_angstrom"}
 _RATIO_KEYS = {"ratio", "ka2ratio", "kalpha2ratio", "ratiokalpha2kalpha1", "ka2ka1",
                "ka2_ratio", "i(l2)/i(l1)", "il2il1", "kalpha2kalpha1ratio", "alpha2alpha1ratio"}
+_ENERGY_KEYS = {"energy", "xrayenergy", "beamenergy", "photonenergy", "incidentenergy",
+                "monoenergy", "energykev"}
+HC_KEV_ANGSTROM = 12.398419843320026   # h·c in keV·Å (CODATA 2018)
 _T_KEYS = {"t", "temp", "temperature", "sampletemperature", "sampletemp", "tsample",
            "temperaturec", "temperaturek", "tc", "tk", "temperature_c", "temperature_k",
            "setpoint", "settemperature", "thermocouple", "stemp", "ttemp", "temperatur"}
@@ -449,11 +452,12 @@ def parse_header_lines(lines: Iterable[str]) -> HeaderInfo:
     """Parse ``key = value`` / ``key: value`` header lines (comment marks already allowed).
 
     Recognised: wavelength (λ1, λ2, Kα2/Kα1 ratio; units Å, nm, m — a bare value < 1e-6 is
-    taken as metres, as pyFAI writes), temperature (units K/°C in the key or value;
+    taken as metres, as pyFAI writes; else a photon ``energy`` in keV/eV), temperature (units K/°C in the key or value;
     without a unit see `temperature_to_c`), elapsed time (s, min, h), a start timestamp,
     ``axis``, ``frame`` and an xtal ``meta`` JSON line.
     """
     info = HeaderInfo()
+    energy_kev = None
     for line in lines:
         s = line.strip().lstrip("#!;'*/ \t").rstrip("*/ \t")
         if not s:
@@ -488,6 +492,10 @@ def parse_header_lines(lines: Iterable[str]) -> HeaderInfo:
                 info.wavelength2_angstrom = _positive_wavelength(_length_to_angstrom(v, unit))
         elif key in _RATIO_KEYS and info.ka2_ratio is None:
             info.ka2_ratio = v
+        elif key in _ENERGY_KEYS and energy_kev is None:
+            u = (unit or "kev").lower()
+            if u in ("kev", "ev") and v > 0:
+                energy_kev = v / 1000.0 if u == "ev" else v
         elif key in _T_KEYS and info.temperature_c is None:
             info.temperature_c, info.temperature_note = temperature_to_c(v, unit)
         elif key in _TIME_KEYS and info.time_s is None:
@@ -496,6 +504,9 @@ def parse_header_lines(lines: Iterable[str]) -> HeaderInfo:
                 info.time_s = v * factor
         elif key == "frame" and float(v).is_integer():
             info.frame = int(v)
+    if info.wavelength_angstrom is None and energy_kev is not None:
+        with contextlib.suppress(XtalError):
+            info.wavelength_angstrom = _positive_wavelength(HC_KEV_ANGSTROM / energy_kev)
     if info.wavelength2_angstrom is None:
         info.ka2_ratio = None
     return info
@@ -526,6 +537,7 @@ def _decode_text(data: bytes, path: Path) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
+    text = text.replace("\x1a", "")          # DOS end-of-file marks in old GSAS files
     ctrl = sum(1 for c in text[:65536] if ord(c) < 32 and c not in "\r\n\t\f\v")
     if ctrl > 0.01 * min(len(text), 65536) + 2:
         raise PatternFormatError("binary content (control characters): not a text pattern",
@@ -648,21 +660,45 @@ def _axis_from_label(label: str) -> tuple[str, float] | None:
     return None
 
 
-def _column_roles(names: list[str]) -> dict[str, int]:
+_SIGMA_NAME = re.compile(r"(sigma.*|esd|e|err.*|dy|di|std.*|uncertainty|s|σ.*|yerr|unc|"
+                         r"d?i_?err.*|error.*)")
+_Y_NAME = re.compile(r"(i|int.*|counts?|yobs|y|y_obs|cps|signal|obs|i\(.*\)|i_.*)")
+
+
+def _column_roles(names: list[str], ncol: int) -> tuple[dict[str, int], str | None, float]:
+    """Roles of the data columns: {"x", "y", "sigma"} → index; plus the x axis and factor.
+
+    Named columns are matched by name; unnamed ones follow the x, y[, σ] convention.  With
+    names present, a third column whose name is not σ-like is not taken as σ.
+    """
     roles: dict[str, int] = {}
-    for i, n in enumerate(names):
-        ln = n.strip().lower()
-        if i == 0 or "x" not in roles and _axis_from_label(ln):
-            if "x" not in roles and _axis_from_label(ln) is not None:
+    axis, factor = None, 1.0
+    named = names is not None and len(names) >= ncol
+    if names is not None and not named:      # too few names: only the x label is trusted
+        ax = _axis_from_label(names[0].strip().lower())
+        if ax is not None:
+            axis, factor = ax
+    if named:
+        for i, n in enumerate(names[:ncol]):
+            ln = n.strip().lower()
+            ax = _axis_from_label(ln)
+            if "x" not in roles and ax is not None and not _SIGMA_NAME.fullmatch(ln):
                 roles["x"] = i
-                continue
-        if re.fullmatch(r"(sigma.*|esd|e|err.*|dy|d?i_?err|std.*|uncertainty|s|σ.*|yerr|"
-                        r"error|errors|sigma_i|unc)", ln) and "sigma" not in roles:
-            roles["sigma"] = i
-        elif re.fullmatch(r"(i|int.*|counts?|yobs|y|y_obs|cps|signal|obs|i\(.*\)|i_.*)", ln) \
-                and "y" not in roles:
-            roles["y"] = i
-    return roles
+                axis, factor = ax
+            elif "sigma" not in roles and _SIGMA_NAME.fullmatch(ln):
+                roles["sigma"] = i
+            elif "y" not in roles and _Y_NAME.fullmatch(ln):
+                roles["y"] = i
+    free = [i for i in range(ncol) if i not in roles.values()]
+    if "x" not in roles:
+        roles["x"] = free.pop(0)
+    if "y" not in roles:
+        if not free:
+            raise InvalidDataError("no intensity column")
+        roles["y"] = free.pop(0)
+    if "sigma" not in roles and free and not named and free[0] == 2:
+        roles["sigma"] = free.pop(0)
+    return roles, axis, factor
 
 
 def _parse_number_rows(rows: list[tuple[int, str]], path: Path, decimal_comma: bool
@@ -697,8 +733,7 @@ def _is_number(tok: str) -> bool:
         return tok.lower() in ("nan", "inf", "-inf", "+inf")
 
 
-def _read_columns(path: Path, text: str, *, axis: str | None, columns: dict | None = None
-                  ) -> Pattern:
+def _read_columns(path: Path, text: str, *, axis: str | None) -> Pattern:
     """2/3-column text with comment headers (xy/xye/dat/txt/csv, pyFAI 1D)."""
     text, block_comments = _strip_block_comments(text, path)
     header: list[str] = list(block_comments)
@@ -732,22 +767,12 @@ def _read_columns(path: Path, text: str, *, axis: str | None, columns: dict | No
     if data.shape[1] < 2:
         raise InvalidDataError("only one column of numbers: need x and intensity", path=path)
     hdr = parse_header_lines(header)
-    roles = {"x": 0, "y": 1}
-    if data.shape[1] >= 3:
-        roles["sigma"] = 2
-    file_axis, factor = None, 1.0
-    if colnames and len(colnames) >= data.shape[1] - 1:
-        found = _column_roles(colnames[: data.shape[1]])
-        if "x" in found:
-            ax = _axis_from_label(colnames[found["x"]])
-            if ax:
-                file_axis, factor = ax
-        roles.update({k: v for k, v in found.items() if v < data.shape[1]})
-        if "sigma" not in found and data.shape[1] >= 3 and len(colnames) >= 3:
-            roles.pop("sigma", None) if not re.fullmatch(
-                r"(sigma.*|e|esd|err.*|error|dy|s)", colnames[2].lower()) else None
-    if columns:
-        roles.update(columns)
+    if colnames is not None and len(colnames) < data.shape[1] - 1:
+        colnames = None                    # a comment line that is not a column header
+    try:
+        roles, file_axis, factor = _column_roles(colnames, data.shape[1])
+    except InvalidDataError as exc:
+        raise InvalidDataError(exc.message, path=path) from None
     if hdr.axis:
         file_axis, factor = hdr.axis, 1.0
     x = data[:, roles["x"]]
@@ -755,8 +780,6 @@ def _read_columns(path: Path, text: str, *, axis: str | None, columns: dict | No
         x = np.degrees(x)
     elif file_axis is not None:
         x = x * factor
-    if file_axis == "d_angstrom" and x.size > 1 and x[0] > x[-1]:
-        pass  # reversed by the value checks
     if axis is not None and file_axis is not None and axis != file_axis:
         raise PatternFormatError(f"axis={axis!r} given but the file declares {file_axis!r}",
                                  path=path)
@@ -765,8 +788,10 @@ def _read_columns(path: Path, text: str, *, axis: str | None, columns: dict | No
     s = data[:, roles["sigma"]] if "sigma" in roles else None
     fmt = "pyfai" if any("pyfai" in h.lower() for h in header) else "columns"
     extra = {"columns": colnames[: data.shape[1]]} if colnames else {}
-    if data.shape[1] > 3:
-        extra["ignored_columns"] = int(data.shape[1] - len({v for v in roles.values()}))
+    ignored = [i for i in range(data.shape[1]) if i not in roles.values()]
+    if ignored:
+        extra["ignored_columns"] = [colnames[i] if colnames and i < len(colnames) else i
+                                    for i in ignored]
     return _make_pattern(path, x, y, s, the_axis, hdr, fmt, extra)
 
 
@@ -1350,7 +1375,7 @@ def _sniff(path: Path, data: bytes) -> str:
         return "nexus"
     if data[:3] == b"CDF":
         return "netcdf"
-    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    head = data[:16384].lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"<?xml") or b"<xrdMeasurements" in head:
         return "xrdml"
     if ext == ".xrdml":
@@ -1401,6 +1426,22 @@ def _apply_wavelength(p: Pattern, given: Any, force: bool, require: bool, path: 
     return p
 
 
+_UNEXPECTED = (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeError,
+               ET.ParseError, OSError, RuntimeError, AttributeError, ZeroDivisionError,
+               MemoryError)
+
+
+@contextlib.contextmanager
+def _reading(path: Path | None, what: str, error: type[XtalError] = PatternFormatError):
+    """Turn an unexpected low-level exception into an XtalError naming the file."""
+    try:
+        yield
+    except XtalError:
+        raise
+    except _UNEXPECTED as exc:
+        raise error(f"cannot read as {what}: {type(exc).__name__}: {exc}", path=path) from None
+
+
 def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bool = False,
                  fmt: str | None = None, require_wavelength: bool = False,
                  instrument: str | Path | None = None, axis: str | None = None,
@@ -1421,7 +1462,7 @@ def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bo
     if not data.strip():
         raise EmptyPatternError("file is empty", path=path)
     kind = fmt or _sniff(path, data)
-    try:
+    with _reading(path, kind):
         if kind == "nexus":
             p = _read_nexus(path, axis=axis, frame=frame)
         elif kind == "netcdf":
@@ -1438,12 +1479,6 @@ def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bo
                 p = _read_columns(path, text, axis=axis)
             else:
                 raise PatternFormatError(f"unknown format {kind!r}", path=path)
-    except XtalError:
-        raise
-    except (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeError,
-            ET.ParseError, OSError, MemoryError) as exc:
-        raise PatternFormatError(f"cannot read as {kind}: {type(exc).__name__}: {exc}",
-                                 path=path) from None
     if instrument is not None:
         l1, l2, r = read_gsas_instprm_wavelength(instrument)
         if p.wavelength_angstrom is not None and abs(l1 - p.wavelength_angstrom) > \
@@ -1732,7 +1767,9 @@ def _read_temperature_log(path: Path, temperature_unit: str | None) -> tuple[lis
     if fcol is None:
         fcol = next((i for i, k in enumerate(norm) if k in _LOG_FRAME_COLS), None)
         kind = "frame"
-    tcol = next((i for i, k in enumerate(norm) if k in _T_KEYS), None)
+    tcands = [i for i, k in enumerate(norm) if k in _T_KEYS]
+    tcands.sort(key=lambda i: norm[i] in ("setpoint", "settemperature"))   # measured first
+    tcol = tcands[0] if tcands else None
     if tcol is None:
         tcol = next((i for i, k in enumerate(norm) if k.startswith("temp") or k.startswith("t(")),
                     None)
@@ -1798,6 +1835,8 @@ def _match_log(frames: list[Path], rows: list[_LogRow], kind: str, log: Path
                               f"{len(frames)} frames", path=log)
         return rows
     index: dict[str, list[_LogRow]] = {}
+    if kind == "file" and rows and all(re.fullmatch(r"\s*\d+\s*", r.key) for r in rows):
+        kind = "frame"                 # a "file" column holding frame numbers
     if kind == "file":
         for r in rows:
             for k in {Path(r.key).name.lower(), Path(r.key).stem.lower(), r.key.lower()}:
@@ -1900,7 +1939,8 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
             for i in range(da.sizes["frame"]):
                 yield series_frame(da, i)
             return
-        x, Y2, E2, ax, md, extra, ndim = _nx_read(path, axis=axis)
+        with _reading(path, "NeXus series"):
+            x, Y2, E2, ax, md, extra, ndim = _nx_read(path, axis=axis)
         tvals = _given_temperatures(temperatures, Y2.shape[0], temperature_unit, path, notes)
         for i in range(Y2.shape[0]):
             p = _nx_pattern(path, x, Y2, E2, ax, md, extra, i)
@@ -1922,7 +1962,8 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
     tvals = None
     if isinstance(temperatures, (str, Path)):
         log = Path(temperatures)
-        rows, kind, note = _read_temperature_log(log, temperature_unit)
+        with _reading(log, "temperature log", SeriesError):
+            rows, kind, note = _read_temperature_log(log, temperature_unit)
         if note:
             notes.append(note)
         log_rows = _match_log(files, rows, kind, log)
@@ -2025,11 +2066,9 @@ def _iter_table_frames(path: Path, *, wavelength_angstrom, force, axis, notes
 
 def _read_netcdf_series(path: Path):
     import xarray as xr
-    try:
+    with _reading(path, "a netCDF series", SeriesError):
         with xr.open_dataarray(path) as da:
             da = da.load()
-    except (OSError, ValueError, KeyError) as exc:
-        raise SeriesError(f"cannot read as a netCDF series: {exc}", path=path) from None
     if da.ndim != 2 or da.dims[0] != "frame" or da.dims[1] not in AXES:
         raise SeriesError(f"netCDF variable has dims {da.dims}; need ('frame', axis)", path=path)
     return da
