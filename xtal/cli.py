@@ -1,0 +1,164 @@
+"""The `xtal` command: thin argument parsing that calls the library modules."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from xtal.errors import XtalError
+
+__all__ = ["main"]
+
+
+def _print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """Print rows as an aligned text table. columns: (key, header, format)."""
+    cells = [[h for _, h, _ in columns]]
+    for r in rows:
+        line = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            line.append("" if v is None else (format(v, fmt) if fmt else str(v)))
+        cells.append(line)
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    for k, line in enumerate(cells):
+        print("  ".join(s.ljust(w) for s, w in zip(line, widths)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+LIBRARY_COLUMNS = [("id", "id", ""), ("formula", "formula", ""), ("spacegroup", "space group", ""),
+                   ("a", "a/Å", ".4f"), ("b", "b/Å", ".4f"), ("c", "c/Å", ".4f"),
+                   ("alpha", "α/°", ".2f"), ("beta", "β/°", ".2f"), ("gamma", "γ/°", ".2f"),
+                   ("volume_angstrom3", "V/Å³", ".2f"), ("z", "Z", "g"), ("density_g_cm3", "ρ/g cm⁻³", ".3f"),
+                   ("status", "kind", ""), ("source", "source", "")]
+
+
+# ------------------------------------------------------------------------------------------------
+# library
+# ------------------------------------------------------------------------------------------------
+def _cmd_library(args: argparse.Namespace) -> int:
+    from xtal.library import Library, add_user_cif
+
+    if args.library_cmd == "list":
+        lib = Library.bundled()
+        rows = lib.table()
+        for r in rows:
+            r["source"] = (r.get("source") or "")[:60]
+        _print_table(rows, LIBRARY_COLUMNS)
+        empty = lib.empty_slots()
+        if empty:
+            print(f"\n{len(empty)} empty slot(s): {', '.join(e.id for e in empty)} — "
+                  "supply the CIFs with `xtal library add FILE.cif --id ID`.")
+        models = [e.id for e in lib if e.kind == "model" and e.filled]
+        if models:
+            print(f"MODEL structures (not refinements): {', '.join(models)}.")
+        return 0
+    if args.library_cmd == "show":
+        lib = Library.bundled()
+        e = lib.entry(args.id)
+        print(f"{e.id}: {e.name}\n  formula  {e.formula}\n  role     {e.role}\n  kind     {e.status}")
+        print(f"  notes    {e.notes}")
+        for k, v in e.provenance.items():
+            print(f"  {k:8s} {v}")
+        if e.checks:
+            print(f"  checks   {e.checks}")
+        if e.filled:
+            p = lib.phase(e.id)
+            c = p.cell
+            print(f"  CIF      {e.cif} (block {p.block})")
+            print(f"  cell     a={c.a:.5f} b={c.b:.5f} c={c.c:.5f} Å  α={c.alpha:.3f} β={c.beta:.3f} "
+                  f"γ={c.gamma:.3f}°  V={p.volume:.3f} Å³")
+            print(f"  group    {p.spacegroup_hm} (No. {p.spacegroup_number}), {len(p.symops)} operators")
+            print(f"  Z        {p.formula_units}   density {p.density_calc:.4f} g/cm³   "
+                  f"T {p.temperature_k if p.temperature_k else 'not given'} K")
+            print(f"  sites    {len(p.sites)} in the asymmetric unit, {len(p.cell_atoms())} in the cell")
+            for w in p.warnings:
+                print(f"  warning  {w}")
+        return 0
+    if args.library_cmd == "add":
+        target = add_user_cif(args.file, args.id, block=args.block, overwrite=args.force,
+                              directory=Path(args.dir) if args.dir else None)
+        print(f"added {args.file} as {args.id!r}: {target}")
+        return 0
+    if args.library_cmd == "check":
+        return _check_files(args.files)
+    raise AssertionError(args.library_cmd)
+
+
+def _check_files(files: Sequence[str]) -> int:
+    """Parse and validate CIFs (or the whole library); one line per problem; exit 1 on fatal ones."""
+    from xtal.library import Library
+    from xtal.structures import read_cif
+
+    fatal = 0
+    if files:
+        targets = [(Path(f).stem, lambda f=f: read_cif(f)) for f in files]
+    else:
+        lib = Library.bundled()
+        targets = []
+        for e in lib:
+            if e.filled:
+                targets.append((e.id, lambda i=e.id: lib.phase(i)))
+            else:
+                print(f"{e.id}: EMPTY SLOT (no CIF yet)")
+    for name, load in targets:
+        try:
+            p = load()
+        except XtalError as exc:
+            print(f"{name}: ERROR {exc}")
+            fatal += 1
+            continue
+        if not p.warnings:
+            print(f"{name}: ok ({p.spacegroup_hm}, V = {p.volume:.2f} Å³, Z = {p.formula_units:g})"
+                  if p.formula_units else f"{name}: ok")
+        for w in p.warnings:
+            print(f"{name}: warning: {w}")
+    return 1 if fatal else 0
+
+
+# ------------------------------------------------------------------------------------------------
+# entry point
+# ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xtal", description="Crystallography and powder diffraction of "
+                                     "metal dodecaborates and their glyme solvates.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_lib = sub.add_parser("library", help="the structure library")
+    lsub = p_lib.add_subparsers(dest="library_cmd", required=True)
+    lsub.add_parser("list", help="table of all phases")
+    p_show = lsub.add_parser("show", help="one phase in detail")
+    p_show.add_argument("id")
+    p_add = lsub.add_parser("add", help="add a CIF (fills a slot or replaces a model with the same id)")
+    p_add.add_argument("file")
+    p_add.add_argument("--id", required=True)
+    p_add.add_argument("--block", help="data block to take from a multi-block CIF")
+    p_add.add_argument("--dir", help="user structure directory (default $XTAL_USER_STRUCTURES or ~/.xtal/structures)")
+    p_add.add_argument("--force", action="store_true", help="replace an existing user CIF with this id")
+    p_check = lsub.add_parser("check", help="parse and validate CIFs (default: the whole library)")
+    p_check.add_argument("files", nargs="*")
+    p_lib.set_defaults(func=_cmd_library)
+    return parser
+
+
+def _version() -> str:
+    from xtal import __version__
+
+    return f"xtal {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except XtalError as exc:
+        print(f"xtal: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
