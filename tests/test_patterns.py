@@ -455,6 +455,24 @@ def test_hdf5_without_nxdata(tmp_path):
     assert _digest(f) == before
 
 
+def test_truncated_hdf5_and_netcdf(tmp_path):
+    from xtal.patterns import read_series
+    good = tmp_path / "good.h5"
+    _nx_file(good, np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(good.read_bytes()[:600])
+    with pytest.raises(PatternFormatError, match="bad.h5"):
+        read_pattern(bad)
+    with pytest.raises(XtalError, match="bad.h5"):
+        read_series(bad)
+    nc = tmp_path / "bad.nc"
+    nc.write_bytes(b"CDF\x01" + b"\x00" * 40)
+    with pytest.raises(XtalError, match="bad.nc"):
+        read_series(nc)
+    with pytest.raises(PatternFormatError, match="read_series"):
+        read_pattern(nc)
+
+
 # ---------------------------------------------------------------------------
 # Writers: round trips, atomicity, overwrite protection
 # ---------------------------------------------------------------------------

@@ -341,21 +341,20 @@ _UNIT_IN_KEY = re.compile(r"[\(\[]\s*([^\)\]]*?)\s*[\)\]]")
 _LEN_UNITS = {"a": 1.0, "å": 1.0, "angstrom": 1.0, "angstroms": 1.0, "ang": 1.0,
               "nm": 10.0, "m": 1e10, "pm": 0.01}
 _WL1_KEYS = {"wavelength", "lambda", "lambda1", "wavelength1", "kalpha1", "alpha1", "lam",
-             "lam1", "λ", "λ1", "wave", "wavelength_angstrom", "calibratedwavelength",
-             "wavelengthangstrom", "xraywavelength", "incidentwavelength", "ka1", "kα1",
-             "lambdaangstrom"}
+             "lam1", "λ", "λ1", "wave", "calibratedwavelength", "wavelengthangstrom",
+             "xraywavelength", "incidentwavelength", "ka1", "kα1", "lambdaangstrom",
+             "wavelength1angstrom"}
 _WL2_KEYS = {"lambda2", "wavelength2", "kalpha2", "alpha2", "lam2", "λ2", "ka2", "kα2",
-             "wavelength2angstrom", "wavelength2_angstrom"}
+             "wavelength2angstrom"}
 _RATIO_KEYS = {"ratio", "ka2ratio", "kalpha2ratio", "ratiokalpha2kalpha1", "ka2ka1",
-               "ka2_ratio", "i(l2)/i(l1)", "il2il1", "kalpha2kalpha1ratio", "alpha2alpha1ratio"}
+               "kalpha2kalpha1ratio", "alpha2alpha1ratio", "ka2ka1ratio"}
 _ENERGY_KEYS = {"energy", "xrayenergy", "beamenergy", "photonenergy", "incidentenergy",
                 "monoenergy", "energykev"}
 HC_KEV_ANGSTROM = 12.398419843320026   # h·c in keV·Å (CODATA 2018)
 _T_KEYS = {"t", "temp", "temperature", "sampletemperature", "sampletemp", "tsample",
-           "temperaturec", "temperaturek", "tc", "tk", "temperature_c", "temperature_k",
-           "setpoint", "settemperature", "thermocouple", "stemp", "ttemp", "temperatur"}
-_TIME_KEYS = {"time", "times", "elapsed", "elapsedtime", "timeelapsed", "time_s", "relativetime",
-              "t_elapsed", "elapsedtimes", "timesec", "timemin", "timeh", "exposurestart"}
+           "temperaturec", "temperaturek", "tc", "tk", "setpoint", "settemperature", "thermocouple", "stemp", "ttemp", "temperatur"}
+_TIME_KEYS = {"time", "times", "elapsed", "elapsedtime", "timeelapsed", "relativetime",
+              "telapsed", "elapsedtimes", "timesec", "timemin", "timeh", "exposurestart"}
 _STAMP_KEYS = {"scantime", "starttime", "timestamp", "date", "datetime", "starttimestamp",
                "acquisitiontime", "measurementdate", "datetimeoriginal"}
 _AXIS_WORDS = {
@@ -367,36 +366,44 @@ _AXIS_WORDS = {
 
 
 def _norm_key(key: str) -> tuple[str, str | None]:
-    """Lower-case key without spaces/punctuation and a unit stated in (…)/[…] or after '/'."""
+    """(normalised key, unit): lower case, no spaces/punctuation/underscores; the unit is
+    taken from ``(K)``/``[°C]``, a ``/K`` suffix or a trailing ``_c``/``_k``/``_s``/``_nm``."""
     unit = None
     m = _UNIT_IN_KEY.search(key)
     if m:
         unit = m.group(1)
         key = _UNIT_IN_KEY.sub("", key)
-    elif "/" in key and not key.lower().startswith("i("):
+    elif "/" in key:
         a, b = key.rsplit("/", 1)
         if b.strip().lower() in ("k", "c", "°c", "degc", "s", "min", "h", "a", "å", "nm"):
             key, unit = a, b.strip()
-    k = key.strip().lower()
-    k = re.sub(r"^[#!;'*/\s]+", "", k)
-    nk = re.sub(r"[\s\-\.]+", "", k)
-    # trailing unit words in the key: temperature_c, temp_k, time_s, wavelength_nm
-    m2 = re.fullmatch(r"(.*?)[_]?(k|c|degc|s|sec|min|h|nm|a|angstrom)", nk)
-    if unit is None and m2 and m2.group(1) in ("temperature", "temp", "t", "time", "elapsed",
-                                               "wavelength", "lambda", "wavelength_"):
-        unit = m2.group(2)
-    return nk.replace("_", "") if nk not in _RATIO_KEYS else nk, (unit.strip() if unit else None)
+    k = re.sub(r"^[#!;'*/\s]+", "", key.strip().lower())
+    nk = re.sub(r"[\s\-\._]+", "", k)
+    flat = re.sub(r"[\s\-\.]+", "", k)
+    for pat in (r"(temperature|temp|t|sampletemperature)_?(k|c|degc)",
+                r"(time|elapsed|elapsedtime)_?(s|sec|min|h)",
+                r"(wavelength|lambda|wavelength[12]|lambda[12])_?(nm|a|angstrom)"):
+        m2 = re.fullmatch(pat, flat)
+        if m2:
+            nk = m2.group(1)
+            unit = unit or m2.group(2)
+            break
+    return nk, (unit.strip() if unit else None)
+
+
+_VALUE_RE = re.compile(rf"\s*({_NUM})\s*((?:deg|°)\s*[CcKkFf]\b|[^\s,;]*)")
 
 
 def _num_and_unit(value: str) -> tuple[float, str | None] | None:
-    m = re.match(rf"\s*({_NUM})\s*([^\s,;]*)", value)
+    """Leading number and the unit word after it (``25 C``, ``25 deg C``, ``1e-10 m``)."""
+    m = _VALUE_RE.match(value)
     if not m:
         return None
     try:
         v = float(m.group(1))
     except ValueError:
         return None
-    unit = m.group(2) or None
+    unit = re.sub(r"\s+", "", m.group(2)) or None
     return v, unit
 
 
@@ -407,7 +414,7 @@ def _length_to_angstrom(v: float, unit: str | None) -> float:
             return v * _LEN_UNITS[u]
         if u in ("m", "meter", "metre", "meters", "metres"):
             return v * 1e10
-    # no unit: metres if tiny (pyFAI), nm if in a typical nm range is NOT assumed
+    # no unit: Å, except a value < 1e-6 which can only be metres (pyFAI writes "1e-10")
     if 0 < v < 1e-6:
         return v * 1e10
     return v
@@ -806,16 +813,18 @@ def _read_chi(path: Path, text: str, *, axis: str | None) -> Pattern:
     except (ValueError, IndexError):
         raise PatternFormatError("line 4 of a Fit2D .chi file must be the number of points",
                                  path=path) from None
-    ax = _axis_from_label(head[1].replace(" ", "").replace("-", "").lower()
-                          .replace("angle(degrees)", "").replace("2theta", "2theta"))
-    lab = head[1].lower()
-    if "2-theta" in lab or "2theta" in lab or "two" in lab:
+    lab = head[1].strip().lower()
+    if any(w in lab for w in ("radial", "azimuth", "pixel", "chi")):
+        ax = None
+    elif "2-theta" in lab or "2theta" in lab or "two" in lab or "2θ" in lab:
         ax = ("two_theta_deg", float("nan") if "rad" in lab else 1.0)
-    elif lab.strip().startswith("q"):
+    elif lab.startswith("q"):
         ax = ("q_inv_angstrom", 0.1 if "nm" in lab else 1.0)
-    elif lab.strip().startswith("d"):
-        ax = ("d_angstrom", 1.0)
-    elif ax is None or "radial" in lab or "azimuth" in lab or "pixel" in lab:
+    elif lab.startswith("d"):
+        ax = ("d_angstrom", 10.0 if "nm" in lab else 1.0)
+    else:
+        ax = _axis_from_label(lab.split("(")[0])
+    if ax is None:
         raise PatternFormatError(f"unsupported .chi x axis {head[1].strip()!r} (need 2θ, Q or d)",
                                  path=path)
     rows = [(i + 5, ln) for i, ln in enumerate(lines[4:]) if ln.strip()]
@@ -1731,10 +1740,10 @@ def label_segments(temperature_c: Sequence[float], tolerance_c: float = DEFAULT_
 
 
 # --- temperature logs ----------------------------------------------------------
-_LOG_FILE_COLS = ("file", "filename", "fname", "file_name", "path", "name", "pattern", "image",
-                  "datafile", "data_file")
-_LOG_FRAME_COLS = ("frame", "scan", "run", "index", "idx", "frame_no", "scan_no", "framenumber",
-                   "scannumber", "number", "no", "#", "n", "frameindex", "scanid")
+_LOG_FILE_COLS = ("file", "filename", "fname", "path", "name", "pattern", "image", "datafile",
+                  "imagefile", "scanfile", "filepath")
+_LOG_FRAME_COLS = ("frame", "scan", "run", "index", "idx", "frameno", "scanno", "framenumber",
+                   "scannumber", "number", "no", "n", "frameindex", "scanid", "")
 
 
 @dataclass
