@@ -364,3 +364,78 @@ def test_json_contract_markdown_html_and_figure(tmp_path):
     out = plot_distance_distributions(results, tmp_path / "geom.png")
     assert out.stat().st_size > 20_000
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+# ----------------------------------------------------------------------------------------------
+# donor classification on a built (synthetic, clearly not measured) Li–diglyme/water complex
+# ----------------------------------------------------------------------------------------------
+def _diglyme_local() -> list[tuple[str, np.ndarray]]:
+    """All-trans diglyme (C1 O1 C2 C3 O2 C4 C5 O3 C6) in a local frame: chain along x, zigzag in y,
+    O2 at the origin with its outward bisector along +y. Approximate geometry (1.47 Å, 112°)."""
+    heavy = ["C", "O", "C", "C", "O", "C", "C", "O", "C"]
+    half = math.radians(56.0)
+    step, amp = 1.47 * math.sin(half), 1.47 * math.cos(half)
+    pos = [np.array([(k - 4) * step, 0.0 if k % 2 == 0 else -amp, 0.0]) for k in range(9)]
+    atoms = [(el, p) for el, p in zip(heavy, pos)]
+    z = np.array([0.0, 0.0, 1.0])
+    for k, (el, p) in enumerate(zip(heavy, pos)):
+        if el != "C":
+            continue
+        nbrs = [pos[q] for q in (k - 1, k + 1) if 0 <= q < 9]
+        if len(nbrs) == 2:   # CH2
+            b = -sum((n - p) / np.linalg.norm(n - p) for n in nbrs)
+            b /= np.linalg.norm(b)
+            for sgn in (1, -1):
+                atoms.append(("H", p + 1.09 * (0.577 * b + sgn * 0.816 * z)))
+        else:                # CH3
+            a = -(nbrs[0] - p) / np.linalg.norm(nbrs[0] - p)
+            e1 = np.cross(a, z)
+            e1 /= np.linalg.norm(e1)
+            e2 = np.cross(a, e1)
+            for phi in (0.0, 2.0944, 4.1888):
+                atoms.append(("H", p + 1.09 * (0.334 * a + 0.943 * (math.cos(phi) * e1 + math.sin(phi) * e2))))
+    return atoms
+
+
+def _li_diglyme_water_cif() -> str:
+    centre = np.array([10.0, 10.0, 10.0])
+    dirs = [np.array([1.0, 0.0, 0.0]), np.array([-0.5, 0.866025, 0.0]), np.array([-0.5, -0.866025, 0.0])]
+    atoms = [("Li1", "Li", centre)]
+    for m, d in enumerate(dirs[:2]):
+        rot = np.column_stack([np.array([0.0, 0.0, 1.0]), -d, np.cross(np.array([0.0, 0.0, 1.0]), -d)])
+        o2 = centre + 1.96 * d
+        counts: dict[str, int] = {}
+        for el, p in _diglyme_local():
+            counts[el] = counts.get(el, 0) + 1
+            atoms.append((f"{el}{counts[el]}{'AB'[m]}", el, o2 + rot @ p))
+    ow = centre + 1.95 * dirs[2]
+    atoms.append(("O1W", "O", ow))
+    for sgn, lab in ((1, "H1W"), (-1, "H2W")):
+        v = 0.96 * (math.cos(math.radians(52)) * dirs[2] + sgn * math.sin(math.radians(52)) * np.array([0, 0, 1.0]))
+        atoms.append((lab, "H", ow + v))
+    lines = ["data_li_diglyme_built", "_cell_length_a 20.0", "_cell_length_b 20.0", "_cell_length_c 20.0",
+             "_cell_angle_alpha 90", "_cell_angle_beta 90", "_cell_angle_gamma 90",
+             "_space_group_name_H-M_alt 'P 1'", "loop_", "_space_group_symop_operation_xyz", "'x, y, z'",
+             "loop_", "_atom_site_label", "_atom_site_type_symbol", "_atom_site_fract_x",
+             "_atom_site_fract_y", "_atom_site_fract_z"]
+    for lab, el, p in atoms:
+        f = p / 20.0
+        lines.append(f"{lab} {el} {f[0]:.5f} {f[1]:.5f} {f[2]:.5f}")
+    return "\n".join(lines) + "\n"
+
+
+def test_ether_o_water_and_molecules_on_built_complex():
+    p = read_cif_string(_li_diglyme_water_cif(), name="li_diglyme_built.cif")
+    r = analyse_geometry(p, chemenv=False)
+    li = r.sites[0]
+    kinds = sorted((b.kind, b.to) for b in li.donors())
+    assert kinds == [("ether-O", "O2A"), ("ether-O", "O2B"), ("water", "O1W")]
+    assert li.cn == 3
+    names = sorted(lig["name"] for lig in li.ligands)
+    assert names == ["diglyme", "diglyme", "water"]
+    assert {lig["formula"] for lig in li.ligands} == {"C6H14O3", "H2O"}
+    assert sorted(b.molecule for b in li.donors()) == ["diglyme#1", "diglyme#2", "water#1"]
+    assert li.coordination_mode.startswith("2 ether-O, 1 water from 2 diglyme (κ1+κ1), 1 water (κ1)")
+    assert li.polyhedron["best"].startswith("TP-3") and li.polyhedron["best_cshm"] < 0.01
+    assert li.bvs == pytest.approx(2 * math.exp((1.466 - 1.96) / 0.37) + math.exp((1.466 - 1.95) / 0.37),
+                                   abs=1e-3)

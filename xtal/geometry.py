@@ -1089,7 +1089,7 @@ def _coordination_mode(donors: list[Bond], mol_info: dict[str, dict[str, Any]]) 
         if b.molecule:
             mols.setdefault(mol_info[b.molecule]["name"], []).append(b.molecule)
     ml = []
-    for name, ids in mols.items():
+    for name, ids in sorted(mols.items(), key=lambda kv: (-len(set(kv[1])), kv[0])):
         uniq = sorted(set(ids))
         dent = [ids.count(u) for u in uniq]
         ml.append(f"{len(uniq)} {name} (κ{'+κ'.join(str(d) for d in sorted(dent, reverse=True))})")
