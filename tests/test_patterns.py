@@ -316,6 +316,46 @@ def test_pyfai_1d_output(tmp_path, col, axis, factor):
         read_pattern(f, axis="d_angstrom")
 
 
+def test_pyfai_unsupported_radial_unit(tmp_path):
+    f = tmp_path / "r.dat"
+    f.write_text(PYFAI.format(col="r_mm"))
+    with pytest.raises(PatternFormatError, match="r_mm"):
+        read_pattern(f)
+
+
+XRDML_LIST = """<?xml version="1.0" encoding="UTF-8"?>
+<xrdMeasurements xmlns="http://www.xrdml.com/XRDMeasurement/1.5">
+ <xrdMeasurement measurementType="Scan">
+  <usedWavelength intended="K-Alpha">
+   <kAlpha1 unit="nm">0.0709317</kAlpha1><kAlpha2 unit="nm">0.0713607</kAlpha2>
+   <ratioKAlpha2KAlpha1>0.5</ratioKAlpha2KAlpha1>
+  </usedWavelength>
+  <scan appendNumber="0"><dataPoints>
+   <positions axis="2Theta" unit="deg"><listPositions>30.0 20.0 10.0</listPositions></positions>
+   <intensities unit="counts">3 2 1</intensities>
+  </dataPoints></scan>
+  <scan appendNumber="1"><dataPoints>
+   <positions axis="2Theta" unit="deg"><startPosition>5</startPosition>
+   <endPosition>6</endPosition></positions>
+   <counts unit="counts">7 8 9</counts>
+  </dataPoints></scan>
+ </xrdMeasurement>
+</xrdMeasurements>"""
+
+
+def test_xrdml_variant_namespace_listpositions(tmp_path):
+    f = tmp_path / "v15.xrdml"
+    f.write_text(XRDML_LIST)
+    p = read_pattern(f)
+    assert p.wavelength_angstrom == pytest.approx(0.709317)
+    assert p.wavelength2_angstrom == pytest.approx(0.713607)
+    assert p.x.tolist() == [10.0, 20.0, 30.0] and p.intensity.tolist() == [1, 2, 3]
+    assert p.meta["n_scans"] == 2 and "reversed" in p.meta["repairs"][0]
+    g = tmp_path / "no_ext.txt"          # detected by content, not extension
+    g.write_text(XRDML_LIST.replace(' xmlns="http://www.xrdml.com/XRDMeasurement/1.5"', ""))
+    assert read_pattern(g).meta["format"] == "xrdml"
+
+
 def test_fit2d_chi(tmp_path):
     f = tmp_path / "a.chi"
     f.write_text("a.chi: integrated\n2-Theta Angle (Degrees)\nIntensity\n       3\n"

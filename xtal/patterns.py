@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as _dt
-import fnmatch
 import glob as _glob
 import io
 import json
@@ -67,6 +66,7 @@ __all__ = [
     "read_pattern", "write_pattern", "read_gsas_instprm_wavelength", "parse_header_lines",
     "HeaderInfo", "read_series", "iter_series_frames", "write_series", "label_segments",
     "atomic_write", "series_frame", "natural_sort_key", "PATTERN_EXTENSIONS",
+    "temperature_from_name", "temperature_to_c", "DEFAULT_HOLD_TOLERANCE_C", "HC_KEV_ANGSTROM",
 ]
 
 AXES = ("two_theta_deg", "q_inv_angstrom", "d_angstrom")
@@ -667,6 +667,8 @@ def _axis_from_label(label: str) -> tuple[str, float] | None:
     return None
 
 
+_UNSUPPORTED_X = re.compile(r"(r|r_?(mm|m|nm|px)|chi.*|pixels?|px|d\*2.*|energy.*|e_?kev|"
+                            r"tof.*|time.*|channel.*)")
 _SIGMA_NAME = re.compile(r"(sigma.*|esd|e|err.*|dy|di|std.*|uncertainty|s|σ.*|yerr|unc|"
                          r"d?i_?err.*|error.*)")
 _Y_NAME = re.compile(r"(i|int.*|counts?|yobs|y|y_obs|cps|signal|obs|i\(.*\)|i_.*)")
@@ -782,6 +784,11 @@ def _read_columns(path: Path, text: str, *, axis: str | None) -> Pattern:
         raise InvalidDataError(exc.message, path=path) from None
     if hdr.axis:
         file_axis, factor = hdr.axis, 1.0
+    if colnames and roles["x"] < len(colnames) and _UNSUPPORTED_X.fullmatch(
+            colnames[roles["x"]].strip().lower()):
+        raise PatternFormatError(f"x column {colnames[roles['x']]!r} is not 2θ, Q or d "
+                                 "(radius, azimuth, pixel, energy and time are not powder axes "
+                                 "xtal converts)", path=path)
     x = data[:, roles["x"]]
     if file_axis == "two_theta_deg" and math.isnan(factor):
         x = np.degrees(x)
@@ -1462,7 +1469,7 @@ def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bo
     instrument: GSAS .prm/.instprm giving λ when the data file has none.
     axis: the x axis of a headerless column file ("two_theta_deg" default, "q_inv_angstrom",
     "d_angstrom"); a contradiction with the file's declared axis raises.
-    bank: GSAS bank number; frame: frame of a stacked NXdata.
+    bank: GSAS bank number; frame: frame of a stacked NXdata, or scan of an XRDML file.
     """
     path = Path(path)
     if axis is not None and axis not in AXES:
@@ -1479,7 +1486,7 @@ def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bo
         else:
             text = _decode_text(data, path)
             if kind == "xrdml":
-                p = _read_xrdml(path, text, axis=axis)
+                p = _read_xrdml(path, text, axis=axis, scan=frame or 0)
             elif kind == "gsas":
                 p = _read_gsas(path, text, axis=axis, bank=bank)
             elif kind == "chi":
@@ -1987,6 +1994,8 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
         p.frame = i
         if log_rows is not None:
             row = log_rows[i]
+            if p.temperature_c is not None:
+                p.meta["temperature_header_c"] = p.temperature_c
             p.temperature_c = row.temperature_c
             p.meta["temperature_source"] = "log"
             if row.time_s is not None:
