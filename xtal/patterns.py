@@ -18,6 +18,13 @@ Readers (chosen by content first, extension second, or ``fmt=``):
 * ``chi`` – Fit2D .chi (title, x label, y label, point count, data).
 * ``nexus`` – NeXus/HDF5 ``NXdata`` (``@signal``, ``@axes``), 1D or stacked 2D.
 
+Thermal series (`read_series`, `iter_series_frames`, `write_series`): an
+``xarray.DataArray`` (frame × x) in acquisition order (natural sort of file names, list
+order or the stacked file's order; never sorted by temperature) with per-frame
+``temperature_c``, ``time_s``, ``segment`` (heating / isothermal / cooling, see
+`label_segments`: a hold is ≥ 3 frames within ``DEFAULT_HOLD_TOLERANCE_C`` = 0.5 °C) and
+``source``; λ in ``attrs["wavelength_angstrom"]``.
+
 Wavelength policy: no default wavelength anywhere.  A pattern without λ raises
 `MissingWavelengthError` when an operation needs it; a user λ that differs from the
 file's by more than `WAVELENGTH_RTOL` (relative) raises `WavelengthMismatchError`
@@ -2192,6 +2199,8 @@ def read_series(source: str | Path | Sequence[str | Path], *,
     elif require_wavelength:
         raise MissingWavelengthError("no frame states a wavelength; pass wavelength_angstrom=",
                                      path=src_path)
+    else:
+        notes.append("no frame states a wavelength (d/Q conversions need wavelength_angstrom=)")
     # grids
     x0 = frames[0].x
     differ = [i for i, p in enumerate(frames) if not _same_grid(p.x, x0)]
