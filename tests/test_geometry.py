@@ -439,3 +439,15 @@ def test_ether_o_water_and_molecules_on_built_complex():
     assert li.polyhedron["best"].startswith("TP-3") and li.polyhedron["best_cshm"] < 0.01
     assert li.bvs == pytest.approx(2 * math.exp((1.466 - 1.96) / 0.37) + math.exp((1.466 - 1.95) / 0.37),
                                    abs=1e-3)
+
+
+def test_libh4_li_hydride_contacts_with_su():
+    """HT-LiBH4 (P63mc, Soulié et al. 2002): six Li···H–B at 2.305(14)/2.306(14) Å, three Li···B at 2.496 Å
+    listed as contacts; Li–H(−1) has no IUCr parameter, so the BVS is undefined and says why."""
+    r = analyse_geometry(ref("LiBH4_P63mc_HT.cif"), chemenv=False)
+    li = r.sites[0]
+    assert li.cn == 6
+    assert [b.text for b in li.donors()] == ["2.305(14)"] * 2 + ["2.306(14)"] * 4
+    assert sorted(b.kind for b in li.bonds if b.kind not in ("hydride-H",)) == ["borane-B"] * 3
+    assert li.bvs is None and "H (hydride-H)" in li.bvs_note
+    assert all(lig["name"] == "BH4(-)" for lig in li.ligands)

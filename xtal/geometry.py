@@ -62,6 +62,9 @@ COVALENT_TOLERANCE_ANGSTROM = 0.45
 BV_CUTOFF_VALENCE = 0.04
 #: Default M–X cutoff otherwise: r_cov(M) + r_cov(X) + this (Å).
 RADII_TOLERANCE_ANGSTROM = 0.6
+#: ... and for M···H without a bond-valence parameter (e.g. Li···H–B): r_cov(M) + r_cov(H) + this (Å).
+#: 0.75 Å keeps the 2.31 Å Li···H of HT-LiBH4 and stops before the second shell of α-Li2B12H12.
+HYDRIDE_TOLERANCE_ANGSTROM = 0.75
 #: Default mode only: donors farther than this × the shortest donor distance are dropped (dense
 #: structures where the 0.04-v.u. distance reaches the second shell); ChemEnv uses 1.41 the same way.
 DISTANCE_FACTOR = 1.35
@@ -866,7 +869,8 @@ def _pair_cutoff(metal: Site, ox: int | None, other: Site, explicit: float | Non
         par = bv_parameter(metal.element, ox, el)
         if par is not None:
             return par["r0"] - par["b"] * math.log(BV_CUTOFF_VALENCE), "bond valence"
-    return _rcov(metal.element) + _rcov(el) + RADII_TOLERANCE_ANGSTROM, "radii"
+    tol = HYDRIDE_TOLERANCE_ANGSTROM if el == "H" else RADII_TOLERANCE_ANGSTROM
+    return _rcov(metal.element) + _rcov(el) + tol, "radii"
 
 
 def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
@@ -1065,7 +1069,8 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
             s.polyhedron["chemenv"] = {"status": "not run"}
     cutoff = ({"mode": "explicit", "angstrom": float(cutoff_angstrom)} if cutoff_angstrom is not None else
               {"mode": "default", "rule": f"bond valence s = {BV_CUTOFF_VALENCE} v.u. where an IUCr parameter "
-                                          f"exists, else r_cov(M) + r_cov(X) + {RADII_TOLERANCE_ANGSTROM} Å; "
+                                          f"exists, else r_cov(M) + r_cov(X) + {RADII_TOLERANCE_ANGSTROM} Å "
+                                          f"({HYDRIDE_TOLERANCE_ANGSTROM} Å for H); "
                                           f"donors beyond {DISTANCE_FACTOR} × the shortest M–X of the same X dropped",
                "used": sorted(cut_modes)})
     check = None
