@@ -1398,7 +1398,7 @@ _KIND_STYLE = {"ether-O": ("o", "tab:red"), "water": ("s", "tab:blue"), "hydride
 def plot_distance_distributions(results: Sequence[GeometryResult], path: str | Path, *,
                                 published: Mapping[str, Any] | None = None) -> Path:
     """Figure: M–X distances per metal (one panel per metal element, one row per phase, marker per
-    donor kind, shaded published M–O range). Written atomically to ``path`` (PNG/SVG/PDF by suffix)."""
+    donor kind, distances within 0.01 Å merged into one marker labelled ×n, shaded published M–O range). Written atomically to ``path`` (PNG/SVG/PDF by suffix)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -1415,15 +1415,19 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
     for ax, metal in zip(axes[:, 0], metals):
         rows = [r for r in results if any(s.element == metal for s in r.sites)]
         for k, r in enumerate(rows):
-            groups: dict[tuple[float, str], list[Bond]] = {}
-            for s in r.sites:
-                if s.element != metal:
-                    continue
-                for b in s.bonds:
-                    groups.setdefault((round(b.distance, 3), b.kind), []).append(b)
-            for (dist, kind), bl in sorted(groups.items()):
+            clusters: list[tuple[str, list[Bond]]] = []
+            site_bonds = sorted((b for s in r.sites if s.element == metal for b in s.bonds),
+                                key=lambda b: (b.kind, b.distance))
+            for b in site_bonds:   # merge same-kind distances within 0.012 Å of the previous one
+                if clusters and clusters[-1][0] == b.kind and b.distance - clusters[-1][1][-1].distance < 0.012:
+                    clusters[-1][1].append(b)
+                else:
+                    clusters.append((b.kind, [b]))
+            for kind, bl in clusters:
                 mk, col = _KIND_STYLE.get(kind, ("D", "tab:purple"))
-                su = bl[0].su
+                dist = float(np.mean([b.distance for b in bl]))
+                sus = [b.su for b in bl if b.su]
+                su = max(sus) if sus else None
                 h = ax.errorbar(dist, k, xerr=su if su else None, fmt=mk, color=col, ms=8, alpha=0.85,
                                 capsize=3, mfc="none" if kind in CONTACT_KINDS else col)
                 seen_kinds.setdefault(kind + (" (contact, not in CN)" if kind in CONTACT_KINDS else ""), h)
@@ -1448,7 +1452,7 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
     n_rows = math.ceil(len(seen_kinds) / 3)
     fig.legend(list(seen_kinds.values()), list(seen_kinds.keys()), loc="upper center", fontsize=10,
                ncol=min(3, len(seen_kinds)), frameon=False, bbox_to_anchor=(0.5, 1.0 - 0.45 / fh))
-    top = 1.0 - (0.55 + 0.28 * n_rows) / fh
+    top = 1.0 - (0.45 + 0.25 * n_rows) / fh
     title = "Metal–neighbour distances (error bars: 1 s.u.)"
     if any(r.model for r in results):
         title += " — includes MODEL structures"
