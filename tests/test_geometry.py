@@ -451,3 +451,12 @@ def test_libh4_li_hydride_contacts_with_su():
     assert sorted(b.kind for b in li.bonds if b.kind not in ("hydride-H",)) == ["borane-B"] * 3
     assert li.bvs is None and "H (hydride-H)" in li.bvs_note
     assert all(lig["name"] == "BH4(-)" for lig in li.ligands)
+
+
+def test_molecule_named_when_h_not_modelled():
+    text = "\n".join(ln for ln in _li_diglyme_water_cif().splitlines()
+                     if not (ln.startswith("H") and not ln.startswith("H1W") and not ln.startswith("H2W")))
+    p = read_cif_string(text + "\n", name="li_diglyme_noH.cif")
+    li = analyse_geometry(p, chemenv=False).sites[0]
+    assert sorted(b.kind for b in li.donors()) == ["ether-O", "ether-O", "water"]
+    assert sorted(lig["name"] for lig in li.ligands) == ["diglyme (H not modelled)"] * 2 + ["water"]

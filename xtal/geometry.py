@@ -83,6 +83,8 @@ MOLECULE_NAMES = {"C6H14O3": "diglyme", "C4H10O2": "monoglyme (DME)", "H2O": "wa
                   "B12H12": "B12H12(2-)", "BH4": "BH4(-)", "O4S": "sulfate",
                   "O4P": "phosphate", "CO3": "carbonate", "NO3": "nitrate"}
 
+_HEAVY_NAMES = {"C6O3": "diglyme", "C4O2": "monoglyme (DME)", "C2OS": "DMSO", "C5NO": "DEF",
+                "C4O": "THF", "C3NO": "DMF", "B12": "B12H12(2-)", "C8O4": "triglyme"}
 #: Contacts listed but not counted in CN, angles, polyhedra: M···M, and M···B of B–H units (the B–H
 #: hydrogens are the donors).
 CONTACT_KINDS = frozenset({"metal", "cage-B", "borane-B"})
@@ -289,7 +291,15 @@ def _read_cif_block(phase: Phase) -> gemmi.cif.Block | None:
     except (RuntimeError, ValueError):
         return None
     blk = doc.find_block(phase.block) if phase.block else None
-    return blk if blk is not None else (doc[0] if len(doc) == 1 else None)
+    if blk is None:
+        return None
+    try:  # the same structure? (a file of the same name in the working directory is not enough)
+        a, _ = parse_su(blk.find_value("_cell_length_a"))
+        if a is None or abs(a - phase.cell.a) > 1e-6:
+            return None
+    except (ValueError, TypeError):
+        return None
+    return blk
 
 
 def _op_key(op: gemmi.Op) -> tuple:
@@ -956,7 +966,15 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
                 found = next((mid for k2, mid in mol_ids.items() if (j, tuple(np.round(y, 3))) in k2), None)
                 if found is None:
                     formula = _hill(counts)
-                    name = MOLECULE_NAMES.get(formula, formula) if complete else "extended network"
+                    heavy = _hill({e: n for e, n in counts.items() if e not in ("H", "D")})
+                    if not complete:
+                        name = "extended network"
+                    elif formula in MOLECULE_NAMES:
+                        name = MOLECULE_NAMES[formula]
+                    elif "H" not in counts and heavy in _HEAVY_NAMES:
+                        name = f"{_HEAVY_NAMES[heavy]} (H not modelled)"
+                    else:
+                        name = formula
                     n_same = sum(1 for v in mol_info.values() if v["name"] == name)
                     found = f"{name}#{n_same + 1}"
                     mol_ids[keys] = found
