@@ -118,6 +118,70 @@ def _check_files(files: Sequence[str]) -> int:
     return 1 if fatal else 0
 
 
+def _load_phase(spec: str, *, block: str | None = None):
+    """A phase from a CIF path or a library id."""
+    from xtal.library import Library
+    from xtal.structures import read_cif
+
+    p = Path(spec)
+    if p.suffix.lower() == ".cif" or p.is_file():
+        return read_cif(p, block=block)
+    return Library.bundled().phase(spec)
+
+
+def _published_ranges() -> dict:
+    """Published M–O ranges of the library's slots (library.toml `checks`), by phase id."""
+    from xtal.library import Library
+
+    return {e.id: tuple(e.checks["M-O_angstrom"]) for e in Library.bundled()
+            if "M-O_angstrom" in e.checks}
+
+
+def _outputs_report(md_text: str, report: str | None, title: str) -> None:
+    from xtal.report import write_report
+
+    if report:
+        md = Path(report)
+        html = md.with_suffix(".html") if md.suffix.lower() == ".md" else None
+        write_report(md_text, md, html_path=html, title=title)
+        print(f"report: {md}" + (f" and {html}" if html else ""))
+
+
+# ------------------------------------------------------------------------------------------------
+# geometry
+# ------------------------------------------------------------------------------------------------
+def _cmd_geometry(args: argparse.Namespace) -> int:
+    from xtal.geometry import (CONTACT_KINDS, analyse_geometry, plot_distance_distributions,
+                               render_geometry_markdown)
+    from xtal.util import atomic_write_text
+
+    published = _published_ranges()
+    results = []
+    for spec in args.structures:
+        phase = _load_phase(spec, block=args.block)
+        results.append(analyse_geometry(phase, metals=args.metal, cutoff_angstrom=args.cutoff,
+                                        chemenv=not args.no_chemenv))
+    for r in results:
+        for site in r.to_json_dict()["sites"]:
+            bonds = ", ".join(f"{b['to']}({b['symop']}) {b['text']} {b['kind']}"
+                              for b in site["bonds"] if b["kind"] not in CONTACT_KINDS)
+            print(f"{r.phase_id} {site['label']}: CN {site['cn']}, BVS "
+                  f"{site['bvs'] if site['bvs'] is not None else 'n/a'}: {bonds}")
+    if args.json:
+        payload = results[0].to_json_dict() if len(results) == 1 else \
+            {"structures": [r.to_json_dict() for r in results]}
+        atomic_write_text(args.json, json.dumps(payload, indent=2))
+        print(f"json: {args.json}")
+    figure = None
+    if args.report:
+        figure = Path(args.report).with_suffix(".png")
+        plot_distance_distributions(results, figure, published=published)
+    if args.report:
+        _outputs_report(render_geometry_markdown(results, figure=figure.name, published=published),
+                        args.report, "xtal coordination geometry")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------
@@ -141,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = lsub.add_parser("check", help="parse and validate CIFs (default: the whole library)")
     p_check.add_argument("files", nargs="*")
     p_lib.set_defaults(func=_cmd_library)
+
+    p_geo = sub.add_parser("geometry", help="coordination geometry: M–X distances with s.u., CN, polyhedra, BVS")
+    p_geo.add_argument("structures", nargs="+", metavar="CIF_OR_ID")
+    p_geo.add_argument("--metal", help="elements or site labels, e.g. Li or Li,Na (default: alkali/alkaline-earth)")
+    p_geo.add_argument("--cutoff", type=float, help="one M–X cutoff in Å (default: bond-valence based)")
+    p_geo.add_argument("--block", help="data block of a multi-block CIF")
+    p_geo.add_argument("--json", help="write the JSON result here")
+    p_geo.add_argument("--report", help="write a Markdown report here (+ .html and .png beside it)")
+    p_geo.add_argument("--no-chemenv", action="store_true", help="skip pymatgen ChemEnv (faster)")
+    p_geo.set_defaults(func=_cmd_geometry)
     return parser
 
 
