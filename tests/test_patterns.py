@@ -1030,3 +1030,52 @@ def test_series_xarray_contract(cucr):
     assert isinstance(cucr, xr.DataArray) and cucr.name == "intensity"
     for c in ("temperature_c", "time_s", "segment", "source"):
         assert cucr[c].dims == ("frame",)
+
+
+# ---------------------------------------------------------------------------
+# Property tests: round trips of arbitrary valid patterns; fuzzed temperature logs
+# ---------------------------------------------------------------------------
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def patterns(draw):
+    n = draw(st.integers(1, 40))
+    steps = draw(st.lists(st.floats(1e-3, 10, allow_nan=False), min_size=n, max_size=n))
+    x = draw(st.floats(0.01, 50)) + np.cumsum(steps)
+    y = np.array(draw(st.lists(st.floats(0, 1e7, allow_nan=False), min_size=n, max_size=n)))
+    sig = None if draw(st.booleans()) else np.sqrt(y) + 1
+    wl = draw(st.one_of(st.none(), st.floats(0.1, 3.0)))
+    return Pattern(x=x, intensity=y, sigma=sig, wavelength_angstrom=wl,
+                   temperature_c=draw(st.one_of(st.none(), st.floats(-270, 2000))),
+                   time_s=draw(st.one_of(st.none(), st.floats(0, 1e6))),
+                   frame=draw(st.one_of(st.none(), st.integers(0, 10**6))),
+                   meta={"label": draw(st.text(max_size=20))})
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(p=patterns(), ext=st.sampled_from([".xye", ".csv", ".h5", ".xy"]))
+def test_round_trip_property(tmp_path_factory, p, ext):
+    out = write_pattern(p, tmp_path_factory.mktemp("rt") / f"p{ext}")
+    q = read_pattern(out)
+    _assert_same(p, q, sigma=ext != ".xy")
+    assert q.meta["label"] == p.meta["label"]
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=st.text(alphabet=st.sampled_from(list("fileTtempK,;\t\n 0123456789.-_xyC#")),
+                    max_size=120))
+def test_fuzzed_logs_raise_only_series_errors(tmp_path_factory, text):
+    from xtal.patterns import read_series
+    d = tmp_path_factory.mktemp("flog")
+    for i in range(2):
+        _frame(d / f"f{i}.xy", np.linspace(1, 2, 4), wl=1.0)
+    log = d.parent / f"{d.name}_log.csv"
+    log.write_text(text)
+    try:
+        da = read_series(d, temperatures=log)
+    except XtalError:
+        return
+    assert da.sizes["frame"] == 2

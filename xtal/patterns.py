@@ -944,6 +944,8 @@ def _read_gsas(path: Path, text: str, *, axis: str | None, bank: int | None = No
         nchan, nrec = int(toks[2]), int(toks[3])
     except ValueError:
         raise PatternFormatError(f"line {start + 1}: bad NCHAN/NREC", path=path) from None
+    if nchan <= 0:
+        raise PatternFormatError(f"line {start + 1}: NCHAN must be positive", path=path)
     bintyp = toks[4].upper()
     if bintyp not in ("CONST", "CONS"):
         raise PatternFormatError(f"GSAS bank type {bintyp} (time-of-flight or other) is not "
@@ -990,6 +992,9 @@ def _read_gsas(path: Path, text: str, *, axis: str | None, bank: int | None = No
             raise PatternFormatError(f"line {start + 1}: CONST bank needs start and step",
                                      path=path)
         t0, step = coeffs[0] / 100.0, coeffs[1] / 100.0
+        if not (math.isfinite(t0) and math.isfinite(step) and step > 0):
+            raise PatternFormatError(f"line {start + 1}: bad CONST start/step {coeffs[:2]}",
+                                     path=path)
         ys: list[float] = []
         ss: list[float] = []
         width = 8
@@ -1061,7 +1066,8 @@ def _find(el: ET.Element, name: str) -> ET.Element | None:
 def _read_xrdml(path: Path, text: str, *, axis: str | None, scan: int = 0) -> Pattern:
     """PANalytical .xrdml; namespaces ignored."""
     try:
-        root = ET.fromstring(text.lstrip("\ufeff").encode("utf-8"))
+        # already decoded: drop the declaration (its encoding= no longer applies)
+        root = ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text.lstrip("\ufeff"), count=1))
     except ET.ParseError as exc:
         raise PatternFormatError(f"malformed XML: {exc}", path=path) from None
     hdr = HeaderInfo()
@@ -1449,7 +1455,7 @@ def _apply_wavelength(p: Pattern, given: Any, force: bool, require: bool, path: 
     return p
 
 
-_UNEXPECTED = (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeError,
+_UNEXPECTED = (ValueError, LookupError, TypeError, OverflowError, UnicodeError,
                ET.ParseError, OSError, RuntimeError, AttributeError, ZeroDivisionError,
                MemoryError)
 
@@ -1871,7 +1877,7 @@ def _match_log(frames: list[Path], rows: list[_LogRow], kind: str, log: Path
                 raise SeriesError(f"frame {f.name} appears {len(hit)} times in the log", path=log)
     else:
         for r in rows:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, OverflowError):
                 index.setdefault(str(int(float(r.key))), []).append(r)
         for f in frames:
             num = _frame_number(f)
@@ -1987,9 +1993,9 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
         log = Path(temperatures)
         with _reading(log, "temperature log", SeriesError):
             rows, kind, note = _read_temperature_log(log, temperature_unit)
+            log_rows = _match_log(files, rows, kind, log)
         if note:
             notes.append(note)
-        log_rows = _match_log(files, rows, kind, log)
         if len(rows) > len(files):
             notes.append(f"log {log.name}: {len(rows) - len(files)} row(s) match no frame file "
                          "(ignored)")
