@@ -45,7 +45,7 @@ __all__ = [
     "d_from_two_theta", "q_from_two_theta", "two_theta_from_q", "convert_two_theta",
     "lorentz_polarization", "caglioti_fwhm", "tch_fwhm_eta", "pseudo_voigt_profile",
     "pseudo_voigt_profile_loop", "simulate", "write_xy", "write_xye", "write_csv", "write_pdcif",
-    "plot_pattern",
+    "plot_pattern", "pattern_figure",
 ]
 
 DEFAULT_WAVELENGTH_ANGSTROM = 0.71073          # Mo Kα weighted mean, as in the source study
@@ -316,6 +316,22 @@ def _laue_rotations(gops: gemmi.GroupOps) -> np.ndarray:
     rots = {tuple(np.array(op.rot, dtype=int).ravel() // op.DEN) for op in gops.sym_ops}
     rots |= {tuple(-np.array(r)) for r in rots}
     return np.array(sorted(rots), dtype=int).reshape(-1, 3, 3)
+
+
+def _conventional_hkl(hkl: np.ndarray, rots: np.ndarray) -> np.ndarray:
+    """Display representative of each orbit: most non-negative indices, then largest (h, k, l)."""
+    if len(hkl) == 0:
+        return hkl
+    off = int(np.abs(hkl).max()) + 1
+    base = 2 * off + 1
+    out = np.empty_like(hkl)
+    for start in range(0, len(hkl), 20000):
+        eq = np.einsum("nj,mjk->nmk", hkl[start:start + 20000], rots)
+        key = ((((eq >= 0).sum(axis=2) * base + eq[..., 0] + off) * base + eq[..., 1] + off) * base
+               + eq[..., 2] + off)
+        best = key.argmax(axis=1)
+        out[start:start + 20000] = eq[np.arange(len(eq)), best]
+    return out
 
 
 def multiplicities(gops: gemmi.GroupOps, hkl: np.ndarray) -> np.ndarray:
@@ -639,7 +655,8 @@ def reflection_table(phase, wavelength_angstrom: float = DEFAULT_WAVELENGTH_ANGS
     if d_max_angstrom is not None:
         d_max = max(d_max, _finite("d_max_angstrom", d_max_angstrom))
     gops = _group_ops(phase)
-    hkl = _enumerate_unique_hkl(phase, gops, d_min, d_max)
+    rots = _laue_rotations(gops)
+    hkl = _conventional_hkl(_enumerate_unique_hkl(phase, gops, d_min, d_max), rots)
     sets, notes = _atom_sets(phase, form_factors)
     f = structure_factors(phase, hkl, form_factors=form_factors, atom_sets=sets)
     warnings = list(notes)
@@ -652,7 +669,7 @@ def reflection_table(phase, wavelength_angstrom: float = DEFAULT_WAVELENGTH_ANGS
         intensity=np.zeros(len(hkl)), cell_params=tuple(phase.cell.parameters), polarization=pol,
         preferred_orientation=preferred_orientation, form_factors=form_factors,
         d_range_angstrom=(d_min, d_max), is_model=bool(getattr(phase, "is_model", False)),
-        warnings=warnings, laue_rotations=_laue_rotations(gops))
+        warnings=warnings, laue_rotations=rots)
     return base.at()
 
 
@@ -1171,16 +1188,29 @@ def simulate(phase, wavelength_angstrom: float | tuple = DEFAULT_WAVELENGTH_ANGS
 # =============================================================================
 # figure
 # =============================================================================
+def _hkl_label(hkl) -> str:
+    """'1 1 \bar{1}' style label (mathtext overbar for negative indices)."""
+    parts = [rf"$\bar{{{-int(v)}}}$" if v < 0 else str(int(v)) for v in hkl]
+    return " ".join(parts)
+
+
 def plot_pattern(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False,
                  label_top: int = 12, dpi: int = 200, title: str | None = None) -> Path:
-    """Publication-ready PNG/PDF/SVG of the profile with hkl tick marks (matplotlib, Agg)."""
-    import matplotlib
+    """Publication-ready PNG/PDF/SVG of the profile with hkl tick marks (matplotlib, Agg backend).
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Format from the extension; refuses to overwrite an existing file unless ``overwrite``."""
+    p = check_writable(path, overwrite=overwrite)
+    fig = pattern_figure(sim, label_top=label_top, dpi=dpi, title=title)
+    fmt = p.suffix.lower().lstrip(".") or "png"
+    with atomic_path(p) as tmp:
+        fig.savefig(tmp, format=fmt)
+    return p
+
+
+def pattern_figure(sim: SimulatedPattern, *, label_top: int = 12, dpi: int = 200, title: str | None = None):
+    """The matplotlib `Figure` drawn by `plot_pattern` (not attached to pyplot: no global state)."""
     from matplotlib.figure import Figure
 
-    p = check_writable(path, overwrite=overwrite)
     fig = Figure(figsize=(8.0, 4.6), dpi=dpi)
     fig.set_layout_engine("constrained")
     ax = fig.add_subplot(111)
@@ -1208,27 +1238,22 @@ def plot_pattern(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = F
             ipk = int(np.clip(np.searchsorted(x, pos[k]), 0, len(x) - 1))
             lo_i, hi_i = max(0, ipk - 3), min(len(x), ipk + 4)
             top = float(yn[lo_i:hi_i].max())
-            h, k_, l_ = (int(v) for v in r.hkl[k])
-            ax.annotate(f"{h} {k_} {l_}", (pos[k], top), xytext=(0, 4), textcoords="offset points",
+            ax.annotate(_hkl_label(r.hkl[k]), (pos[k], top), xytext=(0, 4), textcoords="offset points",
                         ha="center", va="bottom", fontsize=7.5, rotation=90, color="#333333")
     if sim.reflections_ka2 is not None and len(sim.reflections_ka2):
         ax.vlines(sim.reflections_ka2.two_theta_deg + shift, tick_y0, tick_y1 - 3, color="#e08080", lw=0.5,
                   label="Kα2")
     ax.set_xlim(x[0], x[-1])
-    ax.set_ylim(-11.0, 118.0)
+    ax.set_ylim(-11.0, 132.0)
     ax.set_xlabel("2θ (°)", fontsize=12)
     ax.set_ylabel("Intensity (arb. units)", fontsize=12)
     ax.tick_params(labelsize=10)
     ax.axhline(0.0, color="0.7", lw=0.5)
     ttl = title or f"{sim.phase_name or sim.phase_id} — simulated powder pattern, {lam_txt}"
-    ax.set_title(ttl, fontsize=12)
-    ax.legend(fontsize=9, loc="upper right", frameon=False)
     if sim.is_model:
-        ax.text(0.01, 0.97, MODEL_FIGURE_TEXT, transform=ax.transAxes, ha="left", va="top", fontsize=10,
-                color="#b00000", fontweight="bold",
-                bbox=dict(boxstyle="round,pad=0.3", fc="#fff3f3", ec="#b00000", lw=0.8))
-    fmt = p.suffix.lower().lstrip(".") or "png"
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, format=fmt)
-    plt.close("all")
-    return p
+        fig.suptitle(ttl, fontsize=12)
+        ax.set_title(MODEL_FIGURE_TEXT, fontsize=10.5, color="#b00000", fontweight="bold")
+    else:
+        ax.set_title(ttl, fontsize=12)
+    ax.legend(fontsize=9, loc="upper right", frameon=False)
+    return fig
