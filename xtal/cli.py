@@ -148,6 +148,64 @@ def _outputs_report(md_text: str, report: str | None, title: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# simulate
+# ------------------------------------------------------------------------------------------------
+def _polarization_arg(text: str | None):
+    """'unpolarized' | 'synchrotron[:FRACTION]' | 'monochromator:2THETA_M' | a fraction in [0, 1]."""
+    from xtal.errors import SimulationError
+    from xtal.simulate import Polarization
+
+    if text is None:
+        return None
+    kind, _, value = text.partition(":")
+    try:
+        if kind in ("unpolarized", "unpolarised", "lab"):
+            return Polarization.unpolarized()
+        if kind in ("synchrotron", "sync"):
+            return Polarization.synchrotron(float(value)) if value else Polarization.synchrotron()
+        if kind in ("monochromator", "mono"):
+            return Polarization.monochromator(float(value))
+        return Polarization.synchrotron(float(kind))
+    except ValueError:
+        raise SimulationError(f"cannot read --polarization {text!r}: use unpolarized, synchrotron[:0.99], "
+                              "monochromator:2THETA_M or a fraction", field="--polarization") from None
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from xtal.patterns import resolve_wavelength
+    from xtal.simulate import MarchDollase, plot_pattern, simulate
+
+    phase = _load_phase(args.structure, block=args.block)
+    lam1, lam2, ratio = resolve_wavelength(args.wavelength)
+    wavelength = (lam1, lam2, ratio) if lam2 else lam1
+    po = None
+    if args.march_dollase:
+        h, k, l, r = args.march_dollase
+        po = MarchDollase(axis=(int(h), int(k), int(l)), r=r)
+    sim = simulate(phase, wavelength, tuple(args.range), args.step, fwhm_deg=args.fwhm, eta=args.eta,
+                   caglioti=tuple(args.uvw) if args.uvw else None, tch=tuple(args.tch) if args.tch else None,
+                   zero_shift_deg=args.zero, polarization=_polarization_arg(args.polarization),
+                   preferred_orientation=po, form_factors=args.form_factors)
+    for w in sim.warnings:
+        print(f"warning: {w}")
+    refl = sim.reflections
+    print(f"{phase.id}: {len(refl)} independent reflections in {args.range[0]}–{args.range[1]}° 2θ at "
+          f"λ = {lam1} Å" + (f" + Kα2 {lam2} Å (ratio {ratio})" if lam2 else ""))
+    order = list(reversed(refl.intensity.argsort()))[:8]
+    for i in sorted(order, key=lambda i: refl.two_theta_deg[i]):
+        h, k, l = refl.hkl[i]
+        print(f"  ({h:d} {k:d} {l:d})  d = {refl.d_angstrom[i]:.4f} Å  2θ = {refl.two_theta_deg[i]:.3f}°  "
+              f"m = {refl.multiplicity[i]}  I = {100 * refl.intensity[i] / refl.intensity.max():.1f}")
+    if args.out:
+        print(f"pattern: {sim.write(args.out, overwrite=args.force)}")
+    if args.reflections:
+        print(f"reflections: {refl.to_csv(args.reflections, overwrite=args.force)}")
+    if args.plot:
+        print(f"figure: {plot_pattern(sim, args.plot, overwrite=args.force)}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
 # geometry
 # ------------------------------------------------------------------------------------------------
 def _cmd_geometry(args: argparse.Namespace) -> int:
@@ -205,6 +263,32 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = lsub.add_parser("check", help="parse and validate CIFs (default: the whole library)")
     p_check.add_argument("files", nargs="*")
     p_lib.set_defaults(func=_cmd_library)
+
+    p_sim = sub.add_parser("simulate", help="simulate a powder pattern (reflection table + profile)")
+    p_sim.add_argument("structure", metavar="CIF_OR_ID")
+    p_sim.add_argument("--block", help="data block of a multi-block CIF")
+    p_sim.add_argument("--wavelength", default="0.71073",
+                       help="λ in Å, or a tube name (CuKa, MoKa, … = Kα1/Kα2 doublet; CuKa1 = Kα1 only); "
+                            "default 0.71073 (Mo Kα mean, as in the source study)")
+    p_sim.add_argument("--range", nargs=2, type=float, default=[2.0, 50.0], metavar=("MIN", "MAX"),
+                       help="2θ range in degrees")
+    p_sim.add_argument("--step", type=float, default=0.01, help="2θ step in degrees")
+    prof = p_sim.add_mutually_exclusive_group()
+    prof.add_argument("--fwhm", type=float, help="constant FWHM in degrees (default 0.08)")
+    prof.add_argument("--uvw", nargs=3, type=float, metavar=("U", "V", "W"), help="Caglioti U V W (deg²)")
+    prof.add_argument("--tch", nargs=5, type=float, metavar=("U", "V", "W", "X", "Y"),
+                      help="Thompson–Cox–Hastings U V W (deg²) X Y (deg)")
+    p_sim.add_argument("--eta", type=float, help="pseudo-Voigt Lorentzian fraction (default 0.5)")
+    p_sim.add_argument("--zero", type=float, default=0.0, help="zero shift in degrees 2θ")
+    p_sim.add_argument("--polarization", help="unpolarized (default), synchrotron[:0.99], monochromator:2THETA_M")
+    p_sim.add_argument("--march-dollase", nargs=4, type=float, metavar=("H", "K", "L", "R"),
+                       help="March–Dollase preferred orientation along hkl with ratio r")
+    p_sim.add_argument("--form-factors", choices=["it92", "pymatgen"], default="it92")
+    p_sim.add_argument("--out", help="profile output: .xy, .xye, .csv or .cif (pdCIF)")
+    p_sim.add_argument("--reflections", help="reflection table CSV")
+    p_sim.add_argument("--plot", help="figure (PNG/PDF/SVG)")
+    p_sim.add_argument("--force", action="store_true", help="replace existing output files")
+    p_sim.set_defaults(func=_cmd_simulate)
 
     p_geo = sub.add_parser("geometry", help="coordination geometry: M–X distances with s.u., CN, polyhedra, BVS")
     p_geo.add_argument("structures", nargs="+", metavar="CIF_OR_ID")
