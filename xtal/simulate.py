@@ -446,7 +446,7 @@ def _atom_sets(phase, form_factors: str) -> tuple[list[_AtomSet], list[str]]:
     return sets, notes
 
 
-_CHUNK_ENTRIES = 1 << 21
+_CHUNK_ENTRIES = 1 << 15   # entries (hkl × atoms) per block: cache-sized temporaries are fastest
 
 
 def _phase_sums(h: np.ndarray, frac: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -768,6 +768,7 @@ def _fast_len(n: int) -> int:
 
 
 NEGLIGIBLE_AREA = 1e-13
+_NEAR_BUDGET = 1 << 16   # (peak, point) pairs per block in the near field
 
 
 def pseudo_voigt_profile(x_deg, centres_deg, areas, fwhm_deg, eta, *, near_fwhm: float = 6.0
@@ -843,7 +844,7 @@ def _near_field(y, x0, step, c, a, w, e, r1, r2) -> None:
     la = a * e * 2.0 / (math.pi * w)          # Lorentzian height
     inv_w2 = 1.0 / (w * w)
     cum = np.cumsum(counts)
-    budget = 1 << 21
+    budget = _NEAR_BUDGET
     start, n = 0, len(c)
     while start < n:
         base = cum[start - 1] if start > 0 else 0
