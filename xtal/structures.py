@@ -300,14 +300,19 @@ class Phase:
         return _infer_z(parse_formula(self.formula_sum), self.formula_from_sites())
 
     def to_gemmi_small_structure(self) -> gemmi.SmallStructure:
-        """A gemmi SmallStructure with the asymmetric unit (occupancy and Uiso/Ueq set)."""
+        """A gemmi SmallStructure with the asymmetric unit (occupancy and Uiso/Ueq set) and its space
+        group, cell images set up. Occupancies are chemical; call
+        ``change_occupancies_to_crystallographic()`` before gemmi's structure-factor calculators."""
         ss = gemmi.SmallStructure()
         ss.name = self.block
         ss.cell = self.cell.to_gemmi()
         hall = gemmi.find_spacegroup_by_ops(gemmi.GroupOps(self.operations))
         if hall is not None:
             ss.spacegroup_hm = hall.xhm()
-            ss.setup_cell_images()
+        # gemmi expands the cell from ss.spacegroup, which setting the H-M text alone leaves unset
+        ss.symops = list(self.symops)
+        ss.determine_and_set_spacegroup("S")
+        ss.setup_cell_images()
         for s in self.sites:
             site = gemmi.SmallStructure.Site()
             site.label = s.label
