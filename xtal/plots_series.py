@@ -1,0 +1,266 @@
+"""Figures of a thermal-series analysis (`xtal.series.SeriesResult`).
+
+heat map (log intensity, 2θ × frame, with phase-existence bars, the temperature programme and event
+lines), phase fractions vs T, lattice parameters / volume vs T, waterfall.  Synthetic series and
+structural MODELS are labelled on every figure.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_heatmap", "plot_fractions", "plot_lattice", "plot_waterfall", "write_series_figures"]
+
+_FONT = 11
+
+
+def _mpl():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": _FONT, "axes.titlesize": _FONT + 1, "axes.labelsize": _FONT,
+                         "legend.fontsize": _FONT - 1})
+    return plt
+
+
+def _label(res, pid: str) -> str:
+    info = res.phase_info.get(pid, {})
+    return pid + (" (MODEL)" if info.get("model") else "")
+
+
+def _title(res, text: str) -> str:
+    return ("SYNTHETIC series — " if res.synthetic else "") + text
+
+
+def _monotonic(t: np.ndarray) -> bool:
+    t = t[np.isfinite(t)]
+    if t.size < 2:
+        return False
+    d = np.diff(t)
+    return bool(np.all(d > 0) or np.all(d < 0))
+
+
+def _colors(n):
+    plt = _mpl()
+    cmap = plt.get_cmap("tab10")
+    return [cmap(i % 10) for i in range(n)]
+
+
+def plot_heatmap(res, *, cmap: str = "viridis", ax=None):
+    """2θ × frame heat map of log10 intensity, phase-existence bars, T(frame) and event lines."""
+    plt = _mpl()
+    ds_heat = [r.heat for r in res.records]
+    if res.heat_x is None or all(h is None for h in ds_heat):
+        raise ValueError("the result holds no heat-map data (heatmap_bins=0)")
+    img = np.full((len(res.records), res.heat_x.size), np.nan, dtype=float)
+    for k, h in enumerate(ds_heat):
+        if h is not None:
+            img[k] = h
+    pos = img[np.isfinite(img) & (img > 0)]
+    floor = np.percentile(pos, 1) if pos.size else 1.0
+    logi = np.log10(np.clip(img, max(floor, 1e-9), None))
+    frames = np.array([r.index for r in res.records])
+    T = res.temperature_c
+    present = [pid for j, pid in enumerate(res.phase_ids) if res.present[:, j].any()]
+    fig = plt.figure(figsize=(11, 7), constrained_layout=True)
+    gs = fig.add_gridspec(1, 3, width_ratios=[6, max(0.35 * len(present), 0.6), 1.4])
+    ax0 = fig.add_subplot(gs[0])
+    x = res.heat_x
+    extent = [x[0], x[-1], frames[0] - 0.5, frames[-1] + 0.5]
+    im = ax0.imshow(logi, aspect="auto", origin="lower", extent=extent, cmap=cmap,
+                    interpolation="nearest")
+    ax0.set_xlabel("2θ (°)" + (f"   λ = {res.wavelength_angstrom:.5f} Å" if res.wavelength_angstrom else ""))
+    ax0.set_ylabel("frame")
+    cb = fig.colorbar(im, ax=ax0, location="bottom", shrink=0.6, pad=0.01)
+    cb.set_label("log10 intensity (counts)")
+    ax0.set_title(_title(res, "intensity map"))
+    ev_col = {"appears": "white", "disappears": "orange", "jump": "red", "amorphous": "magenta"}
+    for e in res.events:
+        fp = e.get("frame_position", e["frame"])
+        ax0.axhline(_frame_at(res, fp), color=ev_col.get(e["kind"], "w"),
+                    lw=1.0, ls="--", alpha=0.9)
+    # phase-existence bars
+    ax1 = fig.add_subplot(gs[1], sharey=ax0)
+    cols = _colors(len(res.phase_ids))
+    for m, pid in enumerate(present):
+        j = res.phase_ids.index(pid)
+        pr = res.present[:, j]
+        for k in np.flatnonzero(pr):
+            ax1.add_patch(plt.Rectangle((m - 0.4, frames[k] - 0.5), 0.8, 1.0, color=cols[j], lw=0))
+    ax1.set_xlim(-0.6, max(len(present), 1) - 0.4)
+    ax1.set_xticks(range(len(present)))
+    ax1.set_xticklabels([_label(res, p) for p in present], rotation=90)
+    ax1.tick_params(axis="y", labelleft=False)
+    ax1.set_title("phases")
+    # temperature programme
+    ax2 = fig.add_subplot(gs[2], sharey=ax0)
+    ax2.plot(T, frames, color="k", lw=1.5)
+    skipped = [r.index for r in res.records if r.status != "ok"]
+    if skipped:
+        ax2.plot(T[[k for k, r in enumerate(res.records) if r.status != "ok"]], skipped, "rx",
+                 label="skipped frame")
+        ax2.legend(loc="lower right")
+    ax2.set_xlabel("T (°C)")
+    ax2.tick_params(axis="y", labelleft=False)
+    ax2.set_title("programme")
+    ax2.grid(alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, ls="--", label=k) for k, c in ev_col.items()
+               if any(e["kind"] == k for e in res.events)]
+    if handles:
+        ax0.legend(handles=handles, loc="upper right", title="events", framealpha=0.7)
+    return fig
+
+
+def _frame_at(res, pos: float) -> float:
+    frames = np.array([r.index for r in res.records], float)
+    i = int(np.floor(pos))
+    if i >= frames.size - 1:
+        return float(frames[-1])
+    return float(frames[i] + (pos - i) * (frames[i + 1] - frames[i]))
+
+
+def _xaxis(res):
+    T = res.temperature_c
+    if _monotonic(T):
+        return T, "T (°C)"
+    return np.array([r.index for r in res.records], float), "frame"
+
+
+def plot_fractions(res):
+    """Weight fraction of every present phase (± s.u.) and the amorphous fraction."""
+    plt = _mpl()
+    x, xl = _xaxis(res)
+    fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
+    cols = _colors(len(res.phase_ids))
+    for j, pid in enumerate(res.phase_ids):
+        if not res.present[:, j].any():
+            continue
+        w = res.values("wf", pid)
+        s = res.values("wf_su", pid)
+        ax.errorbar(x, w, yerr=np.where(np.isfinite(s), s, 0), fmt="o-", ms=3, lw=1.2,
+                    color=cols[j], label=_label(res, pid), capsize=0)
+    af = np.array([r.amorphous_fraction for r in res.records], float)
+    if np.isfinite(af).any() and np.nanmax(af) > 0.02:
+        ax.plot(x, af, "k--", lw=1.2, label="amorphous fraction (halo)")
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel(xl)
+    ax.set_ylabel("weight fraction (Hill–Howard, crystalline)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    ax.set_title(_title(res, "phase fractions"))
+    if xl == "frame":
+        tx = ax.twinx()
+        tx.plot(x, res.temperature_c, color="0.5", lw=1)
+        tx.set_ylabel("T (°C)", color="0.4")
+    return fig
+
+
+def plot_lattice(res):
+    """a, b, c (Å) and V (Å³) vs T per present phase, with s.u. (open symbols: cooling/hold frames)."""
+    plt = _mpl()
+    pids = [pid for j, pid in enumerate(res.phase_ids) if res.present[:, j].any()]
+    if not pids:
+        raise ValueError("no phase present in any frame")
+    T = res.temperature_c
+    fig, axes = plt.subplots(len(pids), 2, figsize=(11, 3.2 * len(pids) + 0.6), squeeze=False,
+                             constrained_layout=True)
+    heating = np.r_[True, np.diff(T) > 0.05] if T.size else np.array([], bool)
+    for row, pid in enumerate(pids):
+        axl, axv = axes[row]
+        firsts = {}
+        for key in ("a", "b", "c"):
+            v = res.values(key, pid)
+            if np.isfinite(v).any():
+                firsts[key] = float(v[np.isfinite(v)][0])
+        for key, c in zip(("a", "b", "c"), ("C0", "C1", "C2")):
+            v = res.values(key, pid)
+            s = res.values(key + "_su", pid)
+            if not np.isfinite(v).any():
+                continue
+            if key != "a":
+                va = res.values("a", pid)
+                if np.allclose(v[np.isfinite(v)], va[np.isfinite(v)], rtol=1e-7):
+                    continue  # constrained equal by symmetry
+            # axes within 1 % share one reference, so that a splitting / merging shows
+            near = [firsts[k] for k in firsts if abs(firsts[k] / firsts[key] - 1) < 0.01]
+            ref = float(np.mean(near))
+            rel, srel = 100 * (v / ref - 1), 100 * np.nan_to_num(s) / ref
+            axl.errorbar(T[heating], rel[heating], yerr=srel[heating], fmt="o-", ms=3, lw=0.8,
+                         color=c, label=f"{key} (ref. {ref:.4f} Å)")
+            if (~heating).any():
+                axl.errorbar(T[~heating], rel[~heating], yerr=srel[~heating], fmt="o", ms=4,
+                             mfc="none", color=c)
+        axl.set_xlabel("T (°C)")
+        axl.set_ylabel("Δp / p (%)")
+        axl.set_title(_title(res, _label(res, pid) + ": lattice parameters"))
+        axl.legend(loc="best")
+        axl.grid(alpha=0.3)
+        v = res.values("vol", pid)
+        s = res.values("vol_su", pid)
+        axv.errorbar(T[heating], v[heating], yerr=np.nan_to_num(s[heating]), fmt="s", ms=3,
+                     color="C3", label="V (heating)")
+        if (~heating).any():
+            axv.errorbar(T[~heating], v[~heating], yerr=np.nan_to_num(s[~heating]), fmt="s", ms=4,
+                         mfc="none", color="C3", label="V (cooling / hold)")
+        ex = res.expansion.get(pid, {}).get("vol")
+        if ex and ex.get("alpha_per_K") is not None:
+            axv.text(0.02, 0.95, f"α_V = {ex['alpha_per_K'] * 1e6:.1f}({ex['alpha_su'] * 1e6:.1f})"
+                     " ×10⁻⁶ K⁻¹", transform=axv.transAxes, va="top")
+        axv.set_xlabel("T (°C)")
+        axv.set_ylabel("cell volume (Å³)")
+        axv.legend(loc="lower right")
+        axv.grid(alpha=0.3)
+    return fig
+
+
+def plot_waterfall(res, *, max_curves: int = 30, offset: float | None = None):
+    """Offset patterns (binned) every n-th frame, coloured by temperature."""
+    plt = _mpl()
+    recs = [r for r in res.records if r.heat is not None]
+    if not recs or res.heat_x is None:
+        raise ValueError("the result holds no heat-map data")
+    step = max(1, int(np.ceil(len(recs) / max_curves)))
+    sel = recs[::step]
+    top = np.nanmax([np.nanmax(r.heat) for r in sel])
+    off = offset if offset is not None else 0.35 * top
+    T = np.array([r.temperature_c for r in sel])
+    cmap = plt.get_cmap("cividis")
+    tmin, tmax = (np.nanmin(T), np.nanmax(T)) if np.isfinite(T).any() else (0, 1)
+    fig, ax = plt.subplots(figsize=(9, 8), constrained_layout=True)
+    for m, r in enumerate(sel):
+        c = cmap((r.temperature_c - tmin) / (tmax - tmin) if tmax > tmin and np.isfinite(r.temperature_c) else 0.5)
+        ax.plot(res.heat_x, r.heat + m * off, color=c, lw=0.8)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(tmin, tmax))
+    fig.colorbar(sm, ax=ax, label="T (°C)")
+    ax.set_xlabel("2θ (°)")
+    ax.set_ylabel(f"intensity (counts) + offset (every {step} frame{'s' if step > 1 else ''})")
+    ax.set_title(_title(res, "waterfall"))
+    return fig
+
+
+def write_series_figures(res, outdir, *, overwrite: bool = False, waterfall: bool = True,
+                         dpi: int = 120) -> dict[str, Path]:
+    """Save the figures as PNG (atomic writes); returns {name: path}."""
+    from xtal.patterns import atomic_write
+
+    plt = _mpl()
+    out = Path(outdir)
+    made = {}
+    makers = [("heatmap.png", plot_heatmap), ("fractions.png", plot_fractions),
+              ("lattice.png", plot_lattice)]
+    if waterfall:
+        makers.append(("waterfall.png", plot_waterfall))
+    for name, fn in makers:
+        try:
+            fig = fn(res)
+        except ValueError:
+            continue
+        made[name] = atomic_write(out / name, lambda p, f=fig: f.savefig(p, dpi=dpi, format="png"),
+                                  overwrite=overwrite)
+        plt.close(fig)
+    return made
