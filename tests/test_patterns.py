@@ -1079,3 +1079,20 @@ def test_fuzzed_logs_raise_only_series_errors(tmp_path_factory, text):
     except XtalError:
         return
     assert da.sizes["frame"] == 2
+
+
+@pytest.mark.parametrize("name", ["m.nc", "m.h5"])
+def test_minimal_foreign_series_round_trip(tmp_path, name):
+    """A DataArray built elsewhere (e.g. xtal.synth) with only T: coords are completed."""
+    da = xr.DataArray(np.arange(15.0).reshape(3, 5), dims=("frame", "q_inv_angstrom"),
+                      coords={"q_inv_angstrom": np.linspace(1, 2, 5),
+                              "temperature_c": ("frame", [30.0, 30.1, 29.9])},
+                      attrs={"wavelength_angstrom": 0.71073, "synthetic": "yes"})
+    back = read_series(write_series(da, tmp_path / name))
+    assert back.dims == ("frame", "q_inv_angstrom")
+    assert np.array_equal(back.values, da.values)
+    assert list(back.segment.values) == ["isothermal"] * 3
+    assert back.attrs["wavelength_angstrom"] == 0.71073 and back.attrs["synthetic"] == "yes"
+    assert [str(s) for s in back.source.values] == [f"{tmp_path / name}#{i}" for i in range(3)]
+    with pytest.raises(SeriesError):
+        write_series(da.isel(frame=0), tmp_path / "x.nc")

@@ -1980,8 +1980,8 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
                 p.meta["temperature_source"] = "given"
             elif p.temperature_c is not None:
                 p.meta["temperature_source"] = "file"
-            if "source" in extra:
-                p.meta["original_source"] = extra["source"][i]
+            p.meta["original_source"] = extra["source"][i] if "source" in extra \
+                else f"{path}#{i}"
             if "temperature_source" in extra:
                 p.meta["temperature_source"] = extra["temperature_source"][i]
             yield _apply_wavelength(p, wavelength_angstrom, force, False, path)
@@ -2102,6 +2102,15 @@ def _read_netcdf_series(path: Path):
             da = da.load()
     if da.ndim != 2 or da.dims[0] != "frame" or da.dims[1] not in AXES:
         raise SeriesError(f"netCDF variable has dims {da.dims}; need ('frame', axis)", path=path)
+    n = da.sizes["frame"]
+    if "temperature_c" not in da.coords:
+        da = da.assign_coords(temperature_c=("frame", np.full(n, np.nan)))
+    if "segment" not in da.coords:
+        da = da.assign_coords(segment=("frame", label_segments(
+            da.temperature_c.values, float(da.attrs.get("segment_tolerance_c",
+                                                         DEFAULT_HOLD_TOLERANCE_C)))))
+    if "source" not in da.coords:
+        da = da.assign_coords(source=("frame", [f"{path}#{i}" for i in range(n)]))
     return da
 
 
@@ -2282,6 +2291,8 @@ def read_series(source: str | Path | Sequence[str | Path], *,
         attrs["frames_without_temperature"] = int(np.isnan(T).sum())
     attrs["frame_meta_json"] = json.dumps(_json_safe(
         [{k: v for k, v in p.meta.items() if k != "header"} for p in frames]))
+    for k, v in stored_attrs.items():          # attrs written by write_series (HDF5)
+        attrs.setdefault(k, v)
     if src_path is not None and src_path.is_file():
         attrs["series_file"] = str(src_path)
     return xr.DataArray(Y, dims=("frame", the_axis), coords=coords, name="intensity",
