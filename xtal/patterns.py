@@ -918,7 +918,13 @@ def read_gsas_instprm_wavelength(prm_path: str | Path) -> tuple[float, float | N
 
 
 def _read_gsas(path: Path, text: str, *, axis: str | None, bank: int | None = None) -> Pattern:
-    """GSAS powder data: title line, optional comment lines, BANK record(s)."""
+    """GSAS powder data: title line, optional comment lines, BANK record(s).
+
+    CONST/CONS banks only (x = 2θ; BCOEF1/BCOEF2 and FXY/FXYE x are in centidegrees).
+    σ: STD → sqrt(counts / NCTR) (1 for zero counts); ESD, FXYE → as given; FXY → none.
+    STD/ESD read NCHAN values (record padding dropped); FXY/FXYE read every row (a
+    disagreement with NCHAN is recorded in ``meta["nchan_header"]``).
+    """
     lines = text.splitlines()
     bank_idx = [i for i, ln in enumerate(lines) if ln.startswith("BANK")]
     if not bank_idx:
