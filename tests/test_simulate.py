@@ -521,3 +521,29 @@ def test_multiplicities_helper_direct():
     m = multiplicities(sg.operations(), np.array([[1, 2, 3], [1, 0, 2], [0, 3, 0]]))
     np.testing.assert_array_equal(m, [4, 2, 2])
     assert Path(__file__).exists()
+
+
+def test_exports_round_trip_through_xtal_patterns_with_the_doublet(cuo, tmp_path):
+    from xtal.patterns import read_pattern
+
+    sim = simulate(cuo, (0.709317, 0.713607, 0.5), polarization=Polarization.synchrotron())
+    for ext in ("xy", "xye", "csv"):
+        pat = read_pattern(sim.write(tmp_path / f"d.{ext}"))
+        assert pat.wavelength_angstrom == pytest.approx(0.709317)
+        assert pat.wavelength2_angstrom == pytest.approx(0.713607)
+        assert pat.ka2_ratio == pytest.approx(0.5)
+        np.testing.assert_allclose(pat.intensity, sim.intensity, rtol=1e-6)
+    blk = gemmi.cif.read(str(sim.write(tmp_path / "d.cif"))).sole_block()
+    assert [float(v) for v in blk.find_loop("_diffrn_radiation_wavelength")] == [0.709317, 0.713607]
+    assert float(blk.find_value("_diffrn_radiation_polarisn_ratio")) == pytest.approx(99.0)
+
+
+def test_phase_to_gemmi_small_structure_gives_the_same_structure_factors(cuo):
+    ss = cuo.to_gemmi_small_structure()
+    assert ss.spacegroup is not None and len(ss.get_all_unit_cell_sites()) == len(cuo.cell_atoms())
+    ss.change_occupancies_to_crystallographic()
+    calc = gemmi.StructureFactorCalculatorX(ss.cell)
+    rt = reflection_table(cuo, LAM, (2, 50))
+    ref = np.array([abs(calc.calculate_sf_from_small_structure(ss, [int(v) for v in h])) ** 2 for h in rt.hkl])
+    big = ref > 1e-3 * ref.max()
+    np.testing.assert_allclose(rt.f_squared[big], ref[big], rtol=1e-4)

@@ -971,8 +971,8 @@ class SimulatedPattern:
         lines = [f"xtal simulated powder pattern of {self.phase_name or self.phase_id} (id {self.phase_id})",
                  f"wavelength_angstrom: {self.wavelength_angstrom}"]
         if self.meta.get("wavelength2_angstrom"):
-            lines.append(f"wavelength2_angstrom: {self.meta['wavelength2_angstrom']} "
-                         f"(Ka2/Ka1 = {self.meta.get('ka2_ratio')})")
+            lines.append(f"wavelength2_angstrom: {self.meta['wavelength2_angstrom']}")
+            lines.append(f"ka2_ratio: {self.meta.get('ka2_ratio')}")
         lines += ["x: 2theta (degrees); y: intensity (arb. units; electrons^2 per cell x LP per degree)",
                   f"profile: {self.meta.get('profile', '')}",
                   f"LP: {self.reflections.polarization.describe()}; form factors: {self.reflections.form_factors}",
@@ -1044,15 +1044,19 @@ def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = Fa
     blk.set_pair("_pd_block_id", q(f"{name}_simulated"))
     blk.set_pair("_pd_phase_name", q(sim.phase_name or sim.phase_id or "?"))
     blk.set_pair("_diffrn_radiation_probe", "x-ray")
-    blk.set_pair("_diffrn_radiation_wavelength", f"{sim.wavelength_angstrom:.6f}")
     if sim.meta.get("wavelength2_angstrom"):
-        loop = blk.init_loop("_diffrn_radiation_wavelength_", ["id", "wt"])
-        loop.add_row([f"{sim.wavelength_angstrom:.6f}", "1.0"])
-        loop.add_row([f"{sim.meta['wavelength2_angstrom']:.6f}", f"{sim.meta.get('ka2_ratio', 0.5):.4f}"])
+        loop = blk.init_loop("_diffrn_radiation_", ["wavelength", "wavelength_id", "wavelength_wt"])
+        loop.add_row([f"{sim.wavelength_angstrom:.6f}", "1", "1.0"])
+        loop.add_row([f"{sim.meta['wavelength2_angstrom']:.6f}", "2", f"{sim.meta.get('ka2_ratio', 0.5):.4f}"])
+    else:
+        blk.set_pair("_diffrn_radiation_wavelength", f"{sim.wavelength_angstrom:.6f}")
     pol = sim.reflections.polarization
-    blk.set_pair("_diffrn_radiation_polarisn_ratio",
-                 "." if pol.kind == "unpolarized" else f"{pol.fraction if pol.fraction is not None else 0:.4f}")
-    blk.set_pair("_pd_calc_method", q("xtal.simulate: " + "; ".join(sim.header_lines()[3:5])))
+    if pol.kind == "synchrotron" and pol.fraction < 1.0:
+        # CIF: ratio of the components perpendicular and parallel to the scattering plane
+        blk.set_pair("_diffrn_radiation_polarisn_ratio", f"{pol.fraction / (1.0 - pol.fraction):.4g}")
+    blk.set_pair("_xtal_lp_polarization", q(pol.describe()))
+    blk.set_pair("_pd_calc_method", q("xtal.simulate: " + "; ".join(
+        line for line in sim.header_lines() if line.startswith(("profile", "LP", "zero")))))
     for i, w in enumerate(sim.warnings):
         blk.set_pair(f"_xtal_warning_{i + 1}", q(w))
     if sim.is_model:
