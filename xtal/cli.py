@@ -206,6 +206,68 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# identify
+# ------------------------------------------------------------------------------------------------
+def _library_phases(spec: str | None):
+    """Phases for --library: 'bundled' (default), a group, comma-separated ids/CIF files, or a directory."""
+    from xtal.errors import LibraryError
+    from xtal.library import Library
+
+    lib = Library.bundled().select(spec)
+    phases = lib.phases()
+    empty = [e.id for e in lib if not e.filled]
+    if not phases:
+        raise LibraryError(f"the library selection {spec!r} holds no structure"
+                           + (f" (empty slots: {', '.join(empty)})" if empty else ""))
+    return phases, empty
+
+
+def _cmd_identify(args: argparse.Namespace) -> int:
+    from xtal.identify import identify, plot_identification, render_identification_markdown
+    from xtal.patterns import read_pattern
+    from xtal.util import atomic_write_text
+
+    pattern = read_pattern(args.pattern, instrument=args.instrument)
+    phases, empty = _library_phases(args.library)
+    result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases)
+    best = result.best
+    print(f"{args.pattern}: λ = {result.wavelength} Å; {len(phases)} library phases; confidence "
+          f"{result.confidence}: {result.confidence_statement}")
+    for rank, h in enumerate(result.hypotheses, 1):
+        parts = ", ".join(f"{p.id} {100 * p.weight_fraction:.1f} wt%" if p.weight_fraction is not None
+                          else p.id for p in h.phases)
+        print(f"  #{rank}  Rwp = {100 * h.rwp:.2f} %  score = {h.score:.1f}  {parts or '(no phase)'}")
+    if result.unexplained_peaks:
+        print("  unexplained peaks (2θ °, d Å): " + ", ".join(
+            f"{p['two_theta']:.3f} ({p['d']:.3f})" for p in result.unexplained_peaks[:10]))
+    for w in result.warnings:
+        print(f"  warning: {w}")
+    if empty:
+        print(f"  not searched (empty library slots): {', '.join(empty)}")
+    if best is None:
+        print("  no library phase explains the pattern")
+    if args.json:
+        payload = result.to_json_dict()
+        payload["empty_slots"] = empty
+        atomic_write_text(args.json, json.dumps(payload, indent=2))
+        print(f"json: {args.json}")
+    plot = args.plot or (str(Path(args.report).with_suffix(".png")) if args.report else None)
+    if plot:
+        plot_identification(result, pattern, plot)
+        print(f"figure: {plot}")
+    if args.report:
+        md = render_identification_markdown(result)
+        if plot:
+            md += f"\n\n![observed, calculated and difference]({Path(plot).resolve()})\n" \
+                if Path(plot).resolve().parent != Path(args.report).resolve().parent else \
+                f"\n\n![observed, calculated and difference]({Path(plot).name})\n"
+        if empty:
+            md += ("\n\n**Not searched — empty library slots** (supply the CIFs): " + ", ".join(empty) + "\n")
+        _outputs_report(md, args.report, "xtal phase identification")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
 # geometry
 # ------------------------------------------------------------------------------------------------
 def _cmd_geometry(args: argparse.Namespace) -> int:
@@ -289,6 +351,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--plot", help="figure (PNG/PDF/SVG)")
     p_sim.add_argument("--force", action="store_true", help="replace existing output files")
     p_sim.set_defaults(func=_cmd_simulate)
+
+    p_id = sub.add_parser("identify", help="identify library phases in a measured pattern")
+    p_id.add_argument("pattern")
+    p_id.add_argument("--wavelength", help="λ in Å (single line) or a tube name (CuKa, MoKa, … = Kα1/Kα2); "
+                                           "default: the file's (an error if the file has none)")
+    p_id.add_argument("--instrument", help="GSAS instrument parameter file holding the wavelength")
+    p_id.add_argument("--library", default="bundled",
+                      help="bundled (default), a group (dodecaborate, validation), ids or CIF files "
+                           "separated by commas, or a directory of CIFs (ids = file stems)")
+    p_id.add_argument("--max-phases", type=int, default=5)
+    p_id.add_argument("--json", help="write the JSON result here")
+    p_id.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
+    p_id.add_argument("--plot", help="figure: observed, calculated, difference, ticks")
+    p_id.set_defaults(func=_cmd_identify)
 
     p_geo = sub.add_parser("geometry", help="coordination geometry: M–X distances with s.u., CN, polyhedra, BVS")
     p_geo.add_argument("structures", nargs="+", metavar="CIF_OR_ID")
