@@ -1,0 +1,95 @@
+"""The `xtal` command end to end on bundled and reference data (numbers, not just exit codes)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import REF_STRUCTURES, REPO
+from xtal.cli import main
+from xtal.patterns import read_pattern
+
+PBSO4 = REPO / "patterns" / "measured" / "lab_PbSO4_CuKa"
+
+
+def test_simulate_writes_pattern_reflections_and_figure(tmp_path, capsys):
+    out, refl, fig = tmp_path / "k.xye", tmp_path / "k.csv", tmp_path / "k.png"
+    assert main(["simulate", "k2b12h12", "--range", "5", "30", "--step", "0.01", "--out", str(out),
+                 "--reflections", str(refl), "--plot", str(fig)]) == 0
+    text = capsys.readouterr().out
+    assert "(1 1 1)" in text
+    pat = read_pattern(out)
+    assert pat.wavelength_angstrom == pytest.approx(0.71073)
+    assert len(pat.x) == 2501 and pat.x[0] == pytest.approx(5.0) and pat.x[-1] == pytest.approx(30.0)
+    # K2B12H12 (111): d = a/sqrt(3) = 10.610/1.732 = 6.1257 Å -> 2θ = 2 asin(λ/2d) = 6.652°
+    peak = pat.x[np.argmax(pat.intensity)]
+    lines = [ln for ln in refl.read_text().splitlines() if not ln.startswith("#")]
+    header = lines[0].split(",")
+    rows = [dict(zip(header, ln.split(","))) for ln in lines[1:]]
+    r111 = next(r for r in rows if (r["h"], r["k"], r["l"]) == ("1", "1", "1"))
+    assert float(r111["d_angstrom"]) == pytest.approx(10.6100296668 / 3 ** 0.5, abs=1e-4)
+    assert float(r111["two_theta_deg"]) == pytest.approx(6.6519, abs=2e-3)
+    assert int(r111["multiplicity"]) == 8
+    assert abs(peak - 6.652) < 0.02
+    assert fig.stat().st_size > 10_000
+    # refuses to overwrite without --force
+    assert main(["simulate", "k2b12h12", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_simulate_rejects_bad_wavelength(capsys):
+    assert main(["simulate", "k2b12h12", "--wavelength", "-1"]) == 2
+    assert "wavelength" in capsys.readouterr().err
+
+
+def test_identify_real_pbso4_cli(tmp_path, capsys):
+    js, md = tmp_path / "id.json", tmp_path / "id.md"
+    assert main(["identify", str(PBSO4 / "PBSO4.XRA"), "--instrument", str(PBSO4 / "INST_XRY.PRM"),
+                 "--library", "validation", "--json", str(js), "--report", str(md)]) == 0
+    res = json.loads(js.read_text())
+    assert res["wavelength"] == pytest.approx(1.5405, abs=1e-4)
+    best = res["hypotheses"][0]
+    assert [p["id"] for p in best["phases"]] == ["PbSO4"]
+    assert best["rwp"] < 0.2
+    assert (tmp_path / "id.html").read_text().count("data:image/png;base64,") == 1
+
+
+def test_identify_without_wavelength_is_an_error(tmp_path, capsys):
+    src = REPO.parent / "shared" / "reference" / "patterns" / "lab_BiFeO3_CuKa" / "BiFeO3.xy"
+    assert main(["identify", str(src), "--library", "BiFeO3"]) == 2
+    assert "wavelength" in capsys.readouterr().err.lower()
+
+
+def test_identify_library_directory_uses_file_stems(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("PbSO4.cif", "CuO.cif", "NiO_Fm-3m.cif"):
+        shutil.copy(REF_STRUCTURES / name, lib / name.replace(".cif", "_mine.cif"))
+    js = tmp_path / "id.json"
+    assert main(["identify", str(PBSO4 / "PBSO4.XRA"), "--instrument", str(PBSO4 / "INST_XRY.PRM"),
+                 "--library", str(lib), "--json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    assert res["hypotheses"][0]["phases"][0]["id"] == "PbSO4_mine"
+
+
+def test_geometry_cli_json_contract(tmp_path, capsys):
+    js = tmp_path / "g.json"
+    assert main(["geometry", str(REF_STRUCTURES / "COD2242624_FeN4_P-1_SHELXL.cif"), "--metal", "Fe",
+                 "--no-chemenv", "--json", str(js), "--report", str(tmp_path / "g.md")]) == 0
+    res = json.loads(js.read_text())
+    fe = res["sites"][0]
+    assert fe["element"] == "Fe" and fe["cn"] == 6
+    # the CIF's own _geom_bond loop: Fe N1 . 1.707(10) and Fe N1 2_655 1.707(10)
+    n1 = {b["symop"]: b for b in fe["bonds"] if b["to"] == "N1"}
+    assert set(n1) == {".", "2_655"}
+    assert n1["."]["distance"] == pytest.approx(1.707, abs=0.0015)
+    assert 0.005 < n1["."]["su"] < 0.015
+    assert (tmp_path / "g.html").exists() and (tmp_path / "g.png").exists()
+
+
+def test_geometry_no_metal_is_a_clear_error(capsys):
+    assert main(["geometry", str(REF_STRUCTURES / "S2dipyridyl_P21c_SHELXL.cif"), "--no-chemenv"]) == 2
+    err = capsys.readouterr().err
+    assert "S2dipyridyl_P21c_SHELXL.cif" in err and "no alkali" in err
