@@ -31,7 +31,7 @@ STRUCTURES = SHARED / "reference" / "structures"
 
 from xtal.simulate import (pseudo_voigt_profile, pseudo_voigt_profile_loop,  # noqa: E402
                            simulate)
-from xtal.structures import Cell, Phase, Site, read_cif  # noqa: E402
+from xtal.structures import Cell, Phase, read_cif  # noqa: E402
 
 WAVELENGTH = 0.71073
 RANGE = (2.0, 50.0)

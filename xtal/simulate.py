@@ -826,7 +826,7 @@ def pseudo_voigt_profile(x_deg, centres_deg, areas, fwhm_deg, eta, *, near_fwhm:
 
 def _profile_dense(x, c, a, w, e) -> np.ndarray:
     y = np.zeros_like(x)
-    rows = max(1, _CHUNK_ENTRIES // len(x))
+    rows = max(1, (1 << 20) // len(x))
     for s in range(0, len(c), rows):
         sl = slice(s, s + rows)
         dx = x[None, :] - c[sl, None]
@@ -874,10 +874,13 @@ def _far_field(y, x0, step, c, b, gamma, r1, r2) -> None:
     lo_i = int(math.floor(min(0.0, (c.min() - x0) / step))) - 2
     hi_i = int(math.ceil(max(nx - 1.0, (c.max() - x0) / step))) + 3
     n_ext = hi_i - lo_i + 1
-    if n_ext > 40 * nx + 100000:  # peaks very far outside the grid: exact direct sum
-        dx = x0 + np.arange(nx)[None, :] * step - c[:, None]
-        psi = _smooth_step((np.abs(dx) - r1) / (r2 - r1))
-        y += (b * gamma / math.pi) @ (psi / (dx * dx + gamma[:, None] ** 2))
+    if n_ext > 40 * nx + 100000:  # peaks very far outside the grid: exact direct sum, in blocks
+        xs = x0 + np.arange(nx) * step
+        rows = max(1, (1 << 20) // nx)
+        for s in range(0, len(c), rows):
+            dx = xs[None, :] - c[s:s + rows, None]
+            psi = _smooth_step((np.abs(dx) - r1) / (r2 - r1))
+            y += (b[s:s + rows] * gamma[s:s + rows] / math.pi) @ (psi / (dx * dx + gamma[s:s + rows, None] ** 2))
         return
     u = (c - x0) / step - lo_i          # fractional index on the extended grid
     i0 = np.floor(u).astype(np.int64)
