@@ -344,11 +344,14 @@ class _Chain:
         self.rwp_hist: list[float] = []
         self.seeded = False
         self.bragg_max = 0.0
+        self.interval = max(1, opts.screen_every)   # current screening interval (frames)
+        self.since_screen = 0
 
     def state(self) -> dict:
         return {"cells": dict(self.cells), "active": list(self.active), "zero": self.zero,
                 "profile": dict(self.profile), "rwp_hist": list(self.rwp_hist[-9:]),
-                "bragg_max": self.bragg_max}
+                "bragg_max": self.bragg_max, "interval": self.interval,
+                "since_screen": self.since_screen}
 
     def set_state(self, st: dict) -> None:
         self.cells = dict(st["cells"])
@@ -357,6 +360,8 @@ class _Chain:
         self.profile = dict(st["profile"])
         self.rwp_hist = list(st.get("rwp_hist", []))
         self.bragg_max = float(st.get("bragg_max", 0.0))
+        self.interval = int(st.get("interval", max(1, self.opts.screen_every)))
+        self.since_screen = int(st.get("since_screen", 0))
         self.seeded = True
 
     # -- fits ------------------------------------------------------------------------------
@@ -429,7 +434,7 @@ class _Chain:
         ids = self.order
         start = _start_from(self.cells, ids, self.zero, self.profile)
         return self._fit(pattern, ids, refine_lattice="isotropic", refine_profile="none",
-                         start=start, max_iter=8)
+                         start=start, max_iter=3)
 
     def _pseudo_symmetric(self, pattern, ids, fit, rec: FrameRecord):
         """Phases whose library cell has two axes within 1 % (pseudo-tetragonal orthorhombic, e.g.
@@ -495,8 +500,11 @@ class _Chain:
         if not self.seeded:
             self.seed(pattern)
             screened = self.screen(pattern)
-        elif force_ids is None and (force_screen or (rec.index % max(1, o.screen_every) == 0)):
+        elif force_ids is None and (force_screen or self.since_screen + 1 >= self.interval):
             screened = self.screen(pattern)
+        active_before = set(self.active)
+        if force_ids is None:
+            self.since_screen = 0 if screened is not None else self.since_screen + 1
         if screened is not None:
             rec.screen_z.update(self.screen_z(screened))
             for p in screened.phases:
@@ -567,6 +575,13 @@ class _Chain:
                 self.rwp_hist = (self.rwp_hist + [fit.rwp])[-9:]
             if force_ids is None:
                 self.active = keep
+        if force_ids is None:
+            # adaptive screening: the interval doubles (up to 4 × screen_every) while screens find
+            # nothing new, and returns to screen_every when the phase set changes
+            if set(self.active) != active_before or rec.entered:
+                self.interval = max(1, o.screen_every)
+            elif screened is not None:
+                self.interval = min(2 * self.interval, 4 * max(1, o.screen_every))
         return rec
 
 
@@ -618,7 +633,7 @@ def _run_chunk(items: list[tuple[int, Any]], phases: list, opts: SeriesOptions,
     if state is not None:
         chain.set_state(state)
     out = []
-    buf: deque = deque(maxlen=max(1, opts.screen_every))   # recent (record, pattern) for backtracking
+    buf: deque = deque(maxlen=4 * max(1, opts.screen_every))   # recent (record, pattern): backtracking
     for i, item in items:
         rec = _new_record(item, i)
         pat = None
@@ -995,7 +1010,7 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
 
     workers = max(1, int(workers))
     if chunk_size is None:
-        chunk_size = n if (workers == 1 and scheduler is None) else max(8, math.ceil(n / (2 * workers)))
+        chunk_size = 64          # frames read (and, in parallel, fitted) together: memory is flat
     chunk_size = max(2, int(chunk_size))
     chunks = [(a, min(a + chunk_size, n)) for a in range(0, n, chunk_size)]
     bar = _bar(n, progress)
@@ -1006,7 +1021,7 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
         got = src.fetch(range(a, b))
         return [(i, got[i]) for i in range(a, b)]
 
-    if len(chunks) == 1 or (workers == 1 and scheduler is None):
+    if scheduler is None and (len(chunks) == 1 or workers == 1):
         # one chain over all frames, read chunk by chunk
         state = None
         for a, b in chunks:
@@ -1015,15 +1030,18 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
                 records[r.index] = r
             bar.update(b - a)
     else:
+        # coarse chain over the first frame of every chunk (sequential, screened): each chunk is
+        # seeded from its own first frame's solution, reached by continuity at coarse resolution
         submit, close = _executor(workers, scheduler)
         try:
+            seeds = _coarse_seeds(src, chunks, phases, opts, heat_range, wl_ref)
             pending = {}
             it_chunks = iter(chunks)
             max_inflight = 2 * workers
             def feed():
                 for a, b in it_chunks:
-                    pending[submit(_run_chunk, fetch_items(a, b), phases, opts, None, heat_range,
-                                   wl_ref)] = (a, b)
+                    pending[submit(_run_chunk, fetch_items(a, b), phases, opts, seeds.get(a),
+                                   heat_range, wl_ref)] = (a, b)
                     if len(pending) >= max_inflight:
                         return
             feed()
@@ -1118,6 +1136,27 @@ def _wait_first(pending: dict):
         from dask.distributed import wait as dwait
 
         return dwait(list(pending), return_when="FIRST_COMPLETED").done
+
+
+def _coarse_seeds(src, chunks, phases, opts, heat_range, wl_ref) -> dict[int, dict | None]:
+    """Chain state at the first frame of every chunk, from a sequential pass over those frames."""
+    chain = _Chain(phases, opts)
+    seeds: dict[int, dict | None] = {}
+    for a, _ in chunks:
+        item = src.fetch([a])[a]
+        rec = _new_record(item, a)
+        try:
+            pat = _to_pattern(item, a, [], opts.max_nan_fraction)
+            _check_wavelength(pat, wl_ref, a)
+            chain.frame(pat, rec, force_screen=True)
+            seeds[a] = chain.state()
+        except SeriesError as exc:
+            if "wavelength" in str(exc) and "differs" in str(exc):
+                raise
+            seeds[a] = chain.state() if chain.seeded else None
+        except XtalError:
+            seeds[a] = chain.state() if chain.seeded else None
+    return seeds
 
 
 def _rec_state(rec: FrameRecord, prev_state: dict) -> dict:

@@ -1,0 +1,136 @@
+"""Benchmark of xtal.series on a large SYNTHETIC series: wall time and peak memory vs frame count.
+
+    python benchmarks/bench_series.py --frames 1000 --points 4000 --phases 8 --workers 2
+    python benchmarks/bench_series.py --frames 250 --points 4000 --phases 8 --workers 2
+
+The series is generated once by `xtal.synth` (a stated programme: LiBH4 RT→HT, K2B12H12 throughout,
+α-Li2B12H12 MODEL appearing and turning into the β MODEL, a halo at the end; stand-ins, see
+docs/series.md) and written to netCDF (not timed).  The analysis runs in a fresh process that opens
+the netCDF *lazily* (frames are read chunk by chunk) and calls `xtal.series.analyse_series` with
+8 candidate library phases; wall time, peak RSS of the main process and of the worker processes, and
+the recovered events (compared with the programme) are printed as a Markdown table row.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PHASES8 = ["libh4_rt", "libh4_ht", "k2b12h12", "mgb12h12_12h2o", "alpha_li2b12h12",
+           "beta_li2b12h12", "CaF2", "NiO"]
+
+
+def programme(frames: int, points: int):
+    from xtal import synth
+    from xtal.library import Library
+
+    lib = Library.bundled()
+    t0, t1 = 25.0, 400.0
+    step = (t1 - t0) / (frames - 1)
+    lo, hi = 4.0, 44.0
+    return synth.SeriesProgram(
+        segments=[synth.Segment("ramp", to_c=t1, step_c=step, frame_time_s=10.0)],
+        start_c=t0,
+        phases=[synth.PhaseStage(lib.phase("libh4_rt"), disappear_c=110.0, alpha_per_c=5e-5),
+                synth.PhaseStage(lib.phase("libh4_ht"), appear_c=110.0, disappear_c=280.0,
+                                 fade_out_c=20.0, alpha_per_c=6e-5, t0_c=135.0, reversible=False),
+                synth.PhaseStage(lib.phase("k2b12h12"), weight=0.6, alpha_per_c=2e-5),
+                synth.PhaseStage(lib.phase("alpha_li2b12h12"), appear_c=150.0, fade_in_c=10.0,
+                                 disappear_c=310.0, alpha_per_c=3e-5, reversible=False),
+                synth.PhaseStage(lib.phase("beta_li2b12h12"), appear_c=310.0, alpha_per_c=4e-5,
+                                 t0_c=355.0, reversible=False)],
+        halos=[synth.HaloStage(d_angstrom=6.4, fwhm_deg=3.0, appear_c=360.0, fade_in_c=40.0,
+                               weight=1.5)],
+        wavelength_angstrom=0.71073, two_theta_range_deg=(lo, hi),
+        step_deg=(hi - lo) / (points - 1), fwhm_deg=0.06, counts_max=2e4, seed=11,
+        title=f"benchmark programme ({frames} frames)")
+
+
+def generate(path: Path, frames: int, points: int) -> None:
+    from xtal import synth
+    from xtal.patterns import write_series
+
+    t = time.perf_counter()
+    da = synth.synthetic_series(programme(frames, points), dtype="float32")
+    write_series(da, path, overwrite=True)
+    print(f"generated {path} ({frames}×{da.sizes['two_theta_deg']}) in {time.perf_counter() - t:.1f} s",
+          file=sys.stderr)
+
+
+def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int) -> dict:
+    import xarray as xr
+
+    from xtal import series
+    from xtal.library import Library
+
+    phases = Library.bundled().phases(PHASES8[:n_phases])
+    da = xr.open_dataarray(path)          # lazy: analyse_series reads it chunk by chunk
+    t = time.perf_counter()
+    c0 = resource.getrusage(resource.RUSAGE_SELF)
+    res = series.analyse_series(da, phases, progress=False, workers=workers)
+    wall = time.perf_counter() - t
+    c1 = resource.getrusage(resource.RUSAGE_SELF)
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) + ch.ru_utime + ch.ru_stime
+    prog = programme(frames, points)
+    exp = prog.expected_events()
+    errs = []
+    for e in exp:
+        same = [f for f in res.events if f["phase"] == e["phase"] and f["kind"] == e["kind"]]
+        if same:
+            errs.append(min(abs(f["T_C"] - e["T_mid_C"]) for f in same if f["T_C"] is not None))
+        else:
+            errs.append(float("inf"))
+    tr = prog.truth()
+    import numpy as np
+    extra = 0
+    for j, pid in enumerate(res.phase_ids):
+        want = tr.get(f"wf:{pid}", np.zeros(len(res.records))) > 0
+        extra = max(extra, int(np.sum(res.present[:, j] & ~want)))
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"frames": frames, "points": int(da.sizes["two_theta_deg"]), "phases": n_phases,
+            "workers": workers, "wall_s": round(wall, 1), "cpu_s_all_processes": round(cpu, 1),
+            "peak_rss_main_mb": round(self_kb / 1024, 1), "peak_rss_worker_mb": round(child_kb / 1024, 1),
+            "events_programmed": len(exp), "events_found": len(res.events),
+            "max_event_error_C": round(max(errs), 2) if errs else None,
+            "max_frames_unprogrammed_phase": extra, "skipped": len(res.skipped),
+            "load_avg_1min": round(os.getloadavg()[0], 2)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=1000)
+    ap.add_argument("--points", type=int, default=4000)
+    ap.add_argument("--phases", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--dir", default="/tmp/xtal_bench_series")
+    ap.add_argument("--_analyse", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    d = Path(a.dir)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"series_{a.frames}x{a.points}.nc"
+    if a._analyse:
+        print(json.dumps(analyse(path, a.frames, a.points, a.workers, a.phases)))
+        return 0
+    if not path.exists():
+        generate(path, a.frames, a.points)
+    # the analysis in a fresh process: its peak RSS is the analysis alone
+    out = subprocess.run([sys.executable, __file__, "--frames", str(a.frames), "--points", str(a.points),
+                          "--phases", str(a.phases), "--workers", str(a.workers), "--dir", str(d),
+                          "--_analyse"], check=True, capture_output=True, text=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps(r, indent=1))
+    print(f"| {r['frames']} | {r['points']} | {r['phases']} | {r['workers']} | {r['wall_s']} | {r['cpu_s_all_processes']} | "
+          f"{r['peak_rss_main_mb']} | {r['peak_rss_worker_mb']} | {r['events_found']}/{r['events_programmed']} | "
+          f"{r['max_event_error_C']} | {r['load_avg_1min']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
