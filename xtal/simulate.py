@@ -1077,7 +1077,7 @@ def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = Fa
         loop.add_row([f"{t:.5f}", f"{i:.6g}"])
     r = sim.reflections
     rl = blk.init_loop("_refln_", ["index_h", "index_k", "index_l", "d_spacing", "F_squared_calc",
-                                   "multiplicity"])
+                                   "symmetry_multiplicity"])
     for k in range(len(r)):
         rl.add_row([str(int(r.hkl[k, 0])), str(int(r.hkl[k, 1])), str(int(r.hkl[k, 2])),
                     f"{r.d_angstrom[k]:.6f}", f"{r.f_squared[k]:.6g}", str(int(r.multiplicity[k]))])
