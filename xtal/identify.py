@@ -74,7 +74,7 @@ DEFAULT_MIN_DELTA_BIC = 10.0
 #: Hypotheses within this score difference of the best are flagged as near ties.
 NEAR_TIE_DELTA = 10.0
 #: Peak window of the pseudo-Voigt, in FWHM on each side (the Lorentzian is renormalised to it).
-_PROFILE_WINDOW_FWHM = 8.0
+_PROFILE_WINDOW_FWHM = 6.0
 _MIN_FWHM_DEG = 1e-4
 _QUICK_PROFILE = "width"
 
@@ -447,7 +447,8 @@ def _pv_eval(x: np.ndarray, centres: np.ndarray, areas: np.ndarray, fwhm: np.nda
     """
     n = x.size
     out: dict[str, Any] = {}
-    half = _PROFILE_WINDOW_FWHM * fwhm
+    # a derivative-only pass (values from xtal.simulate) needs a narrower window
+    half = (_PROFILE_WINDOW_FWHM if values else 4.0) * fwhm
     lo = np.searchsorted(x, centres - half)
     hi = np.searchsorted(x, centres + half)
     counts = hi - lo
@@ -485,7 +486,7 @@ def _pv_eval(x: np.ndarray, centres: np.ndarray, areas: np.ndarray, fwhm: np.nda
     # continuous when peaks move (points entering/leaving a window), which the optimiser needs
     u = np.abs(t) * 0.5 - (_PROFILE_WINDOW_FWHM - _TAPER_FWHM)
     tail = u > 0
-    if np.any(tail):
+    if values and np.any(tail):
         lor[tail] *= 0.5 * (1.0 + np.cos(np.pi * np.minimum(u[tail] / _TAPER_FWHM, 1.0)))
     if values:
         out["col"] = np.bincount(ix, weights=eta * lor + (1.0 - eta) * g, minlength=n)
@@ -1091,7 +1092,7 @@ def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
     refine_profile : "auto" (zero, U, V, W, η), "width" (zero, W, η) or an explicit list of
         names among zero, U, V, W, eta.
     exact_profile : on a uniform grid, evaluate the peaks with ``xtal.simulate.pseudo_voigt_profile``
-        (exact Lorentzian tails, as ``xtal.synth``); False: the faster ±8 FWHM window (used by the
+        (exact Lorentzian tails, as ``xtal.synth``); False: the faster ±6 FWHM window (used by the
         search in ``identify``; non-uniform grids always use it).
     strains : starting relative lattice strain per phase (a number or an array of the phase's
         lattice parameters); ignored when ``start`` gives the cell.
@@ -1961,7 +1962,7 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
         axd = fig.add_subplot(gs[2], sharex=ax)
         x = f.x_deg
         ax.plot(x, f.observed, ".", color="k", ms=2, label="observed")
-        ax.plot(x, f.calculated, color="tab:red", lw=0.9, label="calculated")
+        ax.plot(x, f.calculated, color="tab:red", lw=0.9, label="calculated", zorder=4)
         ax.plot(x, f.background, color="tab:green", lw=0.9, label="background")
         colors = ["tab:purple", "tab:orange", "tab:cyan", "tab:brown", "tab:pink", "tab:olive"]
         for i, p in enumerate(f.phases):
