@@ -331,3 +331,43 @@ def test_bad_input_raises_clear_errors(bundled):
         I.identify(good, [by_id["CaF2"], by_id["CaF2"]])       # duplicate ids
     for exc in (I.NoPeaksError, I.NoSignalError, I.EmptyLibraryError):
         assert issubclass(exc, IdentificationError) and issubclass(exc, XtalError)
+
+
+def test_pybaselines_background_and_q_axis(bundled):
+    """background="arpls"/"snip" (pybaselines, fixed) finds the same phases; a pattern on the Q
+    axis without λ in the file is identified with the λ given by the caller."""
+    phases, by_id = bundled
+    pat = synthetic_pattern([by_id["CuO"], by_id["CaF2"]], [0.6, 0.4], wavelength_angstrom=0.7093,
+                            two_theta_range_deg=(5, 40), step_deg=0.007, fwhm_deg=0.08, seed=4,
+                            strain=[0.005, -0.004],
+                            background={"kind": "chebyshev", "coeffs": [400, -120, 60]})
+    for bg in ("arpls", "snip"):
+        res = I.identify(pat, phases, background=bg)
+        assert set(res.best.ids) == {"CuO", "CaF2"}, bg
+        wf = {p.id: p.weight_fraction for p in res.best.phases}
+        assert wf["CuO"] == pytest.approx(0.6, abs=0.05), bg
+        assert res.best.fit.background_kind == "fixed"
+    q = pat.q_inv_angstrom()
+    qpat = Pattern(x=q, intensity=pat.intensity, sigma=pat.sigma, axis="q_inv_angstrom")
+    res = I.identify(qpat, phases, wavelength=0.7093)
+    assert set(res.best.ids) == {"CuO", "CaF2"}
+    assert res.best.fit.x_deg[0] == pytest.approx(5.0, abs=1e-6)
+
+
+def test_near_tie_alternatives_are_explicit(bundled):
+    """The same structure under two ids (e.g. one phase from two sources) cannot be told apart:
+    both single-phase hypotheses are reported, the second flagged as a near tie, no 'high'
+    confidence, and the pair is not reported as a two-phase mixture."""
+    from xtal.structures import read_cif
+
+    phases, by_id = bundled
+    twin = read_cif(REF_STRUCTURES / "NiO_Fm-3m.cif", phase_id="NiO_second_source")
+    pat = synthetic_pattern([by_id["NiO"]], [1.0], wavelength_angstrom="CuKa",
+                            two_theta_range_deg=(30, 100), step_deg=0.014, fwhm_deg=0.1, seed=8)
+    res = I.identify(pat, phases + [twin])
+    top = [h.ids for h in res.hypotheses[:2]]
+    assert sorted(map(tuple, top)) == [("NiO",), ("NiO_second_source",)]
+    assert res.hypotheses[1].near_tie and abs(res.hypotheses[1].delta_score) < 1.0
+    assert res.confidence != "high"
+    assert all(len(h.ids) == 1 for h in res.hypotheses if "NiO" in h.ids)
+    assert res.to_json_dict()["hypotheses"][1]["near_tie"] is True

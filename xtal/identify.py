@@ -657,12 +657,19 @@ class _Data:
     source: str | None
 
 
-def _prepare(pattern: Any, two_theta_range: tuple[float, float] | None = None) -> _Data:
+def _prepare(pattern: Any, two_theta_range: tuple[float, float] | None = None,
+             rad: Radiation | None = None) -> _Data:
     axis = getattr(pattern, "axis", "two_theta_deg")
-    if axis != "two_theta_deg":
+    if axis == "two_theta_deg":
+        x = np.asarray(pattern.x, dtype=float)
+    elif getattr(pattern, "wavelength_angstrom", None) or rad is None:
         x = np.asarray(pattern.two_theta_deg(), dtype=float)
     else:
-        x = np.asarray(pattern.x, dtype=float)
+        # a Q or d pattern without λ in the file, λ given by the caller
+        xx = np.asarray(pattern.x, dtype=float)
+        q = xx if axis == "q_inv_angstrom" else 2.0 * np.pi / xx
+        with np.errstate(invalid="ignore"):
+            x = 2.0 * np.degrees(np.arcsin(q * rad.primary / (4.0 * np.pi)))
     y = np.asarray(pattern.intensity, dtype=float)
     sig = getattr(pattern, "sigma", None)
     src = getattr(pattern, "source", None)
@@ -1105,7 +1112,7 @@ def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
     if not phases:
         raise EmptyLibraryError("no phase to fit")
     rad = _rad or radiation_from(pattern, wavelength)
-    data = _data or _prepare(pattern, two_theta_range)
+    data = _data or _prepare(pattern, two_theta_range, rad)
     mode = {True: "cell", False: "fixed"}.get(refine_lattice, refine_lattice)  # type: ignore[arg-type]
     if mode not in ("cell", "isotropic", "fixed"):
         raise IdentificationError(f"refine_lattice must be True, False, 'cell' or 'isotropic', "
@@ -1402,7 +1409,7 @@ def screen_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None
                   max_strain: float = DEFAULT_MAX_STRAIN) -> list[ScreenHit]:
     """Fast screen of every phase against the pattern (best first)."""
     rad = radiation_from(pattern, wavelength)
-    data = _prepare(pattern)
+    data = _prepare(pattern, None, rad)
     fw = _initial_width(data)
     bg = estimate_background(data.x, data.y, "snip", fw)
     dmin = min(rad.wavelengths) / (2 * math.sin(math.radians(min(data.x[-1] + 1, 179) / 2)))
@@ -1584,7 +1591,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
         raise IdentificationError(f"duplicate phase ids in the library: {dup}")
     by_id = {str(p.id): p for p in phases}
     rad = radiation_from(pattern, wavelength)
-    data = _prepare(pattern, two_theta_range)
+    data = _prepare(pattern, two_theta_range, rad)
     src = data.source
     fw0 = _initial_width(data)
     bg0 = estimate_background(data.x, data.y, "arpls" if background == "arpls" else "snip", fw0)
