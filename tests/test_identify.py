@@ -371,3 +371,14 @@ def test_near_tie_alternatives_are_explicit(bundled):
     assert res.confidence != "high"
     assert all(len(h.ids) == 1 for h in res.hypotheses if "NiO" in h.ids)
     assert res.to_json_dict()["hypotheses"][1]["near_tie"] is True
+
+
+def test_blas_threads_restored_after_fit(bundled):
+    """The fit runs with one OpenBLAS thread and gives the previous setting back."""
+    _, by_id = bundled
+    ctl = I._blas_controls()
+    before = [get() for get, _ in ctl]
+    pat = synthetic_pattern([by_id["NiO"]], [1.0], wavelength_angstrom="CuKa",
+                            two_theta_range_deg=(30, 80), step_deg=0.02, seed=1)
+    I.fit_phases(pat, [by_id["NiO"]])
+    assert [get() for get, _ in ctl] == before

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -114,23 +115,32 @@ def _blas_controls() -> list:
     return _BLAS_CTL
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE: dict[str, Any] = {"depth": 0, "old": []}
+
+
 class _OneBlasThread:
-    """Context manager: one OpenBLAS thread inside, the previous number restored on exit."""
+    """Context manager: one OpenBLAS thread inside, the previous number restored when the
+    outermost (over all threads) context exits."""
 
     def __enter__(self):
-        self.ctl = _blas_controls()
-        self.old = []
-        for get, set_ in self.ctl:
-            n = int(get())
-            self.old.append(n)
-            if n != 1:
-                set_(1)
+        with _BLAS_LOCK:
+            if _BLAS_STATE["depth"] == 0:
+                ctl = _blas_controls()
+                _BLAS_STATE["old"] = [int(get()) for get, _ in ctl]
+                for (_, set_), n in zip(ctl, _BLAS_STATE["old"]):
+                    if n != 1:
+                        set_(1)
+            _BLAS_STATE["depth"] += 1
         return self
 
     def __exit__(self, *exc):
-        for (get, set_), n in zip(self.ctl, self.old):
-            if n != 1:
-                set_(n)
+        with _BLAS_LOCK:
+            _BLAS_STATE["depth"] -= 1
+            if _BLAS_STATE["depth"] == 0:
+                for (_, set_), n in zip(_blas_controls(), _BLAS_STATE["old"]):
+                    if n != 1:
+                        set_(n)
         return False
 
 
@@ -1765,6 +1775,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
                            "intensity": float(h_), "relative_intensity": float(h_) / top,
                            "significance": float("nan")})
     level_, statement = _confidence(hyps, unexpl)
+    if hyps:
+        warnings.extend(w for w in hyps[0].fit.warnings if "MODEL" not in w)
     model_ids = sorted({p.id for h in hyps for p in h.phases if p.model})
     for mid in model_ids:
         warnings.append(f"{mid} is a structural MODEL (not a refined structure): its presence "
