@@ -452,7 +452,7 @@ def _dodecaborate_figure(sims, phases, path: Path) -> Path:
         ax.set_ylim(-24, 125)
         ax.set_yticks([0, 50, 100])
         ax.axhline(0, color="0.8", lw=0.5)
-        ax.set_ylabel("I (%)", fontsize=10)
+        ax.set_ylabel("I (% of max)", fontsize=10)
         ax.tick_params(labelsize=9)
         ax.set_xlim(lo, hi)
     axes[-1].set_xlabel(f"2θ (°)   λ = {lam:.5f} Å (Mo Kα)", fontsize=11)
