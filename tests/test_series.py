@@ -288,7 +288,7 @@ def test_write_outputs(analysed, tmp_path):
     prog, da, res = analysed["dodecaborate"]
     files = res.write(tmp_path / "out")
     for name in ("series.nc", "phases.csv", "events.json", "report.md", "heatmap.png",
-                 "fractions.png", "lattice.png", "waterfall.png"):
+                 "heatmap_q.png", "fractions.png", "lattice.png", "waterfall.png"):
         assert (tmp_path / "out" / name).is_file(), name
     ds = xr.open_dataset(files["series.nc"])
     try:
@@ -360,13 +360,15 @@ def test_dask_scheduler_needs_dask(lib):
                               scheduler="tcp://127.0.0.1:8786")
 
 
-def test_nan_frames_skipped_or_masked_and_reported(lib):
+def test_nan_frames_skipped_or_masked_and_reported(lib, capsys):
     prog = _small_programme(lib)
     da = synth.synthetic_series(prog, stop=12).copy()
     da.values[4, :] = np.nan                  # a dead frame
     da.values[7, 100:110] = np.nan            # a detector gap (< 5 % of the points)
     res = series.analyse_series(da, lib.phases(["libh4_rt", "libh4_ht", "k2b12h12"]),
-                                progress=False)
+                                progress=True)
+    cap = capsys.readouterr()
+    assert "12/12" in cap.err and cap.out == ""     # tqdm bar per frame on stderr, nothing on stdout
     assert [s["frame"] for s in res.skipped] == [4]
     assert "NaN" in res.skipped[0]["reason"]
     assert res.records[7].status == "ok" and any("masked" in n for n in res.notes)

@@ -49,8 +49,13 @@ def _colors(n):
     return [cmap(i % 10) for i in range(n)]
 
 
-def plot_heatmap(res, *, cmap: str = "viridis", ax=None):
-    """2θ × frame heat map of log10 intensity, phase-existence bars, T(frame) and event lines."""
+def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
+    """Heat map of log10 intensity with phase-existence bars, the temperature programme and event lines.
+
+    x: 2θ (°) or, with ``x_axis="q"``, Q = 4π sinθ/λ (Å⁻¹).  y: temperature when it changes
+    monotonically (a plain ramp: a 2θ–T map), otherwise the frame index (holds, cooling), with T(frame)
+    in the right-hand panel.
+    """
     plt = _mpl()
     ds_heat = [r.heat for r in res.records]
     if res.heat_x is None or all(h is None for h in ds_heat):
@@ -62,25 +67,51 @@ def plot_heatmap(res, *, cmap: str = "viridis", ax=None):
     pos = img[np.isfinite(img) & (img > 0)]
     floor = np.percentile(pos, 1) if pos.size else 1.0
     logi = np.log10(np.clip(img, max(floor, 1e-9), None))
-    frames = np.array([r.index for r in res.records])
+    frames = np.array([r.index for r in res.records], float)
     T = res.temperature_c
+    by_t = _monotonic(T)
+    ycen = T if by_t else frames
+    ylab = "T (°C)" if by_t else "frame"
+
+    def edges(c):
+        c = np.asarray(c, float)
+        if c.size == 1:
+            return np.array([c[0] - 0.5, c[0] + 0.5])
+        m = 0.5 * (c[1:] + c[:-1])
+        return np.concatenate([[c[0] - (m[0] - c[0])], m, [c[-1] + (c[-1] - m[-1])]])
+
+    x = res.heat_x
+    xlab = "2θ (°)"
+    if x_axis == "q":
+        if not res.wavelength_angstrom:
+            raise ValueError("a Q axis needs the wavelength")
+        x = 4 * np.pi * np.sin(np.radians(x) / 2) / res.wavelength_angstrom
+        xlab = "Q (Å⁻¹)"
+    elif x_axis != "two_theta":
+        raise ValueError(f"x_axis must be 'two_theta' or 'q', not {x_axis!r}")
+    if res.wavelength_angstrom:
+        xlab += f"   (λ = {res.wavelength_angstrom:.5f} Å)"
     present = [pid for j, pid in enumerate(res.phase_ids) if res.present[:, j].any()]
     fig = plt.figure(figsize=(11, 7), constrained_layout=True)
     gs = fig.add_gridspec(1, 3, width_ratios=[6, max(0.35 * len(present), 0.6), 1.4])
     ax0 = fig.add_subplot(gs[0])
-    x = res.heat_x
-    extent = [x[0], x[-1], frames[0] - 0.5, frames[-1] + 0.5]
-    im = ax0.imshow(logi, aspect="auto", origin="lower", extent=extent, cmap=cmap,
-                    interpolation="nearest")
-    ax0.set_xlabel("2θ (°)" + (f"   λ = {res.wavelength_angstrom:.5f} Å" if res.wavelength_angstrom else ""))
-    ax0.set_ylabel("frame")
+    ye = edges(ycen)
+    im = ax0.pcolormesh(edges(x), ye, logi, cmap=cmap, shading="flat", rasterized=True)
+    if ye[0] > ye[-1]:
+        ax0.invert_yaxis()
+    ax0.set_xlabel(xlab)
+    ax0.set_ylabel(ylab)
     cb = fig.colorbar(im, ax=ax0, location="bottom", shrink=0.6, pad=0.01)
     cb.set_label("log10 intensity (counts)")
-    ax0.set_title(_title(res, "intensity map"))
+    ax0.set_title(_title(res, "intensity map" + (" (2θ–T)" if by_t and x_axis != "q" else "")))
     ev_col = {"appears": "white", "disappears": "orange", "jump": "red", "amorphous": "magenta"}
+
+    def ypos(fp):
+        f = _frame_at(res, fp)
+        return float(np.interp(f, frames, T)) if by_t else f
+
     for e in res.events:
-        fp = e.get("frame_position", e["frame"])
-        ax0.axhline(_frame_at(res, fp), color=ev_col.get(e["kind"], "w"),
+        ax0.axhline(ypos(e.get("frame_position", e["frame"])), color=ev_col.get(e["kind"], "w"),
                     lw=1.0, ls="--", alpha=0.9)
     # phase-existence bars
     ax1 = fig.add_subplot(gs[1], sharey=ax0)
@@ -89,7 +120,8 @@ def plot_heatmap(res, *, cmap: str = "viridis", ax=None):
         j = res.phase_ids.index(pid)
         pr = res.present[:, j]
         for k in np.flatnonzero(pr):
-            ax1.add_patch(plt.Rectangle((m - 0.4, frames[k] - 0.5), 0.8, 1.0, color=cols[j], lw=0))
+            lo, hi = sorted((ye[k], ye[k + 1]))
+            ax1.add_patch(plt.Rectangle((m - 0.4, lo), 0.8, hi - lo, color=cols[j], lw=0))
     ax1.set_xlim(-0.6, max(len(present), 1) - 0.4)
     ax1.set_xticks(range(len(present)))
     ax1.set_xticklabels([_label(res, p) for p in present], rotation=90)
@@ -97,11 +129,10 @@ def plot_heatmap(res, *, cmap: str = "viridis", ax=None):
     ax1.set_title("phases")
     # temperature programme
     ax2 = fig.add_subplot(gs[2], sharey=ax0)
-    ax2.plot(T, frames, color="k", lw=1.5)
-    skipped = [r.index for r in res.records if r.status != "ok"]
-    if skipped:
-        ax2.plot(T[[k for k, r in enumerate(res.records) if r.status != "ok"]], skipped, "rx",
-                 label="skipped frame")
+    ax2.plot(T, ycen, color="k", lw=1.5)
+    bad = [k for k, r in enumerate(res.records) if r.status != "ok"]
+    if bad:
+        ax2.plot(T[bad], ycen[bad], "rx", ms=8, label="skipped frame")
         ax2.legend(loc="lower right")
     ax2.set_xlabel("T (°C)")
     ax2.tick_params(axis="y", labelleft=False)
@@ -251,8 +282,8 @@ def write_series_figures(res, outdir, *, overwrite: bool = False, waterfall: boo
     plt = _mpl()
     out = Path(outdir)
     made = {}
-    makers = [("heatmap.png", plot_heatmap), ("fractions.png", plot_fractions),
-              ("lattice.png", plot_lattice)]
+    makers = [("heatmap.png", plot_heatmap), ("heatmap_q.png", lambda r: plot_heatmap(r, x_axis="q")),
+              ("fractions.png", plot_fractions), ("lattice.png", plot_lattice)]
     if waterfall:
         makers.append(("waterfall.png", plot_waterfall))
     for name, fn in makers:

@@ -362,7 +362,7 @@ class _Chain:
 
     # -- fits ------------------------------------------------------------------------------
     def _fit(self, pattern, ids, *, refine_lattice=None, refine_profile="auto", start=None,
-             strains=None, max_iter=None):
+             strains=None, max_iter=None, amorphous=True):
         from xtal.identify import fit_phases
 
         o = self.opts
@@ -370,7 +370,7 @@ class _Chain:
                   refine_lattice=o.refine_lattice if refine_lattice is None else refine_lattice,
                   background=o.background, n_background=o.n_background,
                   refine_profile=refine_profile, strains=strains, max_strain=o.max_strain,
-                  two_theta_range=o.two_theta_range)
+                  two_theta_range=o.two_theta_range, amorphous=amorphous)
         if max_iter is not None or o.max_nfev is not None:
             kw["max_iter"] = max_iter if max_iter is not None else o.max_nfev
         return fit_phases(pattern, [self.phases[i] for i in ids], **_supported(fit_phases, kw))
@@ -430,7 +430,7 @@ class _Chain:
         ids = self.order
         start = _start_from(self.cells, ids, self.zero, self.profile)
         return self._fit(pattern, ids, refine_lattice="isotropic", refine_profile="none",
-                         start=start, max_iter=3)
+                         start=start, max_iter=3, amorphous=False)
 
     def _pseudo_symmetric(self, pattern, ids, fit, rec: FrameRecord):
         """Phases whose library cell has two axes within 1 % (pseudo-tetragonal orthorhombic, e.g.
