@@ -418,3 +418,25 @@ def test_wavelength_mismatch_and_bad_temperatures_raise(lib, tmp_path):
     log.write_text("file,temperature_c\nscan_000.xy,20\nscan_001.xy,25\nother_007.xy,30\n")
     with pytest.raises(SeriesError):
         series.analyse_series(d, lib.phases(["libh4_rt"]), temperatures=log, progress=False)
+
+
+def test_kalpha_doublet_series(lib):
+    """A lab Cu Kα1/Kα2 series: the doublet is carried from the DataArray attrs into the fits."""
+    prog = synth.SeriesProgram(
+        segments=[synth.Segment("ramp", to_c=150.0, step_c=10.0, frame_time_s=30.0)], start_c=60.0,
+        phases=[synth.PhaseStage(lib.phase("libh4_rt"), disappear_c=110.0, alpha_per_c=5e-5),
+                synth.PhaseStage(lib.phase("libh4_ht"), appear_c=110.0, alpha_per_c=6e-5, t0_c=135.0),
+                synth.PhaseStage(lib.phase("k2b12h12"), weight=0.6, alpha_per_c=2e-5)],
+        wavelength_angstrom="CuKa", two_theta_range_deg=(12.0, 60.0), step_deg=0.012, fwhm_deg=0.08,
+        counts_max=2e4, seed=5)
+    da = synth.synthetic_series(prog)
+    assert da.attrs["wavelength2_angstrom"] == pytest.approx(1.5444, abs=1e-3)
+    res = series.analyse_series(da, lib.phases(["libh4_rt", "libh4_ht", "k2b12h12"]), progress=False)
+    tr = prog.truth()
+    for j, pid in enumerate(res.phase_ids):
+        assert np.array_equal(res.present[:, j], tr[f"wf:{pid}"] > 0), pid
+        err = np.abs(res.values("a", pid) / tr[f"cell:{pid}"][:, 0] - 1)
+        assert np.nanmax(err) < 2e-4, pid
+    ev = {(e["phase"], e["kind"]): e for e in res.events}
+    assert abs(ev[("libh4_ht", "appears")]["T_C"] - 105.0) <= 5.0     # between the 100 and 110 °C frames
+    assert [r.segment for r in res.records][:2] == ["heating", "heating"]

@@ -193,7 +193,9 @@ def test_series_frames_coords_and_label(libh4, k2b12h12):
     T = da["temperature_c"].values
     assert T[0] == 25.0 and T[n_ramp] == 150.0 and T[n_ramp + n_hold - 1] == 150.0 and T[-1] == 50.0
     assert np.all(np.diff(da["time_s"].values) == 30.0)
-    assert list(np.unique(da["segment"].values)) == ["0:ramp", "1:hold", "2:cool"]
+    assert list(np.unique(da["program_segment"].values)) == ["0:ramp", "1:hold", "2:cool"]
+    seg = da["segment"].values
+    assert seg[5] == "heating" and seg[n_ramp + 3] == "isothermal" and seg[-3] == "cooling"
     assert da.attrs["synthetic"] == 1 and "SYNTHETIC" in da.attrs["title"]
     prog_json = json.loads(da.attrs["program"])
     assert prog_json["synthetic"] is True

@@ -1058,6 +1058,11 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
             _reconcile(src, records, phases, opts, states[a0], a1, b1, heat_range, wl_ref)
     bar.close()
     recs = [r for r in records if r is not None]
+    if any(not r.segment for r in recs):
+        from xtal.patterns import label_segments
+
+        for r, lab in zip(recs, label_segments([r.temperature_c for r in recs])):
+            r.segment = r.segment or lab
 
     # presence: evidence and Viterbi; refit frames whose set differs from what was fitted (twice)
     for _ in range(2):

@@ -678,12 +678,15 @@ def synthetic_series(program: SeriesProgram, *, start: int = 0, stop: int | None
                      dtype=np.float64):
     """A synthetic thermal series as an ``xarray.DataArray`` (frame × two_theta_deg), labelled synthetic.
 
-    Coordinates ``temperature_c``, ``time_s``, ``segment`` ("0:ramp", "1:hold", "2:cool", ...) and
-    ``source`` per frame; attrs ``wavelength_angstrom`` (+ ``wavelength2_angstrom``, ``ka2_ratio`` for a
+    Coordinates ``temperature_c``, ``time_s``, ``segment`` ("heating" / "isothermal" / "cooling", as
+    `xtal.patterns.read_series` labels measured series), ``program_segment`` ("0:ramp", "1:hold",
+    "2:cool", ...) and ``source`` per frame; attrs ``wavelength_angstrom`` (+ ``wavelength2_angstrom``, ``ka2_ratio`` for a
     doublet), ``synthetic = 1``, ``title`` and ``program`` (the programme as JSON, including the phases'
     windows, thermal expansion and cells) — compare with `SeriesProgram.truth()`.
     """
     import xarray as xr
+
+    from xtal.patterns import label_segments
 
     r = _SeriesRenderer(program)
     fr = program.frames()
@@ -709,6 +712,8 @@ def synthetic_series(program: SeriesProgram, *, start: int = 0, stop: int | None
         coords={"frame": idx, "two_theta_deg": r.x,
                 "temperature_c": ("frame", fr["temperature_c"][idx]),
                 "time_s": ("frame", fr["time_s"][idx]),
-                "segment": ("frame", np.asarray(fr["segment"][idx]).astype(str)),
+                "segment": ("frame", np.asarray(label_segments(fr["temperature_c"])[start:stop],
+                                                dtype=str)),
+                "program_segment": ("frame", np.asarray(fr["segment"][idx]).astype(str)),
                 "source": ("frame", np.array([f"synthetic:{i}" for i in idx]))},
         attrs=attrs, name="intensity")
