@@ -1967,8 +1967,9 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
     if not result.hypotheses:
         ax = fig.add_subplot(111)
         ax.plot(result.x_deg, result.observed, color="k", lw=0.8, label="observed")
-        for p in result.unexplained_peaks:
-            ax.axvline(p["two_theta"], color="crimson", ls=":", lw=0.8)
+        for k, p in enumerate(result.unexplained_peaks):
+            ax.axvline(p["two_theta"], color="crimson", ls=":", lw=0.8,
+                       label="unexplained peak" if k == 0 else None)
         ax.set_xlabel("2θ (°)")
         ax.set_ylabel("intensity (counts)")
         ax.set_title("No library phase explains the pattern (dotted: unexplained peaks)")
