@@ -100,7 +100,7 @@ def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int) -
             "events_programmed": len(exp), "events_found": len(res.events),
             "max_event_error_C": round(max(errs), 2) if errs else None,
             "max_frames_unprogrammed_phase": extra, "skipped": len(res.skipped),
-            "load_avg_1min": round(os.getloadavg()[0], 2)}
+            "load_avg_1min": round(os.getloadavg()[0], 2), "timing_s": res.timing}
 
 
 def main(argv=None) -> int:

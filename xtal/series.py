@@ -70,7 +70,7 @@ class SeriesOptions:
     wavelength: Any = None
     screen_every: int = 4
     switch_penalty: float = 8.0
-    min_share: float = 0.002          # minimum share of the Bragg intensity of a present phase
+    min_share: float = 0.004          # minimum share of the Bragg intensity of a present phase
     enter_z: float = 8.0              # screen z for a phase to join the active set
     presence_z: float = 6.0           # z below which a frame counts as evidence of absence
     drop_z: float = 3.0               # active-phase z below which it leaves the active set
@@ -730,6 +730,7 @@ class SeriesResult:
     skipped: list[dict]
     notes: list[str]
     elapsed_s: float = 0.0
+    timing: dict = field(default_factory=dict)     # wall seconds per stage of the analysis
 
     # -- arrays ------------------------------------------------------------------------------
     @property
@@ -935,7 +936,7 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
                    instrument: str | Path | None = None,
                    progress: bool = True, workers: int = 1, chunk_size: int | None = None,
                    scheduler: str | None = None,
-                   screen_every: int = 4, switch_penalty: float = 8.0, min_share: float = 0.002,
+                   screen_every: int = 4, switch_penalty: float = 8.0, min_share: float = 0.004,
                    enter_z: float = 8.0, presence_z: float = 6.0, drop_z: float = 3.0,
                    background: str = "chebyshev", n_background: int | None = 12,
                    max_strain: float = 0.05, two_theta_range: tuple[float, float] | None = None,
@@ -1017,6 +1018,8 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
         got = src.fetch(range(a, b))
         return [(i, got[i]) for i in range(a, b)]
 
+    timing: dict[str, float] = {}
+    t_stage = time.perf_counter()
     if scheduler is None and (len(chunks) == 1 or workers == 1):
         # one chain over all frames, read chunk by chunk
         state = None
@@ -1031,6 +1034,8 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
         submit, close = _executor(workers, scheduler)
         try:
             seeds = _coarse_seeds(src, chunks, phases, opts, heat_range, wl_ref)
+            timing["coarse_chain_s"] = time.perf_counter() - t_stage
+            t_stage = time.perf_counter()
             pending = {}
             it_chunks = iter(chunks)
             max_inflight = 2 * workers
@@ -1053,9 +1058,16 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
                 feed()
         finally:
             close()
+        timing["parallel_chunks_s"] = time.perf_counter() - t_stage
+        t_stage = time.perf_counter()
         # reconcile chunk boundaries: refit the first frames of each chunk from the previous one
         for (a0, b0), (a1, b1) in zip(chunks[:-1], chunks[1:]):
             _reconcile(src, records, phases, opts, states[a0], a1, b1, heat_range, wl_ref)
+        timing["reconcile_s"] = time.perf_counter() - t_stage
+    else_key = "chain_s" if "parallel_chunks_s" not in timing else None
+    if else_key:
+        timing[else_key] = time.perf_counter() - t_stage
+    t_stage = time.perf_counter()
     bar.close()
     recs = [r for r in records if r is not None]
     if any(not r.segment for r in recs):
@@ -1071,6 +1083,8 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
             break
     present, evidence = _presence(recs, ids, phases, opts)
     present &= _fitted_positive(recs, ids)   # values are reported only where the phase was fitted
+    timing["presence_and_refits_s"] = time.perf_counter() - t_stage
+    t_stage = time.perf_counter()
 
     info = {p.id: {"name": getattr(p, "name", p.id), "model": bool(getattr(p, "is_model", False)),
                    "kind": getattr(getattr(p, "provenance", None), "kind", None),
@@ -1089,6 +1103,8 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
     res.events = detect_events(res)
     res.expansion = {pid: thermal_expansion(res, pid) for pid in ids if present[:, ids.index(pid)].any()}
     res.lattice_transitions = [t for pid in ids for t in _auto_merging(res, pid)]
+    timing["events_s"] = time.perf_counter() - t_stage
+    res.timing = {k: round(v, 3) for k, v in timing.items()}
     res.elapsed_s = time.perf_counter() - t0
     return res
 
