@@ -303,6 +303,52 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# series
+# ------------------------------------------------------------------------------------------------
+def _cmd_series(args: argparse.Namespace) -> int:
+    from xtal.report import markdown_to_html
+    from xtal.series import analyse_series
+    from xtal.util import atomic_write_text
+
+    phases, empty = _library_phases(args.library)
+    source = args.source
+    if Path(source).suffix.lower() in (".nc", ".h5", ".hdf5", ".nxs"):
+        from xtal.patterns import read_series
+
+        source = read_series(source, wavelength_angstrom=args.wavelength)
+    result = analyse_series(source, phases, wavelength=args.wavelength, temperatures=args.temperatures,
+                            instrument=args.instrument, progress=not args.no_progress,
+                            workers=args.workers, scheduler=args.scheduler)
+    written = result.write(args.out, overwrite=args.force)
+    md_path = written["report.md"]
+    html = md_path.with_suffix(".html")
+    md = md_path.read_text(encoding="utf-8")
+    if empty:
+        md += "\n\n**Not searched — empty library slots** (supply the CIFs): " + ", ".join(empty) + "\n"
+        atomic_write_text(md_path, md)
+    atomic_write_text(html, markdown_to_html(md, base_dir=md_path.parent, title="xtal thermal series"))
+    written["report.html"] = html
+    for ev in result.events:
+        where = f"T = {ev['T_C']:.1f} ± {ev['sigma_C']:.1f} °C" if ev.get("T_C") is not None else ""
+        if ev.get("time_s") is not None:
+            where += f" (t = {ev['time_s']:.0f} s)"
+        print(f"  {ev['phase']}: {ev['kind']} at frame {ev['frame']} {where}")
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# demo
+# ------------------------------------------------------------------------------------------------
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from xtal.demo import run_demo
+
+    run_demo(Path(args.out))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -365,6 +411,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_id.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
     p_id.add_argument("--plot", help="figure: observed, calculated, difference, ticks")
     p_id.set_defaults(func=_cmd_identify)
+
+    p_ser = sub.add_parser("series", help="phase map of an in-situ thermal series")
+    p_ser.add_argument("source", metavar="DIR_OR_FILE", help="directory/glob of frames, or one 2D file (.nc/.h5)")
+    p_ser.add_argument("--wavelength", help="λ in Å or tube name, when the frames do not state it")
+    p_ser.add_argument("--temperatures", metavar="LOG.csv", help="temperature log (file/frame and T columns)")
+    p_ser.add_argument("--instrument", help="GSAS instrument parameter file holding the wavelength")
+    p_ser.add_argument("--library", default="bundled", help="as for `xtal identify`")
+    p_ser.add_argument("--out", required=True, metavar="OUTDIR")
+    p_ser.add_argument("--workers", type=int, default=1, help="parallel processes (frames in chunks)")
+    p_ser.add_argument("--scheduler", help="Dask distributed scheduler address tcp://host:port")
+    p_ser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_ser.add_argument("--force", action="store_true", help="replace existing outputs in OUTDIR")
+    p_ser.set_defaults(func=_cmd_series)
+
+    p_demo = sub.add_parser("demo", help="the whole workflow on the bundled data (library, simulation, "
+                                         "identification, thermal series, coordination)")
+    p_demo.add_argument("--out", default="xtal-demo", metavar="DIR", help="output directory (default xtal-demo/)")
+    p_demo.set_defaults(func=_cmd_demo)
 
     p_geo = sub.add_parser("geometry", help="coordination geometry: M–X distances with s.u., CN, polyhedra, BVS")
     p_geo.add_argument("structures", nargs="+", metavar="CIF_OR_ID")
