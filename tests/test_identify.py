@@ -193,6 +193,12 @@ def test_real_pbso4_lab_cu_doublet(reference_library):
     assert res.confidence in ("high", "medium")
     # the second hypothesis is far worse: no near tie
     assert len(res.hypotheses) == 1 or res.hypotheses[1].delta_score > 100
+    # the width varies with 2θ (Caglioti U refined) and the Kα2 line matters
+    assert best.fit.profile["U"] > 0.005
+    phase = [ph for ph in reference_library if ph.id == "PbSO4"]
+    single = I.fit_phases(pat, phase, wavelength=1.5405)
+    assert not single.radiation.is_doublet
+    assert single.rwp > 1.3 * best.rwp
 
 
 def test_real_nac_synchrotron(reference_library):
