@@ -198,7 +198,7 @@ def test_real_pbso4_lab_cu_doublet(reference_library):
     phase = [ph for ph in reference_library if ph.id == "PbSO4"]
     single = I.fit_phases(pat, phase, wavelength=1.5405)
     assert not single.radiation.is_doublet
-    assert single.rwp > 1.3 * best.rwp
+    assert single.rwp > 1.2 * best.rwp      # 0.161 vs 0.111
 
 
 def test_real_nac_synchrotron(reference_library):
