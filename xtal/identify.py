@@ -779,7 +779,8 @@ class _Fitter:
     """Variable-projection whole-pattern fitter for a fixed phase set (internal)."""
 
     def __init__(self, data: _Data, models: list[_PhaseModel], rad: Radiation, *,
-                 n_background: int, fixed_background: np.ndarray | None, exact_profile: bool = True):
+                 n_background: int, fixed_background: np.ndarray | None, exact_profile: bool = True,
+                 min_rel_area: float = 0.0):
         self.d = data
         self.models = models
         self.rad = rad
@@ -804,6 +805,8 @@ class _Fitter:
         self.uniform = exact_profile and bool(x.size > 3 and step > 0 and np.allclose(
             dx, step, rtol=1e-7, atol=1e-12 * step))
         self.nfev = 0
+        self.min_rel_area = float(min_rel_area)
+        self._strong_cache: dict[int, np.ndarray] = {}
         self.free_global: list[str] = []
         self.lat_slices: list[slice] = []
         self.n_theta = 0
@@ -829,6 +832,8 @@ class _Fitter:
             f = _fwhm(tth, g["U"], g["V"], g["W"])
             c = tth + g["zero"]
             sel = (c > self.xmin - margin * f) & (c < self.xmax + margin * f)
+            if self.min_rel_area > 0:
+                sel &= self._strong(m)[ok]
             if not np.any(sel):
                 continue
             idx = np.nonzero(ok)[0][sel]
@@ -850,6 +855,22 @@ class _Fitter:
         if deriv:
             out += [np.concatenate(dcs), np.concatenate(dfs)]
         return out
+
+    def _strong(self, m: _PhaseModel) -> np.ndarray:
+        """Reflections kept in a search fit: mult·|F|²·LP ≥ ``min_rel_area`` × the strongest one in
+        range (fixed for the fitter, so that the model stays continuous)."""
+        key = id(m)
+        mask = self._strong_cache.get(key)
+        if mask is None:
+            d = m.d_spacings(m.cell0)
+            s = self.rad.primary / (2.0 * d)
+            tth = 2.0 * np.degrees(np.arcsin(np.clip(s, 0, 0.99999)))
+            inten = m.fmult * _lp(tth)
+            inr = (s < 0.99999) & (tth > self.xmin) & (tth < self.xmax)
+            top = float(inten[inr].max()) if np.any(inr) else float(inten.max(initial=0.0))
+            mask = inten >= self.min_rel_area * top
+            self._strong_cache[key] = mask
+        return mask
 
     def phase_eval(self, m: _PhaseModel, q: np.ndarray, g: dict[str, float], deriv: bool = False):
         pk = self.peaks(m, q, g, deriv)
@@ -1091,7 +1112,7 @@ def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
                two_theta_range: tuple[float, float] | None = None, max_iter: int | None = None,
                ftol: float = 1e-5, amorphous: bool = True, exact_profile: bool = False,
                _data: _Data | None = None, _rad: Radiation | None = None,
-               _fixed_bg: np.ndarray | None = None) -> FitResult:
+               _fixed_bg: np.ndarray | None = None, _min_rel_area: float = 0.0) -> FitResult:
     """Whole-pattern fit of a fixed phase set (Pawley-free, structure-factor intensities).
 
     Parameters
@@ -1144,7 +1165,7 @@ def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
         raise IdentificationError(f"unknown background {background!r}")
     nbg = 1 if fixed_bg is not None else (n_background or _default_n_background(data.x))
     fitter = _Fitter(data, models, rad, n_background=nbg, fixed_background=fixed_bg,
-                     exact_profile=exact_profile)
+                     exact_profile=exact_profile, min_rel_area=_min_rel_area)
 
     # starting values
     g0 = {"zero": float(zero_shift_deg), "U": 0.0, "V": 0.0, "W": 0.01, "eta": 0.5}
@@ -1644,7 +1665,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
         return fit_phases(pattern, [by_id[i] for i in set_ids], start=parent,
                           strains=[hit_by_id[i].strain for i in set_ids], fwhm_deg=fw0,
                           refine_lattice="isotropic", refine_profile=quick_profile,
-                          max_iter=12, ftol=1e-4, amorphous=False, **qcommon)
+                          max_iter=12, ftol=1e-4, amorphous=False, _min_rel_area=1e-3,
+                          **qcommon)
 
     fits: dict[frozenset, FitResult] = {}
     valid: set[frozenset] = set()
