@@ -176,25 +176,30 @@ class _Source:
         row = da.isel(frame=i)
         y = np.asarray(row.values, float)
         axis = da.dims[1]
-        x = np.asarray(da.coords[axis].values, float)
-        c = da.coords
+        if not hasattr(self, "_cc"):
+            # per-frame coordinates and the x axis, read once (small; the intensities stay lazy)
+            self._cc = {k: np.asarray(v.values) for k, v in da.coords.items()
+                        if v.ndim == 1 and v.dims[0] == "frame"}
+            self._x = np.asarray(da.coords[axis].values, float)
+        x = self._x
+        c = self._cc
 
         def opt(name):
-            if name in c and c[name].ndim == 1 and c[name].dims[0] == "frame":
+            if name in c:
                 try:
-                    v = float(c[name].values[i])
+                    v = float(c[name][i])
                 except (TypeError, ValueError):
                     return None
                 return v if math.isfinite(v) else None
             return None
 
         sig = None
-        if "sigma" in c:
-            sig = np.asarray(c["sigma"].values[i], float)
+        if "sigma" in da.coords:
+            sig = np.asarray(da.coords["sigma"].isel(frame=i).values, float)   # one row (lazy files)
         meta = {}
         if "segment" in c:
-            meta["segment"] = str(c["segment"].values[i])
-        src = str(c["source"].values[i]) if "source" in c else f"frame {i}"
+            meta["segment"] = str(c["segment"][i])
+        src = str(c["source"][i]) if "source" in c else f"frame {i}"
         t = self.temps[i] if self.temps is not None else opt("temperature_c")
         return dict(x=x, y=y, sigma=sig, axis=axis, temperature_c=t, time_s=opt("time_s"),
                     source=src, meta=meta,
