@@ -12,9 +12,8 @@ Pipeline (``identify``):
 3. **Whole-pattern fits** of candidate combinations (beam search, ≤ ``max_phases``): for fixed
    non-linear parameters (zero shift, lattice strain per phase, Caglioti U, V, W, pseudo-Voigt η)
    the phase scales (non-negative) and the Chebyshev background are linear and solved exactly
-   (projected NNLS); the non-linear parameters are refined with ``scipy.optimize.least_squares``
-   (variable projection, Kaufman Jacobian built from finite differences of the affected phase
-   columns only). A phase is added only if it lowers the BIC by ``min_delta_bic`` and its own
+   (projected NNLS); the non-linear parameters are refined by a bounded Levenberg–Marquardt
+   (variable projection, Kaufman Jacobian from analytic profile derivatives). A phase is added only if it lowers the BIC by ``min_delta_bic`` and its own
    calculated peaks are supported by the residual of the parent fit.
 4. **Result** – ranked hypotheses (penalised score = BIC), weight fractions (Hill–Howard,
    W ∝ S·(Z·M)·V, ``Phase.cell_mass_dalton`` × refined volume), refined cells with s.u. from the
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.optimize import least_squares, nnls
+from scipy.optimize import nnls
 
 from xtal.errors import IdentificationError, MissingWavelengthError, WavelengthMismatchError
 from xtal.patterns import resolve_wavelength  # the one place that knows tube wavelengths
