@@ -13,8 +13,10 @@ Pipeline (``identify``):
    non-linear parameters (zero shift, lattice strain per phase, Caglioti U, V, W, pseudo-Voigt η)
    the phase scales (non-negative) and the Chebyshev background are linear and solved exactly
    (projected NNLS); the non-linear parameters are refined by a bounded Levenberg–Marquardt
-   (variable projection, Kaufman Jacobian from analytic profile derivatives). A phase is added only if it lowers the BIC by ``min_delta_bic`` and its own
-   calculated peaks are supported by the residual of the parent fit.
+   (variable projection, Kaufman Jacobian from analytic profile derivatives). A phase is added
+   only if it lowers the BIC by ``min_delta_bic``, lowers Rwp, carries visible intensity, is not
+   pushed to the strain bound and explains a peak the parent fit left unexplained; a backward
+   step drops phases that no longer earn their place.
 4. **Result** – ranked hypotheses (penalised score = BIC), weight fractions (Hill–Howard,
    W ∝ S·(Z·M)·V, ``Phase.cell_mass_dalton`` × refined volume), refined cells with s.u. from the
    Jacobian, unexplained peaks from the residual, an amorphous/halo estimate, a confidence statement.
