@@ -10,7 +10,7 @@ continuous shape measures (own implementation; pymatgen ChemEnv where it works),
 CIF's own ``_geom_bond_*`` loop when the file has one.
 
 Symmetry codes are numbered in the order of the CIF's symmetry-operator list *as written* (read from
-``phase.provenance.file`` when it exists, so that translations such as ``x,-y-1/2,z-1/2`` keep their
+the source CIF via ``Phase.source_block()`` when it exists, so that translations such as ``x,-y-1/2,z-1/2`` keep their
 offsets); without the file the order of ``Phase.symops`` is used.
 Bond-valence parameters: ``xtal/data/bvparm.csv`` (transcribed subset of the IUCr bvparm table).
 """
@@ -282,26 +282,6 @@ def _op_arrays(op: gemmi.Op) -> tuple[np.ndarray, np.ndarray]:
     return (np.array(op.rot, dtype=float) / op.DEN, np.array(op.tran, dtype=float) / op.DEN)
 
 
-def _read_cif_block(phase: Phase) -> gemmi.cif.Block | None:
-    f = phase.provenance.file
-    if not f or not Path(f).is_file():
-        return None
-    try:
-        doc = gemmi.cif.read(str(f))
-    except (RuntimeError, ValueError):
-        return None
-    blk = doc.find_block(phase.block) if phase.block else None
-    if blk is None:
-        return None
-    try:  # the same structure? (a file of the same name in the working directory is not enough)
-        a, _ = parse_su(blk.find_value("_cell_length_a"))
-        if a is None or abs(a - phase.cell.a) > 1e-6:
-            return None
-    except (ValueError, TypeError):
-        return None
-    return blk
-
-
 def _op_key(op: gemmi.Op) -> tuple:
     """Operator identity modulo lattice translations (no in-place wrapping of ``op``)."""
     return (tuple(tuple(r) for r in op.rot), tuple(t % op.DEN for t in op.tran))
@@ -512,7 +492,7 @@ def _compatible(a: Site, b: Site, same_site_other_image: bool = False) -> bool:
 def bond_from_code(phase: Phase, label1: str, label2: str, code: str | None,
                    _sym: _Sym | None = None) -> tuple[float, float | None]:
     """Distance and s.u. (Å) between site ``label1`` and the image ``code`` of site ``label2``."""
-    sym = _sym or _Sym(phase, _raw_ops(phase, _read_cif_block(phase), [])[0])
+    sym = _sym or _Sym(phase, _raw_ops(phase, phase.source_block(), [])[0])
     idx = {s.label: k for k, s in enumerate(phase.sites)}
     if label1 not in idx or label2 not in idx:
         raise GeometryError(f"unknown site label {label1 if label1 not in idx else label2!r}",
@@ -902,7 +882,7 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
         "empty" returns a result with no sites and a ``message``.
     """
     warnings: list[str] = []
-    block = _read_cif_block(phase)
+    block = phase.source_block()
     ops, op_source = _raw_ops(phase, block, warnings)
     sym = _Sym(phase, ops)
     chem = _Chem(sym)
@@ -1156,7 +1136,7 @@ def compare_cif_bonds(phase: Phase, *, _block: gemmi.cif.Block | None = None,
     code xtal's own neighbour search assigns to that image). ``max_diff_beyond_rounding`` = largest
     |diff| − rounding_bound (≤ 0 when every bond agrees to printed precision).
     """
-    block = _block if _block is not None else _read_cif_block(phase)
+    block = _block if _block is not None else phase.source_block()
     if block is None:
         return None
     table = block.find("_geom_bond_", ["atom_site_label_1", "atom_site_label_2", "distance",

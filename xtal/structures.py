@@ -299,6 +299,32 @@ class Phase:
             return None
         return _infer_z(parse_formula(self.formula_sum), self.formula_from_sites())
 
+    def source_block(self) -> gemmi.cif.Block | None:
+        """The CIF data block this phase was read from (re-read from ``provenance.file``).
+
+        Gives access to what the Phase model does not keep — the operator list in the order written
+        (for ``_geom_bond_site_symmetry`` codes), the ``_geom_bond`` loop, printed precisions.
+        None when the file is gone, unreadable, or no longer holds this structure (block name and
+        cell a are checked).
+        """
+        f = self.provenance.file
+        if not f or not Path(f).is_file():
+            return None
+        try:
+            doc = gemmi.cif.read(str(f))
+        except (RuntimeError, ValueError):
+            return None
+        blk = doc.find_block(self.block) if self.block else None
+        if blk is None:
+            return None
+        try:
+            a, _ = parse_su(blk.find_value("_cell_length_a"))
+        except (ValueError, TypeError):
+            return None
+        if a is None or abs(a - self.cell.a) > 1e-6:
+            return None
+        return blk
+
     def to_gemmi_small_structure(self) -> gemmi.SmallStructure:
         """A gemmi SmallStructure with the asymmetric unit (occupancy and Uiso/Ueq set) and its space
         group, cell images set up. Occupancies are chemical; call
