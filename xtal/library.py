@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import gemmi
 
 from xtal.errors import EmptySlotError, LibraryError, OverwriteError, UnknownPhaseError
-from xtal.structures import Phase, read_cif
+from xtal.structures import MODEL_WARNING, Phase, read_cif
 
 __all__ = ["LibraryEntry", "Library", "bundled_structures_dir", "user_structures_dir", "add_user_cif",
            "MODEL_WARNING"]
@@ -29,8 +29,6 @@ __all__ = ["LibraryEntry", "Library", "bundled_structures_dir", "user_structures
 KINDS = ("refined", "model", "surrogate", "slot", "user")
 ROLES = ("solvate", "anhydrous", "reactant", "other")
 
-MODEL_WARNING = ("MODEL structure, not a refinement: intensities depend on the modelled anion "
-                 "orientation while peak positions follow the published cell")
 
 
 def bundled_structures_dir() -> Path:

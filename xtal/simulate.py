@@ -35,6 +35,7 @@ import numpy as np
 from xtal.errors import OverwriteError, SimulationError, XtalError  # noqa: F401  (re-exported)
 from xtal.formfactors import (DEFAULT_FORM_FACTORS, FORM_FACTOR_SOURCES, FormFactorError,
                               element_for_scattering, form_factor)
+from xtal.structures import MODEL_WARNING
 from xtal.util import atomic_path, check_writable
 
 __all__ = [
@@ -52,8 +53,6 @@ DEFAULT_WAVELENGTH_ANGSTROM = 0.71073          # Mo Kα weighted mean, as in the
 WAVELENGTH_LIMITS_ANGSTROM = (0.05, 5.0)        # outside: not an X-ray powder experiment
 SYNCHROTRON_POLARIZATION_FRACTION = 0.99        # fraction of the beam polarised ⟂ to the scattering plane
 MAX_POINTS = 5_000_000
-MODEL_WARNING = ("MODEL structure: intensities depend on the modelled anion orientation, while peak "
-                 "positions follow the published cell")
 MODEL_FIGURE_TEXT = "MODEL structure — intensities depend on modelled anion orientation"
 
 

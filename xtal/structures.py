@@ -31,9 +31,13 @@ from xtal.errors import (
 )
 
 __all__ = [
-    "Cell", "Site", "Provenance", "Phase", "AtomImage",
+    "Cell", "Site", "Provenance", "Phase", "AtomImage", "MODEL_WARNING",
     "read_cif", "read_cif_string", "parse_su", "format_su", "parse_formula",
 ]
+
+#: Said in every pattern, report and figure that uses a structural MODEL (Provenance.kind == "model").
+MODEL_WARNING = ("MODEL structure, not a refinement: intensities depend on the modelled anion "
+                 "orientation while peak positions follow the published cell")
 
 #: Images of one site closer than this (Å) are the same atom (special position, rounded coordinates).
 SAME_ATOM_TOLERANCE_ANGSTROM = 0.1
