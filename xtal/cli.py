@@ -172,25 +172,24 @@ def _polarization_arg(text: str | None):
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from xtal.patterns import resolve_wavelength
     from xtal.simulate import MarchDollase, plot_pattern, simulate
 
     phase = _load_phase(args.structure, block=args.block)
-    lam1, lam2, ratio = resolve_wavelength(args.wavelength)
-    wavelength = (lam1, lam2, ratio) if lam2 else lam1
     po = None
     if args.march_dollase:
         h, k, l, r = args.march_dollase
         po = MarchDollase(axis=(int(h), int(k), int(l)), r=r)
-    sim = simulate(phase, wavelength, tuple(args.range), args.step, fwhm_deg=args.fwhm, eta=args.eta,
+    sim = simulate(phase, args.wavelength, tuple(args.range), args.step, fwhm_deg=args.fwhm, eta=args.eta,
                    caglioti=tuple(args.uvw) if args.uvw else None, tch=tuple(args.tch) if args.tch else None,
                    zero_shift_deg=args.zero, polarization=_polarization_arg(args.polarization),
                    preferred_orientation=po, form_factors=args.form_factors)
     for w in sim.warnings:
         print(f"warning: {w}")
     refl = sim.reflections
+    lam2 = sim.meta["wavelength2_angstrom"]
     print(f"{phase.id}: {len(refl)} independent reflections in {args.range[0]}–{args.range[1]}° 2θ at "
-          f"λ = {lam1} Å" + (f" + Kα2 {lam2} Å (ratio {ratio})" if lam2 else ""))
+          f"λ = {sim.wavelength_angstrom} Å"
+          + (f" + Kα2 {lam2} Å (ratio {sim.meta['ka2_ratio']})" if lam2 else ""))
     order = list(reversed(refl.intensity.argsort()))[:8]
     for i in sorted(order, key=lambda i: refl.two_theta_deg[i]):
         h, k, l = refl.hkl[i]

@@ -94,18 +94,30 @@ def _check_range(rng: Any, name: str = "two_theta_range_deg") -> tuple[float, fl
 
 
 def _spec_wavelength(wavelength: Any) -> tuple[float, float | None, float | None]:
-    """float λ, or (λ1, λ2, I2/I1) for a Kα doublet."""
-    if isinstance(wavelength, (tuple, list)):
-        if len(wavelength) != 3:
-            raise SimulationError("a Kα doublet is given as (λ1, λ2, I(Kα2)/I(Kα1))",
-                                  field="wavelength_angstrom")
-        l1 = _check_wavelength(wavelength[0])
-        l2 = _check_wavelength(wavelength[1])
-        r = _finite("ka2_ratio", wavelength[2])
-        if not 0.0 <= r <= 1.0:
-            raise SimulationError(f"Kα2/Kα1 ratio {r} must be in [0, 1]", field="ka2_ratio")
-        return l1, l2, r
-    return _check_wavelength(wavelength), None, None
+    """λ (Å), a tube name ("MoKa", "CuKa1", …) or (λ1, λ2, I2/I1) → checked (λ1, λ2, ratio).
+
+    Parsing is `xtal.patterns.resolve_wavelength` (the one place that knows tube wavelengths);
+    the X-ray range and the ratio are checked here.
+    """
+    from xtal.errors import PatternError
+    from xtal.patterns import resolve_wavelength
+
+    if isinstance(wavelength, (tuple, list)) and len(wavelength) != 3:
+        raise SimulationError("a Kα doublet is given as (λ1, λ2, I(Kα2)/I(Kα1))", field="wavelength_angstrom")
+    if isinstance(wavelength, (int, float, np.floating)) and not isinstance(wavelength, bool):
+        return _check_wavelength(wavelength), None, None
+    try:
+        l1, l2, r = resolve_wavelength(wavelength)
+    except PatternError as exc:
+        raise SimulationError(exc.message, field="wavelength_angstrom") from None
+    l1 = _check_wavelength(l1)
+    if l2 is None:
+        return l1, None, None
+    l2 = _check_wavelength(l2)
+    r = _finite("ka2_ratio", r)
+    if not 0.0 <= r <= 1.0:
+        raise SimulationError(f"Kα2/Kα1 ratio {r} must be in [0, 1]", field="ka2_ratio")
+    return l1, l2, r
 
 
 # =============================================================================
