@@ -455,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except XtalError as exc:
         print(f"xtal: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
