@@ -1388,6 +1388,7 @@ class ScreenHit:
     score: float
     strain: float
     n_reflections: int
+    alternatives: tuple[float, ...] = ()   # strains of other local maxima within 2 % of the score
 
 
 def _screen_one(m: _PhaseModel, x: np.ndarray, obs_blur: np.ndarray, rad: Radiation,
@@ -1421,7 +1422,13 @@ def _screen_one(m: _PhaseModel, x: np.ndarray, obs_blur: np.ndarray, rad: Radiat
     cos = num / den
     # penalise strains where predicted reflections fall outside the observed range
     k = int(np.argmax(cos))
-    return ScreenHit(m.id, float(cos[k]), float(eps[k]), int(order.size))
+    # other local maxima nearly as good (a minor phase can match a major phase's peaks at a
+    # wrong strain): tried too by the search
+    inner = cos[1:-1]
+    loc = np.nonzero((inner >= cos[:-2]) & (inner > cos[2:]) & (inner >= 0.98 * cos[k]))[0] + 1
+    alts = [float(eps[i]) for i in loc[np.argsort(cos[loc])[::-1]]
+            if abs(eps[i] - eps[k]) > 4 * deps][:1]
+    return ScreenHit(m.id, float(cos[k]), float(eps[k]), int(order.size), tuple(alts))
 
 
 def _screen_models(models: list[_PhaseModel], x: np.ndarray, net: np.ndarray, rad: Radiation,
@@ -1656,15 +1663,18 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     prof0 = {"U": 0.0, "V": 0.0, "W": fw0 * fw0, "eta": 0.5}
     quick_profile = _QUICK_PROFILE
 
-    def quick(set_ids: list[str], parent: FitResult | None) -> FitResult:
+    def quick(set_ids: list[str], parent: FitResult | None,
+              strain: dict[str, float] | None = None) -> FitResult:
         nonlocal n_fits
+        strain = strain or {}
         n_fits += 1
         if parent is not None:
             # keep the parent's cells and zero shift, not its profile: with phases missing the
             # profile of the parent fit is distorted (it absorbs the missing peaks)
             parent = dataclasses.replace(parent, profile=dict(prof0))
         return fit_phases(pattern, [by_id[i] for i in set_ids], start=parent,
-                          strains=[hit_by_id[i].strain for i in set_ids], fwhm_deg=fw0,
+                          strains=[strain.get(i, hit_by_id[i].strain) for i in set_ids],
+                          fwhm_deg=fw0,
                           refine_lattice="isotropic", refine_profile=quick_profile,
                           max_iter=12, ftol=1e-4, amorphous=False, _min_rel_area=1e-3,
                           **qcommon)
@@ -1674,6 +1684,10 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     # level 1: every candidate alone
     for c in cands[:n_first]:
         f = quick([c], None)
+        for alt in hit_by_id[c].alternatives:
+            f2 = quick([c], None, {c: alt})
+            if f2.bic < f.bic:
+                f = f2
         fits[frozenset([c])] = f
         if f.phases[0].scale > 0 and not _at_strain_bound(f, max_strain):
             valid.add(frozenset([c]))
