@@ -501,8 +501,9 @@ class _Chain:
         if not self.seeded:
             self.seed(pattern)
             screened = self.screen(pattern)
-        elif force_ids is None and (force_screen or self.since_screen + 1 >= self.interval):
-            screened = self.screen(pattern)
+        elif force_ids is None and (force_screen or self.since_screen + 1 >= self.interval
+                                    or not self.active):
+            screened = self.screen(pattern)     # (a frame without active phase is always screened)
         active_before = set(self.active)
         if force_ids is None:
             self.since_screen = 0 if screened is not None else self.since_screen + 1
@@ -539,7 +540,8 @@ class _Chain:
                 fit = self._retry(pattern, ids, fit, rec)
         else:
             fit = screened if screened is not None else self.screen(pattern)
-            rec.screen_z = rec.screen_z or {p.id: 0.0 for p in fit.phases}
+            if not rec.screen_z:
+                rec.screen_z.update(self.screen_z(fit))
         sh = _shares(fit)
         rec.fitted = tuple(ids)
         rec.rwp, rec.chi2 = float(fit.rwp), float(fit.chi2)
@@ -1298,18 +1300,33 @@ def _consistency_pass(src, recs, present, ids, phases, opts, heat_range, wl_ref)
                 cells[pid] = tuple(r.phase[pid]["cell"])
             if pid not in cells:
                 cells[pid] = tuple(chain.phases[pid].cell.parameters)
-        chain.set_state({"cells": cells, "active": want, "zero": r.zero_shift_deg
-                         if math.isfinite(r.zero_shift_deg) else 0.0, "profile": r.profile})
-        new = FrameRecord(index=r.index, temperature_c=r.temperature_c, time_s=r.time_s,
-                          segment=r.segment, source=r.source, heat=r.heat, screen_z=dict(r.screen_z),
-                          notes=list(r.notes))
+        state = {"cells": cells, "active": want, "zero": r.zero_shift_deg
+                 if math.isfinite(r.zero_shift_deg) else 0.0, "profile": r.profile}
+
+        def refit(phase_set, screen_z):
+            chain.set_state(state)
+            rec = FrameRecord(index=r.index, temperature_c=r.temperature_c, time_s=r.time_s,
+                              segment=r.segment, source=r.source, heat=r.heat,
+                              screen_z=dict(screen_z), notes=list(r.notes))
+            chain.frame(pat, rec, force_ids=list(phase_set))
+            return rec
+
         try:
             pat = _to_pattern(got[r.index], r.index, [], opts.max_nan_fraction)
-            if want:
-                chain.frame(pat, new, force_ids=want)
-            else:
-                chain.frame(pat, new, force_ids=[])
+            new = refit(want, r.screen_z)
+            # a phase that the full fit does not support (guarded lattice, insignificant scale)
+            # overrides its screen evidence and is left out of the frame's reported fit
+            bad = [p for p in want if new.phase.get(p, {}).get("z", 0.0) < opts.presence_z]
+            if bad:
+                sz = dict(new.screen_z)
+                for p in bad:
+                    sz[p] = 0.0
+                new = refit([p for p in want if p not in bad], sz)
+                new.notes.append(f"frame {r.index}: {', '.join(bad)} not supported by the full fit")
         except XtalError as exc:
+            new = FrameRecord(index=r.index, temperature_c=r.temperature_c, time_s=r.time_s,
+                              segment=r.segment, source=r.source, heat=r.heat,
+                              screen_z=dict(r.screen_z), notes=list(r.notes))
             new.status, new.reason = "skipped", f"{type(exc).__name__}: {exc}"
         new.notes.append("refitted with the phase set of the Viterbi pass")
         recs[k] = new
@@ -1459,9 +1476,14 @@ def detect_events(res: SeriesResult) -> list[dict]:
                 a_ = np.nan_to_num(afk, nan=0.0)
                 pos, sig, k, jj = _crossing(a_, np.zeros_like(a_), m - 1, m, amax)
                 loc = _locate(res, _interp_at(kidx.astype(float), pos), sig, int(kidx[k]), int(kidx[jj]))
+                # Bragg collapse: frames before the halo starts to rise vs frames once it is complete
                 br = np.array([r.bragg_intensity for r in recs], float)[kidx]
-                before = float(np.nanmedian(br[max(0, m - 5):m])) if m > 0 else float("nan")
-                after = float(np.nanmedian(br[m:m + 5]))
+                low = np.flatnonzero(a_[:m] < 0.25 * amax)
+                m0 = int(low[-1]) + 1 if low.size else m
+                full = np.flatnonzero(a_ >= 0.9 * amax)
+                m1 = int(full[full >= m][0]) if (full >= m).any() else m
+                before = float(np.nanmedian(br[max(0, m0 - 5):m0])) if m0 > 0 else float("nan")
+                after = float(np.nanmedian(br[m1:m1 + 5]))
                 ev.append(dict({"phase": "amorphous", "kind": "amorphous", "frame": int(kidx[m]),
                                 "amorphous_fraction_max": _r(amax, 3),
                                 "bragg_ratio_after_before": _r(after / before, 3)
