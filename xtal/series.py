@@ -18,7 +18,8 @@
    demand it: a single-frame blip needs ``½(z² − z0²) > 2·switch_penalty``.  Frames whose final phase
    set differs from what was fitted are refitted (seeded from their neighbours).
 3. **Events**: onset/offset per phase (first/last frame present; midpoint where the phase's abundance
-   ``S·(ZMV)`` crosses half its plateau, with σ from the frame spacing (1/√12 of a frame) and the fit),
+   ``S·(ZMV)`` crosses half its largest value in that run, with σ from the frame spacing (1/√12 of
+   a frame) and the fit),
    first-order volume jumps (isosymmetric phase pairs, or a step within one phase), amorphisation
    (amorphous fraction crossing half its maximum: Bragg collapse + halo).  Events in an isothermal
    hold are located by frame and time.
@@ -1424,20 +1425,20 @@ def detect_events(res: SeriesResult) -> list[dict]:
             rr.append((start, kidx.size - 1))
         runs[pid] = [(int(kidx[a]), int(kidx[b])) for a, b in rr]
         for a, b in rr:
-            plateau = float(np.median(ab[a:min(b + 1, a + 5)])) if b >= a else 0.0
+            # level of the change: the phase's largest abundance in this run (a slow cross-fade
+            # reaches it only at the end of the window; the midpoint is where it is half way)
             if a > 0:
-                lvl = float(np.max(ab[a:min(b + 1, a + 5)]))
+                lvl = float(np.max(ab[a:b + 1]))
                 pos, sig, k, jj = _crossing(ab, absu, a - 1, a, lvl)
                 loc = _locate(res, _interp_at(kidx.astype(float), pos), sig, int(kidx[k]), int(kidx[jj]))
                 ev.append(dict({"phase": pid, "kind": "appears", "frame": int(kidx[a]),
                                 "first_frame_T_C": _r(T[kidx[a]])}, **loc))
             if b < kidx.size - 1:
-                lvl = float(np.max(ab[max(a, b - 4):b + 1]))
+                lvl = float(np.max(ab[a:b + 1]))
                 pos, sig, k, jj = _crossing(ab, absu, b + 1, b, lvl)
                 loc = _locate(res, _interp_at(kidx.astype(float), pos), sig, int(kidx[k]), int(kidx[jj]))
                 ev.append(dict({"phase": pid, "kind": "disappears", "frame": int(kidx[b]),
                                 "last_frame_T_C": _r(T[kidx[b]])}, **loc))
-            del plateau
     # first-order jumps: an isosymmetric pair (one disappears as the other appears) ...
     app = [e for e in ev if e["kind"] == "appears"]
     dis = [e for e in ev if e["kind"] == "disappears"]

@@ -518,8 +518,8 @@ class SeriesProgram:
 
         For each phase: "appears" at the first frame present (weight fraction > 0) after an absent
         frame, "disappears" at the last frame present; ``T_mid_C``/``time_mid_s`` interpolate where
-        the fraction crosses half of its level on the present side (the definition `xtal.series`
-        uses).  "amorphous": first frame where the amorphous fraction reaches half of its maximum
+        the fraction crosses half of its largest value in that presence run (the definition
+        `xtal.series` uses).  "amorphous": first frame where the amorphous fraction reaches half of its maximum
         (when that maximum is ≥ 0.05).
         """
         tr = self.truth()
@@ -546,12 +546,15 @@ class SeriesProgram:
             pres = w > 0
             for i in range(1, len(T)):
                 if pres[i] and not pres[i - 1]:
-                    lvl = float(np.max(w[i:i + 10]))
+                    end = i + int(np.argmin(pres[i:])) if not pres[i:].all() else len(T)
+                    lvl = float(np.max(w[i:end]))
                     tm, sm = mid(w, i - 1, i, lvl)
                     ev.append({"phase": pid, "kind": "appears", "frame": i, "T_C": float(T[i]),
                                "time_s": float(ts[i]), "T_mid_C": tm, "time_mid_s": sm})
                 if pres[i - 1] and not pres[i]:
-                    lvl = float(np.max(w[max(0, i - 10):i]))
+                    absent_before = np.flatnonzero(~pres[:i])
+                    begin = int(absent_before[-1]) + 1 if absent_before.size else 0
+                    lvl = float(np.max(w[begin:i]))
                     tm, sm = mid(w, i, i - 1, lvl)
                     ev.append({"phase": pid, "kind": "disappears", "frame": i - 1,
                                "T_C": float(T[i - 1]), "time_s": float(ts[i - 1]),
