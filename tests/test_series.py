@@ -110,6 +110,9 @@ def test_viterbi_suppresses_blips_and_keeps_sustained_changes():
     assert not p[:21].any() and p[21:].all()
     e[10] = 17.0                           # > 2×penalty: the data demand it
     assert series.viterbi_presence(e, 8.0)[10]
+    # a last-frame blip needs the same evidence as an interior one
+    assert not series.viterbi_presence(np.array([-20.0] * 5 + [12.0]), 8.0)[-1]
+    assert series.viterbi_presence(np.array([-20.0] * 5 + [17.0]), 8.0)[-1]
     # unknown frames (0) between evidence do not create switches
     q = series.viterbi_presence(np.array([50.0, 0, 0, 0, 50.0]), 8.0)
     assert q.all()

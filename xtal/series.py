@@ -712,6 +712,10 @@ def viterbi_presence(evidence: np.ndarray, switch_penalty: float,
     for i in range(n - 1, -1, -1):
         path[i] = bool(s)
         s = back[i, s]
+    # a phase appearing in the very last frame only paid one switch; it must show the evidence an
+    # interior one-frame blip needs (2 switches), as nothing after it can confirm it
+    if n >= 2 and path[-1] and not path[-2] and e[-1] < 2.0 * switch_penalty:
+        path[-1] = False
     return path
 
 
