@@ -463,8 +463,9 @@ class _Chain:
         except XtalError:
             return fit
         if alt.rwp < fit.rwp - 1e-6:
-            rec.notes.append(f"frame {rec.index}: fit from the symmetrised pseudo-tetragonal cell "
-                             f"is better (Rwp {fit.rwp:.4f} → {alt.rwp:.4f})")
+            if alt.rwp < fit.rwp - 1e-3:
+                rec.notes.append(f"frame {rec.index}: fit from the symmetrised pseudo-tetragonal "
+                                 f"cell is better (Rwp {fit.rwp:.4f} → {alt.rwp:.4f})")
             return alt
         return fit
 
@@ -1698,11 +1699,12 @@ def render_series_markdown(result: SeriesResult, *, figures: dict | None = None)
         L.append("> **Stand-ins** in the programme: " + "; ".join(
             f"{pid} stands in for {what}" for pid, what in stand_ins) + ".")
         L.append("")
+    found = [pid for j, pid in enumerate(r.phase_ids) if r.present[:, j].any()]
     models = [pid for pid, i in r.phase_info.items() if i.get("model")]
-    if models:
-        L.append("> **Structural MODELS** (coordinates built for this project, not refined): "
-                 + ", ".join(models) + ". Their intensities are indicative; cells and phase "
-                 "presence are still meaningful.")
+    if [m for m in models if m in found]:
+        L.append("> **Structural MODELS** (coordinates built for this project, not refined) found in "
+                 "this series: " + ", ".join(m for m in models if m in found) + ". Their intensities "
+                 "are indicative; cells and phase presence are still meaningful.")
         L.append("")
     T = r.temperature_c
     ok = [x for x in r.records if x.status == "ok"]
@@ -1724,14 +1726,20 @@ def render_series_markdown(result: SeriesResult, *, figures: dict | None = None)
     L.append("|---|---|---|---|---|---|")
     for j, pid in enumerate(r.phase_ids):
         pres = r.present[:, j]
+        if not pres.any():
+            continue
         info = r.phase_info[pid]
         kind = (info.get("kind") or "") + (" **MODEL**" if info.get("model") else "")
-        if pres.any():
-            tr = f"{np.nanmin(T[pres]):.1f} – {np.nanmax(T[pres]):.1f}"
-            wf = np.nanmax(r.values("wf", pid))
-        else:
-            tr, wf = "–", float("nan")
+        tr = f"{np.nanmin(T[pres]):.1f} – {np.nanmax(T[pres]):.1f}" if np.isfinite(T[pres]).any() else "–"
+        wf = np.nanmax(r.values("wf", pid))
         L.append(f"| {pid} | {info.get('name', '')} | {kind} | {int(pres.sum())} | {tr} | {_fmt(wf, 3)} |")
+    if not found:
+        L.append("| – | no library phase found in any frame | | | | |")
+    absent = [pid + (" (MODEL)" if r.phase_info[pid].get("model") else "")
+              for pid in r.phase_ids if pid not in found]
+    if absent:
+        L.append("")
+        L.append("Searched, not found in any frame: " + ", ".join(absent) + ".")
     L.append("")
     L.append("## Events")
     L.append("")
@@ -1759,11 +1767,16 @@ def render_series_markdown(result: SeriesResult, *, figures: dict | None = None)
                 L.append(f"- {t['phase']}: {'/'.join(t['axes'])} — {t.get('note', 'no merging')}")
                 continue
             s = (f"- {t['phase']}: {t['axes'][0]} and {t['axes'][1]} merge between "
-                 f"{t['T_last_split_C']} and {t['T_first_merged_C']} °C → T = {t['T_merge_C']} ± "
-                 f"{t['sigma_C']} °C ({t['T_merge_C'] + 273.15:.1f} K)")
+                 f"{t['T_last_split_C']:.1f} and {t['T_first_merged_C']:.1f} °C → "
+                 f"**T = {t['T_merge_C']:.1f} ± {t['sigma_C']:.1f} °C ({t['T_merge_C'] + 273.15:.1f} K)**"
+                 f" ({t['split_side']} side split)")
             if t.get("T_meanfield_C") is not None:
-                s += (f"; mean-field fit Δ² ∝ (T_s − T): T_s = {t['T_meanfield_C']} ± "
-                      f"{t['sigma_meanfield_C']} °C ({t['T_meanfield_C'] + 273.15:.1f} K)")
+                s += (f"; mean-field fit Δ² ∝ (T_s − T) on the last split frames: T_s = "
+                      f"{t['T_meanfield_C']:.1f} ± {t['sigma_meanfield_C']:.1f} °C "
+                      f"({t['T_meanfield_C'] + 273.15:.1f} K)")
+            if t.get("resolved_beyond_bracket_C"):
+                s += (" — splitting resolved again at " + ", ".join(f"{v:.1f}" for v in
+                      t["resolved_beyond_bracket_C"]) + " °C (noise or re-entrance: judge)")
             L.append(s)
         L.append("")
     L.append("## Thermal expansion (within each phase's range)")
@@ -1776,7 +1789,8 @@ def render_series_markdown(result: SeriesResult, *, figures: dict | None = None)
                 a = v["alpha_per_K"]
                 L.append(f"| {pid} | {key} | {_fmt(a * 1e6 if a is not None else None, 2)} | "
                          f"{_fmt(v['alpha_su'] * 1e6 if v['alpha_su'] is not None else None, 2)} | "
-                         f"{v['T_range_C'][0]} – {v['T_range_C'][1]} | {v['n_frames']} | {v['order']} |")
+                         f"{_fmt(v['T_range_C'][0], 1)} – {_fmt(v['T_range_C'][1], 1)} | "
+                         f"{v['n_frames']} | {v['order']} |")
     else:
         L.append("Not enough frames per phase.")
     L.append("")
