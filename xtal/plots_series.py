@@ -113,6 +113,12 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     for e in res.events:
         ax0.axhline(ypos(e.get("frame_position", e["frame"])), color=ev_col.get(e["kind"], "w"),
                     lw=1.0, ls="--", alpha=0.9)
+    merges = [t for t in getattr(res, "lattice_transitions", []) if t.get("T_merge_C") is not None]
+    for t in merges:
+        tm = t["T_merge_C"]
+        yv = tm if by_t else float(np.interp(tm, T, frames)) if _monotonic(T) else None
+        if yv is not None:
+            ax0.axhline(yv, color="cyan", lw=1.2, ls=":")
     # phase-existence bars
     ax1 = fig.add_subplot(gs[1], sharey=ax0)
     cols = _colors(len(res.phase_ids))
@@ -127,14 +133,15 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     ax1.set_xticklabels([_label(res, p) for p in present], rotation=90)
     ax1.tick_params(axis="y", labelleft=False)
     ax1.set_title("phases")
-    # temperature programme
+    # temperature programme (on a T axis: the acquisition order instead)
     ax2 = fig.add_subplot(gs[2], sharey=ax0)
-    ax2.plot(T, ycen, color="k", lw=1.5)
+    px = frames if by_t else T
+    ax2.plot(px, ycen, color="k", lw=1.5, marker="." if len(frames) < 60 else None)
     bad = [k for k, r in enumerate(res.records) if r.status != "ok"]
     if bad:
-        ax2.plot(T[bad], ycen[bad], "rx", ms=8, label="skipped frame")
+        ax2.plot(px[bad], ycen[bad], "rx", ms=8, label="skipped frame")
         ax2.legend(loc="lower right")
-    ax2.set_xlabel("T (°C)")
+    ax2.set_xlabel("frame" if by_t else "T (°C)")
     ax2.tick_params(axis="y", labelleft=False)
     ax2.set_title("programme")
     ax2.grid(alpha=0.3)
@@ -142,6 +149,8 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
 
     handles = [Line2D([], [], color=c, ls="--", label=k) for k, c in ev_col.items()
                if any(e["kind"] == k for e in res.events)]
+    handles += [Line2D([], [], color="cyan", ls=":", label=f"{t['phase']}: {'='.join(t['axes'])} merge")
+                for t in merges]
     if handles:
         ax0.legend(handles=handles, loc="upper right", title="events", framealpha=0.7)
     return fig
