@@ -93,3 +93,33 @@ def test_geometry_no_metal_is_a_clear_error(capsys):
     assert main(["geometry", str(REF_STRUCTURES / "S2dipyridyl_P21c_SHELXL.cif"), "--no-chemenv"]) == 2
     err = capsys.readouterr().err
     assert "S2dipyridyl_P21c_SHELXL.cif" in err and "no alkali" in err
+
+
+SERIES_NC = REPO / "patterns" / "synthetic" / "series_Li2B12H12-DME-like_MoKa.nc"
+
+
+def test_series_cli_on_bundled_synthetic_series(tmp_path, capsys):
+    out = tmp_path / "ser"
+    assert main(["series", str(SERIES_NC), "--library", "dodecaborate", "--out", str(out),
+                 "--no-progress"]) == 0
+    events = json.loads((out / "events.json").read_text())["events"]
+    jumps = [e for e in events if e["kind"] == "jump" and e["phase"].startswith(("alpha", "beta"))]
+    appear_beta = [e for e in events if e["kind"] == "appears" and e["phase"] == "beta_li2b12h12"]
+    # programmed: alpha -> beta at 310 °C (8.7 % volume jump)
+    assert appear_beta and abs(appear_beta[0]["T_C"] - 310) <= 5
+    assert jumps and abs(jumps[0]["T_C"] - 310) <= 5
+    html = (out / "report.html").read_text()
+    assert "SYNTHETIC" in html and html.count("data:image/png;base64,") >= 3
+    assert "Not searched" in html  # the empty solvate slots are named
+    assert SERIES_NC.stat().st_size > 0
+
+
+def test_lazy_netcdf_series_reads_frames_on_demand():
+    from xtal.patterns import read_series
+
+    lazy = read_series(SERIES_NC, lazy=True)
+    eager = read_series(SERIES_NC)
+    assert not lazy.variable._in_memory and eager.variable._in_memory
+    assert lazy.shape == eager.shape == (79, 1801)
+    assert np.array_equal(lazy.isel(frame=40).values, eager.isel(frame=40).values)
+    assert lazy.attrs["wavelength_angstrom"] == pytest.approx(0.71073)

@@ -310,12 +310,7 @@ def _cmd_series(args: argparse.Namespace) -> int:
     from xtal.util import atomic_write_text
 
     phases, empty = _library_phases(args.library)
-    source = args.source
-    if Path(source).suffix.lower() in (".nc", ".h5", ".hdf5", ".nxs"):
-        from xtal.patterns import read_series
-
-        source = read_series(source, wavelength_angstrom=args.wavelength)
-    result = analyse_series(source, phases, wavelength=args.wavelength, temperatures=args.temperatures,
+    result = analyse_series(args.source, phases, wavelength=args.wavelength, temperatures=args.temperatures,
                             instrument=args.instrument, progress=not args.no_progress,
                             workers=args.workers, scheduler=args.scheduler)
     written = result.write(args.out, overwrite=args.force)

@@ -1969,8 +1969,8 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
     if not isinstance(source, (list, tuple)) and Path(str(source)).is_file() and \
             _is_stack_file(Path(str(source))):
         path = Path(str(source))
-        if path.read_bytes()[:3] == b"CDF" or path.suffix.lower() in (".nc", ".nc4", ".cdf"):
-            da = _read_netcdf_series(path)
+        if _is_netcdf(path):
+            da = _read_netcdf_series(path, lazy=True)  # one frame at a time from the file
             for i in range(da.sizes["frame"]):
                 yield series_frame(da, i)
             return
@@ -2101,11 +2101,23 @@ def _iter_table_frames(path: Path, *, wavelength_angstrom, force, axis, notes
     return frames
 
 
-def _read_netcdf_series(path: Path):
+def _is_netcdf(path: Path) -> bool:
+    """netCDF by extension or by the classic magic bytes (read only the first bytes)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(3)
+    return magic == b"CDF" or path.suffix.lower() in (".nc", ".nc4", ".cdf")
+
+
+def _read_netcdf_series(path: Path, *, lazy: bool = False):
+    """A series written by `write_series` (netCDF). ``lazy``: leave the intensities in the file
+    (frames are read when indexed), so that memory does not grow with the number of frames."""
     import xarray as xr
     with _reading(path, "a netCDF series", SeriesError):
-        with xr.open_dataarray(path) as da:
-            da = da.load()
+        if lazy:
+            da = xr.open_dataarray(path)
+        else:
+            with xr.open_dataarray(path) as da:
+                da = da.load()
     if da.ndim != 2 or da.dims[0] != "frame" or da.dims[1] not in AXES:
         raise SeriesError(f"netCDF variable has dims {da.dims}; need ('frame', axis)", path=path)
     n = da.sizes["frame"]
@@ -2153,7 +2165,7 @@ def read_series(source: str | Path | Sequence[str | Path], *,
                 force: bool = False, instrument: str | Path | None = None,
                 fmt: str | None = None, axis: str | None = None, regrid: bool = False,
                 hold_tolerance_c: float = DEFAULT_HOLD_TOLERANCE_C, min_hold_frames: int = 3,
-                require_wavelength: bool = False):
+                require_wavelength: bool = False, lazy: bool = False):
     """A thermal series as an ``xarray.DataArray`` (dims ``("frame", axis)``, name "intensity").
 
     source: directory / glob / list of frame files (acquisition order: natural sort of
@@ -2167,15 +2179,15 @@ def read_series(source: str | Path | Sequence[str | Path], *,
     ``interpolation`` ("none" or what was done), ``segment_tolerance_c``, notes.
     Frames on different grids raise `SeriesError` unless ``regrid=True`` (linear
     interpolation onto frame 0's grid within the common range).  Frames with different λ
-    raise `SeriesError` naming the files.
+    raise `SeriesError` naming the files.  ``lazy=True`` leaves a netCDF series' intensities in the
+    file (read per frame when indexed; for very long series).
     """
     import xarray as xr
     notes: list[str] = []
     src_path = None if isinstance(source, (list, tuple)) else Path(str(source))
     stored_attrs: dict = {}
-    if src_path is not None and src_path.is_file() and _is_stack_file(src_path) and (
-            src_path.read_bytes()[:3] == b"CDF" or src_path.suffix.lower() in (".nc", ".nc4")):
-        da = _read_netcdf_series(src_path)
+    if src_path is not None and src_path.is_file() and _is_stack_file(src_path) and _is_netcdf(src_path):
+        da = _read_netcdf_series(src_path, lazy=lazy)
         da.attrs["series_file"] = str(src_path)
         return da
     frames: list[Pattern] | None = None

@@ -149,7 +149,8 @@ class _Source:
         elif isinstance(series, (str, Path)):
             p = Path(series)
             if p.is_file() and p.suffix.lower() in (".nc", ".nc4", ".h5", ".hdf5", ".nxs", ".hdf"):
-                da = patterns.read_series(p, temperatures=temperatures, wavelength_angstrom=wavelength)
+                da = patterns.read_series(p, temperatures=temperatures, wavelength_angstrom=wavelength,
+                                          lazy=True)
                 self.__init__(da, wavelength=wavelength)
                 return
             self.paths = patterns._list_frames(p) if hasattr(patterns, "_list_frames") else None
