@@ -513,8 +513,6 @@ def _step_identify(lib, out: Path, res: DemoOutputs, say) -> None:
                                  "recovered_wt_pct": 100 * (p.weight_fraction or 0), "su_wt_pct": None})
         # outputs
         fig = plot_identification(r, pat, d / f"{dp.name}.png", overwrite=True)
-        if synthetic:   # plot_identification does not label synthetic data itself
-            _stamp_png(fig, "SYNTHETIC pattern (xtal.synth, stated recipe) — not a measurement")
         js = r.to_json_dict()
         js["pattern"] = {"name": dp.name, "title": dp.title, "file": _rel(dp.path, bundled_patterns_dir().parent),
                          "kind": dp.kind, "synthetic": synthetic, "provenance": dp.provenance,
@@ -573,26 +571,6 @@ def _step_identify(lib, out: Path, res: DemoOutputs, say) -> None:
     res.add("identify", "batch_summary.md", md_path)
     res.add("identify", "batch_summary.html", html_path)
     res.numbers["identify"] = numbers
-
-
-def _stamp_png(path: Path, text: str) -> Path:
-    """Add a red banner line above a PNG figure (pixel-exact copy of the original below it)."""
-    from matplotlib.figure import Figure
-    from matplotlib.image import imread
-
-    from xtal.util import atomic_path
-
-    img = imread(str(path))
-    h, w = img.shape[:2]
-    band = 34
-    dpi = 100
-    fig = Figure(figsize=(w / dpi, (h + band) / dpi), dpi=dpi)
-    fig.figimage(img, 0, 0)
-    fig.text(0.5, 1 - band / 2 / (h + band), text, ha="center", va="center", color="#b00000",
-             fontsize=13, fontweight="bold")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, facecolor="white")
-    return path
 
 
 def _radiation_text(r) -> str:

@@ -596,6 +596,8 @@ def _classify(chem: _Chem, site: int, y: np.ndarray) -> tuple[str, bool]:
         if any(e == "B" for e in nb) or not nb:
             return "hydride-H", True
         return "H (C/N/O-bound)", False
+    if el in ("F", "Cl", "Br", "I") and not nb:
+        return "halide", True
     if el == "O":
         n_c, n_h = nb.count("C"), sum(1 for e in nb if e in ("H", "D"))
         if n_c == 2 and len(nb) == 2:
@@ -1390,7 +1392,7 @@ def render_geometry_html(results: Sequence[GeometryResult], *, figure: str | Non
 
 
 _KIND_STYLE = {"ether-O": ("o", "tab:red"), "water": ("s", "tab:blue"), "hydride-H": ("^", "tab:green"),
-               "cage-B": ("v", "tab:olive"), "other": ("D", "tab:purple"), "metal": ("x", "tab:gray")}
+               "cage-B": ("v", "tab:olive"), "halide": ("P", "tab:cyan"), "other": ("D", "tab:purple"), "metal": ("x", "tab:gray")}
 
 
 def plot_distance_distributions(results: Sequence[GeometryResult], path: str | Path, *,
@@ -1421,7 +1423,7 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
                     clusters[-1][1].append(b)
                 else:
                     clusters.append((b.kind, [b]))
-            for kind, bl in clusters:
+            for ci, (kind, bl) in enumerate(clusters):
                 mk, col = _KIND_STYLE.get(kind, ("D", "tab:purple"))
                 dist = float(np.mean([b.distance for b in bl]))
                 sus = [b.su for b in bl if b.su]
@@ -1430,7 +1432,7 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
                                 capsize=3, mfc="none" if kind in CONTACT_KINDS else col)
                 seen_kinds.setdefault(kind + (" (contact, not in CN)" if kind in CONTACT_KINDS else ""), h)
                 if len(bl) > 1:
-                    ax.annotate(f"×{len(bl)}", (dist, k), xytext=(0, 9), textcoords="offset points",
+                    ax.annotate(f"×{len(bl)}", (dist, k), xytext=(0, 9 + 8 * (ci % 2)), textcoords="offset points",
                                 ha="center", fontsize=9, color=col)
             rng = pub.get(r.phase_id)
             if isinstance(rng, Mapping):

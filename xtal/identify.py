@@ -1814,7 +1814,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     level_, statement = _confidence(hyps, unexpl)
     if hyps:
         warnings.extend(w for w in hyps[0].fit.warnings if "MODEL" not in w)
-    model_ids = sorted({p.id for h in hyps for p in h.phases if p.model})
+    # MODEL phases of the best hypothesis (alternatives say so in their own rows)
+    model_ids = sorted({p.id for p in hyps[0].phases if p.model}) if hyps else []
     for mid in model_ids:
         warnings.append(f"{mid} is a structural MODEL (not a refined structure): its presence "
                         "and fraction are indicative only")
@@ -1930,8 +1931,9 @@ def render_identification_markdown(result: IdentificationResult) -> str:
         lines.append(f"Radiation: single wavelength λ = {r.wavelength:.6f} Å  ")
     lines += ["", f"**Confidence: {r.confidence}.** {r.confidence_statement}", ""]
     if r.model_phases:
-        lines += ["> **MODEL:** " + ", ".join(r.model_phases) + " is/are structural models, not "
-                  "refined structures; presence and fractions are indicative only.", ""]
+        lines += ["> **MODEL:** " + ", ".join(r.model_phases)
+                  + (" is a structural model" if len(r.model_phases) == 1 else " are structural models")
+                  + ", not refined; presence and fractions are indicative only.", ""]
     if not r.hypotheses:
         lines += ["No hypothesis: no library phase explains the pattern.", ""]
     else:
@@ -2001,6 +2003,10 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
     target = check_writable(path, overwrite=overwrite, protected=(src,) if src else ())
     fig = plt.figure(figsize=(11, 7.5), dpi=110)
     plt.rcParams.update({"font.size": 11})
+    synthetic = bool(getattr(pattern, "meta", None) and pattern.meta.get("synthetic"))
+    if synthetic:
+        fig.suptitle("SYNTHETIC pattern (xtal.synth, stated recipe) — not a measurement",
+                     color="#b00000", fontweight="bold", fontsize=12)
     if not result.hypotheses:
         ax = fig.add_subplot(111)
         ax.plot(result.x_deg, result.observed, color="k", lw=0.8, label="observed")
@@ -2041,7 +2047,7 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
         axt.set_ylim(0.4, n_ph + 0.6)
         axd.plot(x, f.observed - f.calculated, color="tab:blue", lw=0.7)
         axd.axhline(0, color="grey", lw=0.5)
-        axd.set_ylabel("obs − calc")
+        axd.set_ylabel("obs − calc (counts)")
         axd.set_xlabel("2θ (°)")
         ax.set_ylabel("intensity (counts)")
         lam = result.radiation

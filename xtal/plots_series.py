@@ -101,7 +101,7 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
         ax0.invert_yaxis()
     ax0.set_xlabel(xlab)
     ax0.set_ylabel(ylab)
-    cb = fig.colorbar(im, ax=ax0, location="bottom", shrink=0.6, pad=0.01)
+    cb = fig.colorbar(im, ax=ax0, location="right", fraction=0.05, pad=0.01)
     cb.set_label("log10 intensity (counts)")
     ax0.set_title(_title(res, "intensity map" + (" (2θ–T)" if by_t and x_axis != "q" else "")))
     ev_col = {"appears": "white", "disappears": "orange", "jump": "red", "amorphous": "magenta"}
@@ -300,7 +300,7 @@ def write_series_figures(res, outdir, *, overwrite: bool = False, waterfall: boo
             fig = fn(res)
         except ValueError:
             continue
-        made[name] = atomic_write(out / name, lambda p, f=fig: f.savefig(p, dpi=dpi, format="png"),
+        made[name] = atomic_write(out / name, lambda p, f=fig: f.savefig(p, dpi=dpi, format="png", bbox_inches="tight"),
                                   overwrite=overwrite)
         plt.close(fig)
     return made
