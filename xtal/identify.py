@@ -47,7 +47,8 @@ __all__ = [
     "IdentificationError", "EmptyLibraryError", "NoPeaksError", "NoSignalError",
     "PhaseFit", "FitResult", "Hypothesis", "IdentificationResult", "ScreenHit",
     "Radiation", "radiation_from", "fit_phases", "screen_phases", "identify",
-    "estimate_background", "render_identification_markdown", "plot_identification",
+    "estimate_background", "estimate_amorphous_fraction", "crystal_system_of", "LATTICE_PARAMS",
+    "render_identification_markdown", "plot_identification",
 ]
 
 
@@ -266,7 +267,8 @@ def _base_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray]:
     return hkl[keep], fm[keep]
 
 
-def _crystal_system(phase: Any) -> str:
+def crystal_system_of(phase: Any) -> str:
+    """Lattice system that fixes which cell parameters refine ("cubic", "tetragonal", …)."""
     n = getattr(phase, "spacegroup_number", None)
     a, b, c, al, be, ga = phase.cell.parameters
     if n:
@@ -299,7 +301,7 @@ def _crystal_system(phase: Any) -> str:
 
 
 #: names of the lattice parameters refined per crystal system (strain of a, b, c; shift of angles)
-_LATTICE_PARAMS = {
+LATTICE_PARAMS = {
     "cubic": ("a",), "tetragonal": ("a", "c"), "hexagonal": ("a", "c"),
     "rhombohedral": ("a", "alpha"), "orthorhombic": ("a", "b", "c"),
     "monoclinic": ("a", "b", "c", "angle"), "triclinic": ("a", "b", "c", "alpha", "beta", "gamma"),
@@ -316,14 +318,14 @@ class _PhaseModel:
         h, k, l = self.hkl.T
         self.hh = np.stack([h * h, k * k, l * l, 2 * h * k, 2 * h * l, 2 * k * l], axis=1)
         self.cell0 = tuple(float(v) for v in phase.cell.parameters)
-        self.system = _crystal_system(phase)
+        self.system = crystal_system_of(phase)
         self.mode = mode  # "isotropic" | "cell" | "fixed"
         if mode == "fixed":
             self.names: tuple[str, ...] = ()
         elif mode == "isotropic":
             self.names = ("iso",)
         else:
-            self.names = _LATTICE_PARAMS[self.system]
+            self.names = LATTICE_PARAMS[self.system]
         a, b, c, al, be, ga = self.cell0
         self._mono_angle = 4  # index of the non-90° angle of a monoclinic cell (β by default)
         if self.system == "monoclinic":
@@ -1324,7 +1326,7 @@ def _make_result(fitter: _Fitter, st: dict, theta: np.ndarray, H: np.ndarray | N
             fwhm_deg=fwhm_ref, model=m.model, name=str(getattr(m.phase, "name", "") or m.id),
             lattice_mode=m.mode, crystal_system=m.system, library_cell=m.cell0,
             bragg_intensity=inten, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")}))
-    amorph = (_amorphous_fraction(x, bg, fixed_bg is None, total_bragg, fitter.B.shape[1])
+    amorph = (estimate_amorphous_fraction(x, bg, fixed_bg is None, total_bragg, fitter.B.shape[1])
               if amorphous else None)
     warnings = []
     if not success:
@@ -1354,8 +1356,8 @@ def _strongest_tth(m: _PhaseModel, cell, rad: Radiation, g) -> float:
     return float(tth[int(np.argmax(inten))])
 
 
-def _amorphous_fraction(x: np.ndarray, bg: np.ndarray, refined: bool, bragg: float,
-                        nbg: int) -> float | None:
+def estimate_amorphous_fraction(x: np.ndarray, bg: np.ndarray, refined: bool, bragg: float,
+                                nbg: int) -> float | None:
     """Broad intensity not explained by a smooth background nor by the phases.
 
     The refined Chebyshev background can follow a halo; its part above a stiff, low-order

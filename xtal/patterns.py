@@ -72,7 +72,7 @@ __all__ = [
     "AXES", "TUBES", "WAVELENGTH_RTOL", "Pattern", "WavelengthSpec", "resolve_wavelength",
     "read_pattern", "write_pattern", "read_gsas_instprm_wavelength", "parse_header_lines",
     "HeaderInfo", "read_series", "iter_series_frames", "write_series", "label_segments",
-    "atomic_write", "series_frame", "natural_sort_key", "PATTERN_EXTENSIONS",
+    "atomic_write", "series_frame", "natural_sort_key", "list_frames", "PATTERN_EXTENSIONS",
     "temperature_from_name", "temperature_to_c", "DEFAULT_HOLD_TOLERANCE_C", "HC_KEV_ANGSTROM",
 ]
 
@@ -1901,7 +1901,7 @@ def _match_log(frames: list[Path], rows: list[_LogRow], kind: str, log: Path
 
 
 # --- frame sources ---------------------------------------------------------------
-def _list_frames(source: str | Path | Sequence[str | Path]) -> list[Path]:
+def list_frames(source: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(source, (list, tuple)):
         files = [Path(s) for s in source]
         desc = "the given list"
@@ -1992,7 +1992,7 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
                 p.meta["temperature_source"] = extra["temperature_source"][i]
             yield _apply_wavelength(p, wavelength_angstrom, force, False, path)
         return
-    files = _list_frames(source)
+    files = list_frames(source)
     log_rows: list[_LogRow] | None = None
     tvals = None
     if isinstance(temperatures, (str, Path)):

@@ -153,7 +153,7 @@ class _Source:
                                           lazy=True)
                 self.__init__(da, wavelength=wavelength)
                 return
-            self.paths = patterns._list_frames(p) if hasattr(patterns, "_list_frames") else None
+            self.paths = patterns.list_frames(p)
             if self.paths is None:
                 self.items = list(patterns.iter_series_frames(p, temperatures=temperatures,
                                                               wavelength_angstrom=wavelength))
@@ -604,8 +604,8 @@ def _supported(fn, kw: dict) -> dict:
 def _halo_only_fraction(fit) -> float:
     """Amorphous indicator of a frame with no crystalline phase: 1 if the background has a halo."""
     try:
-        from xtal.identify import _amorphous_fraction  # the same halo measure identify uses
-        v = _amorphous_fraction(np.asarray(fit.x_deg), np.asarray(fit.background), True, 1e-9, 0)
+        from xtal.identify import estimate_amorphous_fraction  # the same halo measure identify uses
+        v = estimate_amorphous_fraction(np.asarray(fit.x_deg), np.asarray(fit.background), True, 1e-9, 0)
     except Exception:  # pragma: no cover - defensive
         v = None
     return 1.0 if v is not None and v > 0.5 else 0.0
@@ -1239,9 +1239,9 @@ def _evidence(rec: FrameRecord, pid: str, nlat: int, opts: SeriesOptions,
 
 def _n_lattice(phase) -> int:
     try:
-        from xtal.identify import _LATTICE_PARAMS, _crystal_system
+        from xtal.identify import LATTICE_PARAMS, crystal_system_of
 
-        return len(_LATTICE_PARAMS[_crystal_system(phase)])
+        return len(LATTICE_PARAMS[crystal_system_of(phase)])
     except Exception:  # pragma: no cover
         return 3
 
