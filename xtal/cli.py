@@ -150,6 +150,10 @@ def _outputs_report(md_text: str, report: str | None, title: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # simulate
 # ------------------------------------------------------------------------------------------------
+POLARIZATION_HELP = ("beam polarisation for the LP factor: unpolarized (lab tube, default), "
+                     "synchrotron[:FRACTION] (default fraction 0.99), monochromator:2THETA_M")
+
+
 def _polarization_arg(text: str | None):
     """'unpolarized' | 'synchrotron[:FRACTION]' | 'monochromator:2THETA_M' | a fraction in [0, 1]."""
     from xtal.errors import SimulationError
@@ -228,7 +232,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 
     pattern = read_pattern(args.pattern, instrument=args.instrument)
     phases, empty = _library_phases(args.library)
-    result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases)
+    result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
+                      polarization=_polarization_arg(args.polarization))
     best = result.best
     print(f"{args.pattern}: λ = {result.wavelength} Å; {len(phases)} library phases; confidence "
           f"{result.confidence}: {result.confidence_statement}")
@@ -310,7 +315,8 @@ def _cmd_series(args: argparse.Namespace) -> int:
     from xtal.util import atomic_write_text
 
     phases, empty = _library_phases(args.library)
-    result = analyse_series(args.source, phases, wavelength=args.wavelength, temperatures=args.temperatures,
+    result = analyse_series(args.source, phases, wavelength=args.wavelength,
+                            polarization=_polarization_arg(args.polarization), temperatures=args.temperatures,
                             instrument=args.instrument, progress=not args.no_progress,
                             workers=args.workers, scheduler=args.scheduler)
     written = result.write(args.out, overwrite=args.force)
@@ -382,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Thompson–Cox–Hastings U V W (deg²) X Y (deg)")
     p_sim.add_argument("--eta", type=float, help="pseudo-Voigt Lorentzian fraction (default 0.5)")
     p_sim.add_argument("--zero", type=float, default=0.0, help="zero shift in degrees 2θ")
-    p_sim.add_argument("--polarization", help="unpolarized (default), synchrotron[:0.99], monochromator:2THETA_M")
+    p_sim.add_argument("--polarization", help=POLARIZATION_HELP)
     p_sim.add_argument("--march-dollase", nargs=4, type=float, metavar=("H", "K", "L", "R"),
                        help="March–Dollase preferred orientation along hkl with ratio r")
     p_sim.add_argument("--form-factors", choices=["it92", "pymatgen"], default="it92")
@@ -401,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="bundled (default), a group (dodecaborate, validation), ids or CIF files "
                            "separated by commas, or a directory of CIFs (ids = file stems)")
     p_id.add_argument("--max-phases", type=int, default=5)
+    p_id.add_argument("--polarization", help=POLARIZATION_HELP)
     p_id.add_argument("--json", help="write the JSON result here")
     p_id.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
     p_id.add_argument("--plot", help="figure: observed, calculated, difference, ticks")
@@ -412,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_ser.add_argument("--temperatures", metavar="LOG.csv", help="temperature log (file/frame and T columns)")
     p_ser.add_argument("--instrument", help="GSAS instrument parameter file holding the wavelength")
     p_ser.add_argument("--library", default="bundled", help="as for `xtal identify`")
+    p_ser.add_argument("--polarization", help=POLARIZATION_HELP)
     p_ser.add_argument("--out", required=True, metavar="OUTDIR")
     p_ser.add_argument("--workers", type=int, default=1, help="parallel processes (frames in chunks)")
     p_ser.add_argument("--scheduler", help="Dask distributed scheduler address tcp://host:port")

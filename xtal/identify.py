@@ -41,7 +41,7 @@ from scipy.optimize import nnls
 
 from xtal.errors import IdentificationError, MissingWavelengthError, WavelengthMismatchError
 from xtal.patterns import resolve_wavelength  # the one place that knows tube wavelengths
-from xtal.simulate import lorentz_polarization, pseudo_voigt_profile, reflection_table
+from xtal.simulate import as_polarization, lorentz_polarization, pseudo_voigt_profile, reflection_table
 
 __all__ = [
     "IdentificationError", "EmptyLibraryError", "NoPeaksError", "NoSignalError",
@@ -164,6 +164,7 @@ class Radiation:
     wavelengths: tuple[float, ...]
     weights: tuple[float, ...]
     label: str = ""
+    polarization: Any = None   # xtal.simulate.Polarization; None = unpolarised lab beam
 
     @property
     def primary(self) -> float:
@@ -178,6 +179,7 @@ class Radiation:
         if self.is_doublet:
             d["wavelength2_angstrom"] = self.wavelengths[1]
             d["ka2_ratio"] = self.weights[1]
+        d["polarization"] = as_polarization(self.polarization).describe()
         return d
 
 
@@ -206,7 +208,16 @@ def _radiation_from_resolved(r: Any, spec: Any) -> Radiation:
     return Radiation((float(lam1),), (1.0,), label)
 
 
-def radiation_from(pattern: Any, wavelength: Any = None) -> Radiation:
+def radiation_from(pattern: Any, wavelength: Any = None, polarization: Any = None) -> Radiation:
+    """As `_radiation_from`, with the beam's polarisation (``xtal.simulate.Polarization``, or
+    "unpolarized" / "synchrotron"; None keeps an unpolarised lab beam) for the LP factor."""
+    rad = _radiation_from(pattern, wavelength)
+    if polarization is not None:
+        rad = dataclasses.replace(rad, polarization=as_polarization(polarization))
+    return rad
+
+
+def _radiation_from(pattern: Any, wavelength: Any = None) -> Radiation:
     """The radiation to model ``pattern`` with.
 
     ``wavelength``: None (use the pattern's λ, and its Kα2 line when the file gives one), a number
@@ -252,9 +263,9 @@ def radiation_from(pattern: Any, wavelength: Any = None) -> Radiation:
 # ----------------------------------------------------------------------------------------------
 # reflections per phase (cached), lattice parametrisation
 # ----------------------------------------------------------------------------------------------
-def _lp(two_theta_deg: np.ndarray) -> np.ndarray:
-    """Lorentz–polarisation factor of ``xtal.simulate`` (its default polarisation, as ``xtal.synth``)."""
-    return np.asarray(lorentz_polarization(two_theta_deg), dtype=float)
+def _lp(two_theta_deg: np.ndarray, rad: Radiation) -> np.ndarray:
+    """Lorentz–polarisation factor of ``xtal.simulate`` for the beam's polarisation."""
+    return np.asarray(lorentz_polarization(two_theta_deg, rad.polarization), dtype=float)
 
 
 def _base_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -842,7 +853,7 @@ class _Fitter:
             idx = np.nonzero(ok)[0][sel]
             tth, c, f = tth[sel], c[sel], f[sel]
             cs.append(c)
-            ar.append(m.fmult[idx] * _lp(tth) * wt)
+            ar.append(m.fmult[idx] * _lp(tth, self.rad) * wt)
             fw.append(f)
             if deriv:
                 # d(2θ)/dd = −2 tanθ / d (rad) → degrees
@@ -868,7 +879,7 @@ class _Fitter:
             d = m.d_spacings(m.cell0)
             s = self.rad.primary / (2.0 * d)
             tth = 2.0 * np.degrees(np.arcsin(np.clip(s, 0, 0.99999)))
-            inten = m.fmult * _lp(tth)
+            inten = m.fmult * _lp(tth, self.rad)
             inr = (s < 0.99999) & (tth > self.xmin) & (tth < self.xmax)
             top = float(inten[inr].max()) if np.any(inr) else float(inten.max(initial=0.0))
             mask = inten >= self.min_rel_area * top
@@ -1114,6 +1125,7 @@ def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
                max_strain: float = DEFAULT_MAX_STRAIN, zero_max_deg: float = 0.5,
                two_theta_range: tuple[float, float] | None = None, max_iter: int | None = None,
                ftol: float = 1e-5, amorphous: bool = True, exact_profile: bool = False,
+               polarization: Any = None,
                _data: _Data | None = None, _rad: Radiation | None = None,
                _fixed_bg: np.ndarray | None = None, _min_rel_area: float = 0.0) -> FitResult:
     """Whole-pattern fit of a fixed phase set (Pawley-free, structure-factor intensities).
@@ -1145,7 +1157,7 @@ def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
     phases = list(phases)
     if not phases:
         raise EmptyLibraryError("no phase to fit")
-    rad = _rad or radiation_from(pattern, wavelength)
+    rad = _rad or radiation_from(pattern, wavelength, polarization)
     data = _data or _prepare(pattern, two_theta_range, rad)
     mode = {True: "cell", False: "fixed"}.get(refine_lattice, refine_lattice)  # type: ignore[arg-type]
     if mode not in ("cell", "isotropic", "fixed"):
@@ -1352,7 +1364,7 @@ def _strongest_tth(m: _PhaseModel, cell, rad: Radiation, g) -> float:
     if not np.any(ok):
         return 30.0
     tth = 2 * np.degrees(np.arcsin(s[ok]))
-    inten = m.fmult[ok] * _lp(tth)
+    inten = m.fmult[ok] * _lp(tth, rad)
     return float(tth[int(np.argmax(inten))])
 
 
@@ -1403,7 +1415,7 @@ def _screen_one(m: _PhaseModel, x: np.ndarray, obs_blur: np.ndarray, rad: Radiat
     inrange = ok & (tth > x[0]) & (tth < x[-1])
     if not np.any(inrange):
         return ScreenHit(m.id, 0.0, 0.0, 0)
-    inten = m.fmult * _lp(tth)
+    inten = m.fmult * _lp(tth, rad)
     inten = np.where(inrange, inten, 0.0)
     order = np.argsort(inten)[::-1][:n_strong]
     order = order[inten[order] > 1e-3 * inten[order[0]]]
@@ -1447,9 +1459,9 @@ def _screen_models(models: list[_PhaseModel], x: np.ndarray, net: np.ndarray, ra
 
 
 def screen_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
-                  max_strain: float = DEFAULT_MAX_STRAIN) -> list[ScreenHit]:
+                  max_strain: float = DEFAULT_MAX_STRAIN, polarization: Any = None) -> list[ScreenHit]:
     """Fast screen of every phase against the pattern (best first)."""
-    rad = radiation_from(pattern, wavelength)
+    rad = radiation_from(pattern, wavelength, polarization)
     data = _prepare(pattern, None, rad)
     fw = _initial_width(data)
     bg = estimate_background(data.x, data.y, "snip", fw)
@@ -1596,7 +1608,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
              max_strain: float = DEFAULT_MAX_STRAIN, min_delta_bic: float = DEFAULT_MIN_DELTA_BIC,
              min_support: float = 0.2, refine_lattice: bool | str = True, n_hypotheses: int = 4,
              n_first: int = 4, min_rwp_gain: float = 0.025, min_intensity_fraction: float = 0.01,
-             two_theta_range: tuple[float, float] | None = None) -> IdentificationResult:
+             two_theta_range: tuple[float, float] | None = None,
+             polarization: Any = None) -> IdentificationResult:
     """Which library phases are in ``pattern``, how much of each, what is left unexplained.
 
     Parameters
@@ -1618,6 +1631,9 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
         residual of the parent fit (otherwise it only absorbs misfit).
     refine_lattice : final refinement of the lattice: True (per axis, by crystal system),
         "isotropic", or False (library cell). The search itself uses isotropic strain.
+    polarization : beam polarisation for the LP factor (``xtal.simulate.Polarization``,
+        "synchrotron", …); None = unpolarised lab beam. Matters for weight fractions of
+        synchrotron data (P differs by up to (1 − cos²2θ)/2 across the pattern).
 
     Raises ``EmptyLibraryError`` (no phases), ``EmptyPatternError`` (all zero / constant),
     ``NoPeaksError`` (nothing above the noise), ``MissingWavelengthError``.
@@ -1631,7 +1647,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise IdentificationError(f"duplicate phase ids in the library: {dup}")
     by_id = {str(p.id): p for p in phases}
-    rad = radiation_from(pattern, wavelength)
+    rad = radiation_from(pattern, wavelength, polarization)
     data = _prepare(pattern, two_theta_range, rad)
     src = data.source
     fw0 = _initial_width(data)

@@ -69,6 +69,7 @@ HOLD_TOLERANCE_C = 0.5
 @dataclass
 class SeriesOptions:
     wavelength: Any = None
+    polarization: Any = None          # beam polarisation for LP (None: unpolarised lab beam)
     screen_every: int = 4
     switch_penalty: float = 8.0
     min_share: float = 0.004          # minimum share of the Bragg intensity of a present phase
@@ -373,7 +374,7 @@ class _Chain:
         from xtal.identify import fit_phases
 
         o = self.opts
-        kw = dict(wavelength=o.wavelength, start=start,
+        kw = dict(wavelength=o.wavelength, polarization=o.polarization, start=start,
                   refine_lattice=o.refine_lattice if refine_lattice is None else refine_lattice,
                   background=o.background, n_background=o.n_background,
                   refine_profile=refine_profile, strains=strains, max_strain=o.max_strain,
@@ -393,7 +394,7 @@ class _Chain:
         starts = []
         try:
             ident = identify(pattern, [self.phases[i] for i in self.order], wavelength=o.wavelength,
-                             background=o.background, max_strain=o.max_strain,
+                             polarization=o.polarization, background=o.background, max_strain=o.max_strain,
                              refine_lattice=o.refine_lattice, two_theta_range=o.two_theta_range)
             if ident.hypotheses:
                 starts.append(ident.hypotheses[0].fit)
@@ -401,7 +402,8 @@ class _Chain:
             pass
         try:
             hits = {h.id: h for h in screen_phases(pattern, [self.phases[i] for i in self.order],
-                                                   wavelength=o.wavelength, max_strain=o.max_strain)}
+                                                   wavelength=o.wavelength, max_strain=o.max_strain,
+                                                   polarization=o.polarization)}
             strains = [hits[i].strain if i in hits else 0.0 for i in self.order]
             starts.append(self._fit(pattern, self.order, refine_lattice="isotropic", strains=strains))
         except XtalError:
@@ -955,7 +957,7 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
                    background: str = "chebyshev", n_background: int | None = 12,
                    max_strain: float = 0.05, two_theta_range: tuple[float, float] | None = None,
                    heatmap_bins: int = 600, max_nan_fraction: float = 0.05,
-                   refine_lattice: Any = True) -> SeriesResult:
+                   refine_lattice: Any = True, polarization: Any = None) -> SeriesResult:
     """Phase map of a thermal series (see the module docstring for the method).
 
     Parameters
@@ -966,6 +968,8 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
         `Pattern`.
     phases : the library phases (`xtal.structures.Phase`) that may occur.
     wavelength : λ (Å, tube name) when the data do not state it (checked against them otherwise).
+    polarization : beam polarisation for the LP factor (``"synchrotron"`` or an
+        ``xtal.simulate.Polarization``); None = unpolarised lab beam.
     temperatures : per-frame temperatures (°C) or a temperature-log CSV (for file series).
     progress : a tqdm bar per frame on stderr.
     workers, chunk_size, scheduler : parallel chunks (processes), or a Dask distributed scheduler
@@ -985,7 +989,7 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
     ids = [p.id for p in phases]
     if len(set(ids)) != len(ids):
         raise SeriesError(f"duplicate phase ids: {ids}")
-    opts = SeriesOptions(wavelength=wavelength, screen_every=screen_every, switch_penalty=switch_penalty,
+    opts = SeriesOptions(wavelength=wavelength, polarization=polarization, screen_every=screen_every, switch_penalty=switch_penalty,
                          min_share=min_share, enter_z=enter_z, presence_z=presence_z, drop_z=drop_z,
                          background=background,
                          n_background=n_background, max_strain=max_strain,

@@ -41,7 +41,7 @@ from xtal.util import atomic_path, check_writable
 __all__ = [
     "DEFAULT_WAVELENGTH_ANGSTROM", "WAVELENGTH_LIMITS_ANGSTROM", "MODEL_WARNING", "MODEL_FIGURE_TEXT",
     "FORM_FACTOR_SOURCES", "DEFAULT_FORM_FACTORS", "SYNCHROTRON_POLARIZATION_FRACTION",
-    "Polarization", "MarchDollase", "ReflectionTable", "SimulatedPattern", "FormFactorError",
+    "Polarization", "as_polarization", "MarchDollase", "ReflectionTable", "SimulatedPattern", "FormFactorError",
     "reflection_table", "structure_factors", "multiplicities", "d_spacings", "two_theta_from_d",
     "d_from_two_theta", "q_from_two_theta", "two_theta_from_q", "convert_two_theta",
     "lorentz_polarization", "caglioti_fwhm", "tch_fwhm_eta", "pseudo_voigt_profile",
@@ -248,7 +248,8 @@ class Polarization:
         return f"synchrotron, polarisation fraction {self.fraction}, P = f+(1−f)cos²2θ"
 
 
-def _as_polarization(p: Any) -> Polarization:
+def as_polarization(p: Any) -> Polarization:
+    """A `Polarization` from None (unpolarised lab beam), an instance, or a kind name."""
     if p is None:
         return Polarization()
     if isinstance(p, Polarization):
@@ -265,7 +266,7 @@ def lorentz_polarization(two_theta_deg, polarization: Polarization | str | None 
 
     With the unpolarised P = (1+cos²2θ)/2 this is half of pymatgen's LP (same shape).
     """
-    pol = _as_polarization(polarization)
+    pol = as_polarization(polarization)
     tt = np.asarray(two_theta_deg, dtype=float)
     th = np.radians(tt / 2.0)
     with np.errstate(divide="ignore"):
@@ -579,7 +580,7 @@ class ReflectionTable:
         """
         cp = tuple(float(v) for v in (cell_params if cell_params is not None else self.cell_params))
         lam = self.wavelength_angstrom if wavelength_angstrom is None else _check_wavelength(wavelength_angstrom)
-        pol = self.polarization if polarization is None else _as_polarization(polarization)
+        pol = self.polarization if polarization is None else as_polarization(polarization)
         d = d_spacings(cp, self.hkl) if len(self.hkl) else np.zeros(0)
         tt = two_theta_from_d(d, lam)
         keep = np.isfinite(tt)
@@ -655,7 +656,7 @@ def reflection_table(phase, wavelength_angstrom: float = DEFAULT_WAVELENGTH_ANGS
     if form_factors not in FORM_FACTOR_SOURCES:
         raise FormFactorError(f"unknown form-factor table {form_factors!r}; choose one of {FORM_FACTOR_SOURCES}",
                               field="form_factors")
-    pol = _as_polarization(polarization)
+    pol = as_polarization(polarization)
     d_min = lam / (2 * math.sin(math.radians(hi / 2)))
     d_max = lam / (2 * math.sin(math.radians(lo / 2))) if lo > 0 else math.inf
     if d_min_angstrom is not None:
@@ -1163,7 +1164,7 @@ def simulate(phase, wavelength_angstrom: float | tuple = DEFAULT_WAVELENGTH_ANGS
     zs = _finite("zero_shift_deg", zero_shift_deg)
     sc = _finite("scale", scale)
     x = lo + st * np.arange(n)
-    pol = _as_polarization(polarization)
+    pol = as_polarization(polarization)
     # reflections just outside the range whose tails reach into it: pad by 10 FWHM (≤ 2°)
     w_hi, _, _ = _profile_widths(np.array([lo, hi]), fwhm_deg=fwhm_deg, eta=eta, caglioti=caglioti, tch=tch)
     pad = min(2.0, 10.0 * float(np.max(w_hi)))

@@ -92,7 +92,8 @@ def _phase_label(phase) -> dict:
 class _PhaseSim:
     """Reflections of one phase, cached once, repositioned for a strained cell and any λ."""
 
-    def __init__(self, phase, wavelength: float, two_theta_range_deg, max_strain: float = 0.06):
+    def __init__(self, phase, wavelength: float, two_theta_range_deg, max_strain: float = 0.06,
+                 polarization=None):
         from xtal import simulate
 
         self.phase = phase
@@ -103,7 +104,7 @@ class _PhaseSim:
         hi_w = min(2 * math.degrees(math.asin(s_hi)) + 1.0, 179.0)
         lo_w = max(0.05, 2 * math.degrees(math.asin(math.sin(math.radians(lo) / 2) / (1 + max_strain))) - 0.5)
         self.table = simulate.reflection_table(phase, wavelength_angstrom=wavelength,
-                                               two_theta_range_deg=(lo_w, hi_w))
+                                               two_theta_range_deg=(lo_w, hi_w), polarization=polarization)
         if len(self.table.hkl) == 0:
             raise SimulationError(f"phase {phase.id}: no reflections in 2θ {lo}–{hi}° at λ = {wavelength} Å")
         self.cell0 = _cell_tuple(phase.cell)
@@ -214,7 +215,8 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
                       eta: float = 0.5,
                       background: dict | None = None,
                       halo: dict | None = None,
-                      counts_max: float = 1e4, noise: bool = True, seed: int = 0):
+                      counts_max: float = 1e4, noise: bool = True, seed: int = 0,
+                      polarization=None):
     """A synthetic powder pattern (`xtal.patterns.Pattern`, labelled synthetic) from phases and weight fractions.
 
     Parameters
@@ -232,6 +234,8 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
     halo : amorphous halo ``{"d_angstrom": 6.4, "fwhm_deg": 3.0, "fraction": 0.2, "eta": 0.5}``;
         ``fraction`` = halo area / (halo + Bragg area).
     counts_max : the maximum of the noise-free signal (Bragg + halo, without background).
+    polarization : beam polarisation for LP (``xtal.simulate.Polarization``, "synchrotron"); None =
+        unpolarised lab beam.
     noise : Poisson counting noise (seeded by `seed`).
 
     Returns a Pattern on the 2θ axis with ``meta["synthetic"] = True`` and ``meta["program"]`` the recipe.
@@ -265,7 +269,7 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
             a, b, c, al, be, ga = _cell_tuple(p.cell)
             cell_list.append((a * (1 + e), b * (1 + e), c * (1 + e), al, be, ga))
     max_strain = max([abs(c[0] / _cell_tuple(p.cell)[0] - 1) for p, c in zip(phases, cell_list)] + [0.0]) + 0.01
-    sims = [_PhaseSim(p, l1, (lo, hi), max_strain=max_strain) for p in phases]
+    sims = [_PhaseSim(p, l1, (lo, hi), max_strain=max_strain, polarization=polarization) for p in phases]
     raw_scales = [w / (ps.mass * _volume(c)) if w > 0 else 0.0 for w, ps, c in zip(wf, sims, cell_list)]
     y_b, areas = _bragg(sims, raw_scales, cell_list, x, lines, zero_shift_deg, fwhm_deg, caglioti, eta)
     a_bragg = float(sum(areas))
@@ -307,6 +311,7 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
         "caglioti": list(caglioti) if caglioti else None, "eta": eta,
         "background": background, "halo": halo, "amorphous_fraction": f,
         "counts_max": counts_max, "noise": bool(noise), "seed": seed,
+        "polarization": sims[0].table.polarization.describe() if sims else None,
         "scale_convention": "S_p * sum mult*|F|^2*LP*profile, |F|^2 per cell; W_p = S_p*(ZMV)_p / sum",
     }
     return Pattern(x=x, intensity=y, sigma=sigma, axis="two_theta_deg",
