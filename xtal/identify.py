@@ -41,7 +41,8 @@ from scipy.optimize import nnls
 
 from xtal.errors import IdentificationError, MissingWavelengthError, WavelengthMismatchError
 from xtal.patterns import resolve_wavelength  # the one place that knows tube wavelengths
-from xtal.simulate import as_polarization, lorentz_polarization, pseudo_voigt_profile, reflection_table
+from xtal.simulate import (as_polarization, caglioti_fwhm, cell_volume, lorentz_polarization,
+                           pseudo_voigt_profile, reciprocal_metric, reflection_table)
 
 __all__ = [
     "IdentificationError", "EmptyLibraryError", "NoPeaksError", "NoSignalError",
@@ -401,25 +402,10 @@ class _PhaseModel:
         return np.concatenate([rel, dang])
 
     def d_spacings(self, cell: Sequence[float]) -> np.ndarray:
-        gstar = _reciprocal_metric(cell)
+        gstar = reciprocal_metric(cell)
         g6 = np.array([gstar[0, 0], gstar[1, 1], gstar[2, 2], gstar[0, 1], gstar[0, 2], gstar[1, 2]])
         inv_d2 = self.hh @ g6
         return 1.0 / np.sqrt(np.maximum(inv_d2, 1e-12))
-
-
-def _reciprocal_metric(cell: Sequence[float]) -> np.ndarray:
-    a, b, c, al, be, ga = cell
-    ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
-    g = np.array([[a * a, a * b * cg, a * c * cb],
-                  [a * b * cg, b * b, b * c * ca],
-                  [a * c * cb, b * c * ca, c * c]])
-    return np.linalg.inv(g)
-
-
-def _cell_volume(cell: Sequence[float]) -> float:
-    a, b, c, al, be, ga = cell
-    ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
-    return a * b * c * math.sqrt(max(1e-12, 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg))
 
 
 _REFL_CACHE: dict[tuple, tuple[float, np.ndarray, np.ndarray]] = {}
@@ -440,7 +426,7 @@ def _cached_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray
         dcache, hkl, fm = hit
         if dcache < dmin * 0.999:
             d = 1.0 / np.sqrt(np.maximum(
-                np.einsum("ni,ij,nj->n", hkl, _reciprocal_metric(phase.cell.parameters), hkl), 1e-12))
+                np.einsum("ni,ij,nj->n", hkl, reciprocal_metric(phase.cell.parameters), hkl), 1e-12))
             keep = d >= dmin
             return hkl[keep], fm[keep]
         return hkl, fm
@@ -552,10 +538,8 @@ _LOR_NORM = _lorentz_window_norm()
 
 
 def _fwhm(tth_deg: np.ndarray, u: float, v: float, w: float) -> np.ndarray:
-    """Caglioti FWHM (°): sqrt(U tan²θ + V tanθ + W)."""
-    t = np.tan(np.radians(tth_deg) / 2.0)
-    f2 = u * t * t + v * t + w
-    return np.sqrt(np.maximum(f2, _MIN_FWHM_DEG ** 2))
+    """Caglioti FWHM (°), floored at ``_MIN_FWHM_DEG`` while the fit moves through U, V, W."""
+    return caglioti_fwhm(tth_deg, u, v, w, min_fwhm_deg=_MIN_FWHM_DEG)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -587,7 +571,7 @@ class PhaseFit:
     @property
     def strain_isotropic(self) -> float:
         """(V/V0)^(1/3) − 1."""
-        v0 = _cell_volume(self.library_cell) if self.library_cell else self.volume_angstrom3
+        v0 = cell_volume(self.library_cell) if self.library_cell else self.volume_angstrom3
         return (self.volume_angstrom3 / v0) ** (1.0 / 3.0) - 1.0
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -1272,7 +1256,7 @@ def _make_result(fitter: _Fitter, st: dict, theta: np.ndarray, H: np.ndarray | N
     # weight fractions (Hill–Howard)
     mv = []
     for i, m in enumerate(fitter.models):
-        mv.append(m.cell_mass * _cell_volume(m.cell(qs[i])))
+        mv.append(m.cell_mass * cell_volume(m.cell(qs[i])))
     mv = np.array(mv)
     wsum = float(np.sum(s * mv))
     wf = s * mv / wsum if wsum > 0 else np.full(len(s), np.nan)
@@ -1313,7 +1297,7 @@ def _make_result(fitter: _Fitter, st: dict, theta: np.ndarray, H: np.ndarray | N
                 q2[k] += h
                 c2 = m.cell(q2)
                 dc[:, k] = (np.array(c2) - np.array(cell)) / h
-                dv[k] = (_cell_volume(c2) - _cell_volume(cell)) / h
+                dv[k] = (cell_volume(c2) - cell_volume(cell)) / h
             cq = cov_nl[sl, sl]
             var = np.einsum("ik,kl,il->i", dc, cq, dc)
             cell_su = [math.sqrt(v) if v > 0 else None for v in var]
@@ -1334,7 +1318,7 @@ def _make_result(fitter: _Fitter, st: dict, theta: np.ndarray, H: np.ndarray | N
             weight_fraction=float(wf[i]) if np.isfinite(wf[i]) else None,
             weight_fraction_su=float(wf_su[i]) if np.isfinite(wf_su[i]) else None,
             cell=tuple(float(c) for c in cell), cell_su=tuple(cell_su),
-            volume_angstrom3=_cell_volume(cell), volume_su=vol_su, strain=strain,
+            volume_angstrom3=cell_volume(cell), volume_su=vol_su, strain=strain,
             fwhm_deg=fwhm_ref, model=m.model, name=str(getattr(m.phase, "name", "") or m.id),
             lattice_mode=m.mode, crystal_system=m.system, library_cell=m.cell0,
             bragg_intensity=inten, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")}))
@@ -2091,7 +2075,7 @@ def _tick_positions(p: PhaseFit, f: FitResult) -> np.ndarray:
     if key is None or f.radiation is None:
         return np.zeros(0)
     _, hkl, fm = _REFL_CACHE[key]
-    gstar = _reciprocal_metric(p.cell)
+    gstar = reciprocal_metric(p.cell)
     d = 1.0 / np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", hkl, gstar, hkl), 1e-12))
     s = f.radiation.primary / (2 * d)
     tt = 2 * np.degrees(np.arcsin(s[s < 1])) + f.zero_shift_deg

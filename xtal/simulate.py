@@ -43,7 +43,7 @@ __all__ = [
     "FORM_FACTOR_SOURCES", "DEFAULT_FORM_FACTORS", "SYNCHROTRON_POLARIZATION_FRACTION",
     "Polarization", "as_polarization", "MarchDollase", "ReflectionTable", "SimulatedPattern", "FormFactorError",
     "reflection_table", "structure_factors", "multiplicities", "d_spacings", "two_theta_from_d",
-    "d_from_two_theta", "q_from_two_theta", "two_theta_from_q", "convert_two_theta",
+    "d_from_two_theta", "q_from_two_theta", "reciprocal_metric", "cell_volume", "two_theta_from_q", "convert_two_theta",
     "lorentz_polarization", "caglioti_fwhm", "tch_fwhm_eta", "pseudo_voigt_profile",
     "pseudo_voigt_profile_loop", "simulate", "write_xy", "write_xye", "write_csv", "write_pdcif",
     "plot_pattern", "pattern_figure",
@@ -155,7 +155,8 @@ def convert_two_theta(two_theta_deg, from_wavelength_angstrom: float, to_wavelen
     return two_theta_from_d(d_from_two_theta(two_theta_deg, from_wavelength_angstrom), to_wavelength_angstrom)
 
 
-def _g_star(cell_params: Sequence[float]) -> np.ndarray:
+def reciprocal_metric(cell_params: Sequence[float]) -> np.ndarray:
+    """Reciprocal metric tensor G* (Å⁻²) of a cell (a, b, c, α, β, γ) in Å and degrees."""
     a, b, c, al, be, ga = (float(v) for v in cell_params)
     ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
     g = np.array([[a * a, a * b * cg, a * c * cb],
@@ -166,13 +167,20 @@ def _g_star(cell_params: Sequence[float]) -> np.ndarray:
     return np.linalg.inv(g)
 
 
+def cell_volume(cell_params: Sequence[float]) -> float:
+    """Volume (Å³) of a cell (a, b, c, α, β, γ) in Å and degrees."""
+    a, b, c, al, be, ga = (float(v) for v in cell_params)
+    ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
+    return a * b * c * math.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0))
+
+
 def d_spacings(cell_params: Sequence[float], hkl: np.ndarray) -> np.ndarray:
     """d (Å) of reflections hkl (n×3) for cell (a, b, c, α, β, γ) in Å and degrees (any strain)."""
     if len(cell_params) != 6:
         raise SimulationError("cell_params must be (a, b, c, alpha, beta, gamma)", field="cell_params")
     for v in cell_params:
         _finite("cell_params", v)
-    gs = _g_star(cell_params)
+    gs = reciprocal_metric(cell_params)
     h = np.atleast_2d(np.asarray(hkl, dtype=float))
     inv_d2 = np.einsum("ni,ij,nj->n", h, gs, h)
     with np.errstate(divide="ignore"):
@@ -593,7 +601,7 @@ class ReflectionTable:
         lp = lorentz_polarization(tt, pol)
         po = None
         if self.preferred_orientation is not None and self.laue_rotations is not None:
-            po = _march_dollase(self.preferred_orientation, hkl, self.laue_rotations, _g_star(cp))
+            po = _march_dollase(self.preferred_orientation, hkl, self.laue_rotations, reciprocal_metric(cp))
         mult, f2 = self.multiplicity[order], self.f_squared[order]
         inten = mult * f2 * lp * (po if po is not None else 1.0)
         return replace(self, wavelength_angstrom=lam, hkl=hkl, d_angstrom=d, two_theta_deg=tt,
@@ -692,10 +700,17 @@ _FOUR_LN2 = 4.0 * math.log(2.0)
 _G_NORM = 2.0 * math.sqrt(math.log(2.0) / math.pi)
 
 
-def caglioti_fwhm(two_theta_deg, U: float, V: float, W: float) -> np.ndarray:
-    """Caglioti FWHM (°): sqrt(U tan²θ + V tanθ + W), U V W in deg²."""
+def caglioti_fwhm(two_theta_deg, U: float, V: float, W: float, *,
+                  min_fwhm_deg: float | None = None) -> np.ndarray:
+    """Caglioti FWHM (°): sqrt(U tan²θ + V tanθ + W), U V W in deg².
+
+    A non-positive FWHM² raises `SimulationError`, unless ``min_fwhm_deg`` is given: then the FWHM
+    is floored there (a fit moving through U, V, W must not fail on the way).
+    """
     t = np.tan(np.radians(np.asarray(two_theta_deg, dtype=float) / 2.0))
     h2 = U * t * t + V * t + W
+    if min_fwhm_deg is not None:
+        return np.sqrt(np.maximum(h2, min_fwhm_deg ** 2))
     if np.any(~np.isfinite(h2)) or np.any(h2 <= 0):
         raise SimulationError(f"Caglioti U={U}, V={V}, W={W} give a non-positive FWHM² in the range",
                               field="caglioti")

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xtal.errors import SimulationError
+from xtal.simulate import caglioti_fwhm, cell_volume, two_theta_from_d
 
 __all__ = [
     "synthetic_pattern", "synthetic_series", "iter_synthetic_frames",
@@ -54,12 +55,6 @@ def _wavelength_lines(wavelength) -> tuple[float, float | None, float | None]:
         raise SimulationError(str(exc)) from None
 
 
-def _two_theta(d, lam):
-    s = lam / (2.0 * np.asarray(d, dtype=float))
-    with np.errstate(invalid="ignore"):
-        return np.where(s < 1.0, 2.0 * np.degrees(np.arcsin(np.clip(s, -1, 1))), np.nan)
-
-
 def _cell_tuple(cell) -> tuple[float, ...]:
     if hasattr(cell, "parameters"):
         return tuple(float(v) for v in cell.parameters)
@@ -67,12 +62,6 @@ def _cell_tuple(cell) -> tuple[float, ...]:
     if len(t) != 6:
         raise SimulationError(f"a cell is (a, b, c, alpha, beta, gamma); got {cell!r}")
     return t
-
-
-def _volume(cp) -> float:
-    a, b, c, al, be, ga = cp
-    ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
-    return a * b * c * math.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0))
 
 
 def _phase_label(phase) -> dict:
@@ -124,7 +113,7 @@ class _PhaseSim:
             out = (np.asarray(moved.two_theta_deg, float), np.asarray(moved.intensity, float))
         else:
             d = np.asarray(self.sim.d_spacings(cell, t.hkl), float)
-            tth = _two_theta(d, lam)
+            tth = two_theta_from_d(d, lam)
             ok = np.isfinite(tth)
             tth = tth[ok]
             lp = np.asarray(self.sim.lorentz_polarization(tth, *self._pol()), float)
@@ -141,9 +130,7 @@ class _PhaseSim:
 
 def _fwhm(tth, fwhm_deg, caglioti):
     if caglioti is not None:
-        u, v, w = caglioti
-        t = np.tan(np.radians(tth) / 2)
-        return np.sqrt(np.maximum(u * t * t + v * t + w, 1e-8))
+        return caglioti_fwhm(tth, *caglioti, min_fwhm_deg=1e-4)
     return np.full_like(tth, float(fwhm_deg))
 
 
@@ -187,7 +174,7 @@ def _bragg(sims, scales, cells, x, lines, zero, fwhm_deg, caglioti, eta, fwhm_pe
 
 
 def _halo(x, lam, zero, d_angstrom, fwhm_deg, area, eta=0.5):
-    c = float(_two_theta([d_angstrom], lam)[0])
+    c = float(two_theta_from_d([d_angstrom], lam)[0])
     if not np.isfinite(c):
         raise SimulationError(f"halo at d = {d_angstrom} Å is not reachable at λ = {lam} Å")
     return _profile(x, np.array([c + zero]), np.array([area]), np.array([fwhm_deg]), eta)
@@ -270,7 +257,7 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
             cell_list.append((a * (1 + e), b * (1 + e), c * (1 + e), al, be, ga))
     max_strain = max([abs(c[0] / _cell_tuple(p.cell)[0] - 1) for p, c in zip(phases, cell_list)] + [0.0]) + 0.01
     sims = [_PhaseSim(p, l1, (lo, hi), max_strain=max_strain, polarization=polarization) for p in phases]
-    raw_scales = [w / (ps.mass * _volume(c)) if w > 0 else 0.0 for w, ps, c in zip(wf, sims, cell_list)]
+    raw_scales = [w / (ps.mass * cell_volume(c)) if w > 0 else 0.0 for w, ps, c in zip(wf, sims, cell_list)]
     y_b, areas = _bragg(sims, raw_scales, cell_list, x, lines, zero_shift_deg, fwhm_deg, caglioti, eta)
     a_bragg = float(sum(areas))
 
@@ -303,7 +290,7 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
         "synthetic": True,
         "label": SYNTHETIC_LABEL,
         "phases": [dict(_phase_label(p), weight_fraction=float(w), cell=list(c),
-                        scale=float(s * k), volume_angstrom3=_volume(c))
+                        scale=float(s * k), volume_angstrom3=cell_volume(c))
                    for p, w, c, s in zip(phases, wf, cell_list, raw_scales)],
         "wavelength_angstrom": l1, "wavelength2_angstrom": l2, "ka2_ratio": ratio,
         "two_theta_range_deg": [lo, hi], "step_deg": step_deg,
@@ -628,7 +615,7 @@ class _SeriesRenderer:
         for st in program.phases:
             ps = self.sims[st.id]
             c = st.cell(st.t0_c)
-            _, areas = _bragg([ps], [1.0 / (ps.mass * _volume(c))], [c], self.x, self.lines,
+            _, areas = _bragg([ps], [1.0 / (ps.mass * cell_volume(c))], [c], self.x, self.lines,
                               0.0, program.fwhm_deg, program.caglioti, program.eta)
             num += st.weight * areas[0]
             den += st.weight
@@ -655,7 +642,7 @@ class _SeriesRenderer:
             ps = self.sims[st.id]
             c = st.cell(T)
             sims.append(ps); cells.append(c); fw.append(st.fwhm_deg)
-            scales.append((a / tot) / (ps.mass * _volume(c)))
+            scales.append((a / tot) / (ps.mass * cell_volume(c)))
         y, _ = _bragg(sims, scales, cells, self.x, self.lines, p.zero_shift_deg, p.fwhm_deg,
                       p.caglioti, p.eta, fwhm_per_phase=fw)
         for h, a in zip(p.halos, ah):
