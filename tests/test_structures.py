@@ -77,6 +77,8 @@ def test_shelxl_sites_keep_su_disorder_and_adps():
     p = read_cif(REF_STRUCTURES / "AlGa_amide_1b_P212121_SHELXL.cif")
     assert p.cell.su[0] == pytest.approx(0.0008)
     assert p.cell.su[2] == pytest.approx(0.002)
+    # volume s.u. propagated from the cell s.u. reproduces SHELXL's _cell_volume 1402.4(3)
+    assert format_su(p.volume, p.cell.volume_su) == "1402.4(3)"
     al = next(s for s in p.sites if s.label == "Al1")
     assert al.frac == pytest.approx((0.2398, 0.4290, 0.0350))
     assert al.frac_su == pytest.approx((0.0012, 0.0009, 0.0005))

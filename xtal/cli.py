@@ -56,6 +56,8 @@ def _cmd_library(args: argparse.Namespace) -> int:
             print(f"MODEL structures (not refinements): {', '.join(models)}.")
         return 0
     if args.library_cmd == "show":
+        from xtal.structures import format_su
+
         lib = Library.bundled()
         e = lib.entry(args.id)
         print(f"{e.id}: {e.name}\n  formula  {e.formula}\n  role     {e.role}\n  kind     {e.status}")
@@ -68,8 +70,9 @@ def _cmd_library(args: argparse.Namespace) -> int:
             p = lib.phase(e.id)
             c = p.cell
             print(f"  CIF      {e.cif} (block {p.block})")
+            vol = format_su(p.volume, c.volume_su) if c.volume_su else f"{p.volume:.3f}"
             print(f"  cell     a={c.a:.5f} b={c.b:.5f} c={c.c:.5f} Å  α={c.alpha:.3f} β={c.beta:.3f} "
-                  f"γ={c.gamma:.3f}°  V={p.volume:.3f} Å³")
+                  f"γ={c.gamma:.3f}°  V={vol} Å³")
             print(f"  group    {p.spacegroup_hm} (No. {p.spacegroup_number}), {len(p.symops)} operators")
             print(f"  Z        {p.formula_units}   density {p.density_calc:.4f} g/cm³   "
                   f"T {p.temperature_k if p.temperature_k else 'not given'} K")

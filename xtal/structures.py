@@ -158,18 +158,6 @@ class Cell:
         """Matrix whose columns are the real-space basis vectors a, b, c in Å (gemmi convention)."""
         return np.array(self.to_gemmi().orth.mat.tolist(), dtype=float)
 
-    def metric_tensor(self) -> np.ndarray:
-        """Real-space metric tensor G (Å²)."""
-        m = self.orthogonalization_matrix()
-        return m.T @ m
-
-    def d_spacing(self, hkl: np.ndarray) -> np.ndarray:
-        """d-spacings (Å) of reflections hkl (n×3)."""
-        hkl = np.atleast_2d(np.asarray(hkl, dtype=float))
-        g_star = np.linalg.inv(self.metric_tensor())
-        inv_d2 = np.einsum("ni,ij,nj->n", hkl, g_star, hkl)
-        return 1.0 / np.sqrt(inv_d2)
-
 
 @dataclass
 class Site:
