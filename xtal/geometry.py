@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -1352,43 +1351,13 @@ def render_geometry_markdown(results: Sequence[GeometryResult], *, figure: str |
 
 
 def render_geometry_html(results: Sequence[GeometryResult], *, figure: str | None = None,
-                         published: Mapping[str, Any] | None = None) -> str:
-    """The Markdown report as a minimal standalone HTML page (tables and text, no external assets)."""
-    import html as _html
+                         published: Mapping[str, Any] | None = None, base_dir: str | Path = ".") -> str:
+    """The Markdown report as one standalone HTML page (`xtal.report.markdown_to_html`; the figure,
+    resolved against ``base_dir``, is embedded)."""
+    from xtal.report import markdown_to_html
+
     md = render_geometry_markdown(results, figure=figure, published=published)
-    body, in_table = [], False
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= {"-"} for c in cells):
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-                body.append("<tr>" + "".join(f"<th>{_html.escape(c)}</th>" for c in cells) + "</tr>")
-                continue
-            body.append("<tr>" + "".join(f"<td>{_html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        m = re.match(r"^(#+) (.*)", line)
-        if m:
-            lvl = len(m.group(1))
-            body.append(f"<h{lvl}>{_html.escape(m.group(2))}</h{lvl}>")
-        elif line.startswith("!["):
-            src = line[line.index("(") + 1:-1]
-            body.append(f'<img src="{_html.escape(src)}" alt="distance distributions" style="max-width:100%">')
-        elif line.startswith(">"):
-            body.append(f'<p style="color:#b00;font-weight:bold">{_html.escape(line.lstrip("> "))}</p>')
-        elif line.strip():
-            body.append(f"<p>{_html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Coordination geometry</title>"
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #999;padding:2px 6px}</style></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return markdown_to_html(md, base_dir=base_dir, title="xtal coordination geometry")
 
 
 _KIND_STYLE = {"ether-O": ("o", "tab:red"), "water": ("s", "tab:blue"), "hydride-H": ("^", "tab:green"),
