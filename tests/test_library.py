@@ -61,6 +61,16 @@ def test_models_are_labelled_loudly(lib):
     assert beta.volume / alpha.volume == pytest.approx(1.087, abs=1e-3)
 
 
+def test_z_from_the_library_formula_when_the_cif_has_none(lib):
+    """The AFLOW K2B12H12 CIF gives formula 'B6 H6 K' and no Z; the library formula K2B12H12 gives
+    the published Z = 4 (Wunderlich & Lipscomb 1960)."""
+    k = lib.phase("k2b12h12")
+    assert k.formula_units == 4
+    assert any("library formula" in w for w in k.warnings)
+    assert not any(w.startswith("Z not given") for w in k.warnings)
+    assert lib.phase("PbSO4").formula_units == 4  # stated in the CIF, untouched
+
+
 def test_unknown_id(lib):
     with pytest.raises(UnknownPhaseError, match="no phase 'nope'"):
         lib.phase("nope")

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import gemmi
 
 from xtal.errors import EmptySlotError, LibraryError, OverwriteError, UnknownPhaseError
-from xtal.structures import MODEL_WARNING, Phase, read_cif
+from xtal.structures import MODEL_WARNING, Phase, infer_z, parse_formula, read_cif
 
 __all__ = ["LibraryEntry", "Library", "bundled_structures_dir", "user_structures_dir", "add_user_cif",
            "MODEL_WARNING"]
@@ -173,6 +173,13 @@ class Library:
             prov.icsd = prov.icsd or e.provenance.get("icsd")
             prov.cod = prov.cod or e.provenance.get("cod")
             prov.ccdc = prov.ccdc or e.provenance.get("ccdc")
+            if phase.z is None and e.formula:
+                z = infer_z(parse_formula(e.formula), phase.formula_from_sites())
+                if z:
+                    phase.z = z
+                    phase.warnings[:] = [w for w in phase.warnings if not w.startswith("Z not given")]
+                    phase.warnings.append(f"Z = {z:g} from the library formula {e.formula} "
+                                          "(the CIF states no Z)")
             if kind == "model":
                 prov.note = prov.note or MODEL_WARNING
                 if MODEL_WARNING not in phase.warnings:

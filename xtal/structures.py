@@ -32,7 +32,7 @@ from xtal.errors import (
 
 __all__ = [
     "Cell", "Site", "Provenance", "Phase", "AtomImage", "MODEL_WARNING",
-    "read_cif", "read_cif_string", "parse_su", "format_su", "parse_formula",
+    "read_cif", "read_cif_string", "parse_su", "format_su", "parse_formula", "infer_z",
 ]
 
 #: Said in every pattern, report and figure that uses a structural MODEL (Provenance.kind == "model").
@@ -289,7 +289,7 @@ class Phase:
             return self.z
         if not self.formula_sum:
             return None
-        return _infer_z(parse_formula(self.formula_sum), self.formula_from_sites())
+        return infer_z(parse_formula(self.formula_sum), self.formula_from_sites())
 
     def source_block(self) -> gemmi.cif.Block | None:
         """The CIF data block this phase was read from (re-read from ``provenance.file``).
@@ -874,7 +874,8 @@ def _set_multiplicities(phase: Phase) -> None:
         s.multiplicity = counts[i]
 
 
-def _infer_z(stated: dict[str, float], content: dict[str, float]) -> float | None:
+def infer_z(stated: dict[str, float], content: dict[str, float]) -> float | None:
+    """Z from a formula unit {el: n} and the cell content (median over non-H elements)."""
     ratios = [content.get(el, 0.0) / n for el, n in stated.items() if n > 0 and el not in ("H", "D")]
     if not ratios:
         ratios = [content.get(el, 0.0) / n for el, n in stated.items() if n > 0]
@@ -890,13 +891,13 @@ def _validate(phase: Phase, ctx: _Ctx) -> None:
     if stated:
         z = phase.z
         if z is None:
-            z = _infer_z(stated, content)
+            z = infer_z(stated, content)
             if z is not None:
                 w.append(f"Z not given; inferred Z = {z:g} from formula and sites")
                 if abs(z - round(z)) > 0.02:
                     w.append(f"inferred Z = {z:.3f} is not an integer")
-        if z and _infer_z(stated, content) is not None and z > 1 \
-                and abs(_infer_z(stated, content) - 1.0) < 0.02:
+        if z and infer_z(stated, content) is not None and z > 1 \
+                and abs(infer_z(stated, content) - 1.0) < 0.02:
             w.append(f"_chemical_formula_sum appears to give the cell content, not one formula unit "
                      f"(Z = {z:g}); the sites agree with the formula as cell content")
         elif z:
