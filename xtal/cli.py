@@ -132,14 +132,6 @@ def _load_phase(spec: str, *, block: str | None = None):
     return Library.bundled().phase(spec)
 
 
-def _published_ranges() -> dict:
-    """Published M–O ranges of the library's slots (library.toml `checks`), by phase id."""
-    from xtal.library import Library
-
-    return {e.id: tuple(e.checks["M-O_angstrom"]) for e in Library.bundled()
-            if "M-O_angstrom" in e.checks}
-
-
 def _outputs_report(md_text: str, report: str | None, title: str) -> None:
     from xtal.report import write_report
 
@@ -282,7 +274,9 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
                                render_geometry_markdown)
     from xtal.util import atomic_write_text
 
-    published = _published_ranges()
+    from xtal.library import Library
+
+    published = Library.bundled().published_ranges()
     results = []
     for spec in args.structures:
         phase = _load_phase(spec, block=args.block)

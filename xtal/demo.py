@@ -711,7 +711,7 @@ def _step_coordination(lib, out: Path, res: DemoOutputs, say) -> None:
 
     d = out / "coordination"
     d.mkdir(parents=True, exist_ok=True)
-    published = {e.id: tuple(e.checks["M-O_angstrom"]) for e in lib if "M-O_angstrom" in e.checks}
+    published = lib.published_ranges()
     say("coordination geometry of every bundled structure with alkali/alkaline-earth metal sites "
         "(ChemEnv off for speed) …")
     results, skipped = [], []

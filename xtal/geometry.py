@@ -35,7 +35,7 @@ __all__ = [
     "analyse_geometry", "render_geometry_markdown", "render_geometry_html", "compare_metals",
     "plot_distance_distributions", "bv_parameter", "load_bv_parameters", "continuous_shape_measure",
     "IDEAL_POLYHEDRA", "parse_symop_code", "format_symop_code", "compare_cif_bonds",
-    "bond_from_code", "DEFAULT_METALS", "PUBLISHED_M_O_RANGES",
+    "bond_from_code", "DEFAULT_METALS", "published_m_o_ranges",
 ]
 
 
@@ -69,12 +69,6 @@ HYDRIDE_TOLERANCE_ANGSTROM = 0.75
 DISTANCE_FACTOR = 1.35
 #: Images of one site closer than this (Å) are one atom (special positions, rounded coordinates).
 SAME_ATOM_ANGSTROM = 0.1
-#: Published M–O ranges of the seed solvates (FACTS.md; Wang et al., Chem. Synth. 2026, 6, 56).
-PUBLISHED_M_O_RANGES = {
-    "li2b12h12_2diglyme": {"Li": (1.958, 2.039)},
-    "na2b12h12_4diglyme_rt": {"Na": (2.378, 2.446)},
-    "k2b12h12_4diglyme": {"K": (2.728, 2.844)},
-}
 #: Names of common solvent molecules by Hill formula of the connected component.
 MOLECULE_NAMES = {"C6H14O3": "diglyme", "C4H10O2": "monoglyme (DME)", "H2O": "water", "C2H6OS": "DMSO",
                   "C5H11NO": "DEF", "C4H8O": "THF", "C8H18O4": "triglyme", "C10H22O5": "tetraglyme",
@@ -1212,14 +1206,22 @@ def _same_code(a: str | None, b: str | None) -> bool:
 _METAL_ORDER = {m: k for k, m in enumerate(("Li", "Na", "K", "Rb", "Cs", "Be", "Mg", "Ca", "Sr", "Ba"))}
 
 
+def published_m_o_ranges() -> dict[str, tuple[float, float]]:
+    """Published M–O ranges (Å) by library id: the ``checks`` of `structures/library.toml` (the seed
+    solvates of Wang et al., Chem. Synth. 2026, 6, 56)."""
+    from xtal.library import Library
+
+    return Library.bundled(user_dir=False).published_ranges()
+
+
 def compare_metals(results: Sequence[GeometryResult],
                    published: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per (metal element, phase): M–O min/max/mean, CN range, BVS range, published range.
 
-    ``published`` maps phase id -> (lo, hi) or -> {metal: (lo, hi)} (Å); default `PUBLISHED_M_O_RANGES`.
+    ``published`` maps phase id -> (lo, hi) or -> {metal: (lo, hi)} (Å); default `published_m_o_ranges()`.
     ``within_published`` is True/False when a published range exists and M–O distances were found.
     """
-    pub = PUBLISHED_M_O_RANGES if published is None else published
+    pub = published_m_o_ranges() if published is None else published
     rows = []
     for r in results:
         by_metal: dict[str, list[SiteGeometry]] = {}
@@ -1374,7 +1376,7 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
 
     from xtal.util import atomic_path
 
-    pub = PUBLISHED_M_O_RANGES if published is None else published
+    pub = published_m_o_ranges() if published is None else published
     metals = sorted({s.element for r in results for s in r.sites}, key=lambda m: (_METAL_ORDER.get(m, 99), m))
     if not metals:
         raise GeometryError("no metal sites to plot")

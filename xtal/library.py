@@ -198,6 +198,10 @@ class Library:
             out.append(self.phase(i))
         return out
 
+    def published_ranges(self) -> dict[str, tuple[float, float]]:
+        """Published M–O ranges (Å) by phase id, from the entries' ``checks``."""
+        return {e.id: tuple(e.checks["M-O_angstrom"]) for e in self if "M-O_angstrom" in e.checks}
+
     def empty_slots(self) -> list[LibraryEntry]:
         return [e for e in self.entries.values() if not e.filled]
 
