@@ -69,6 +69,7 @@ class DemoPattern:
     kind: str                       # "measured" | "synthetic"
     instrument: Path | None = None
     provenance: str = ""
+    polarization: str | None = None   # beam polarisation for LP (None: unpolarised lab beam)
 
     def read(self):
         from xtal.patterns import read_pattern
@@ -88,7 +89,8 @@ def demo_patterns(patterns_dir: Path | None = None) -> list[DemoPattern]:
                     provenance="GSAS-II tutorial data (PythonScript/data); Cu Kα1/Kα2 from INST_XRY.PRM"),
         DemoPattern("measured_NAC_11BM", "Na2Ca3Al2F14 (NAC) standard, APS 11-BM synchrotron",
                     d / "measured" / "sync_NAC_11BM" / "11BM_NAC.fxye", "measured",
-                    provenance="GSAS-II tutorial data (TOF-CW Joint Refinement); λ = 0.413909 Å (11-BM)"),
+                    provenance="GSAS-II tutorial data (TOF-CW Joint Refinement); λ = 0.413909 Å (11-BM)",
+                    polarization="synchrotron"),
         DemoPattern("synthetic_mixture_MoKa",
                     "SYNTHETIC mixture α-Li2B12H12 (MODEL) + LiBH4 + K2B12H12, Mo Kα",
                     d / "synthetic" / "mixture_aLi2B12H12-LiBH4-K2B12H12_MoKa.xye", "synthetic",
@@ -495,7 +497,7 @@ def _step_identify(lib, out: Path, res: DemoOutputs, say) -> None:
         t0 = time.perf_counter()
         pat = dp.read()
         synthetic = bool(pat.meta.get("synthetic"))
-        r = identify(pat, phases)
+        r = identify(pat, phases, polarization=dp.polarization)
         b = r.best
         recipe = _recipe_fractions(pat) if synthetic else None
         comp = None
