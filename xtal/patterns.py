@@ -46,7 +46,6 @@ import glob as _glob
 import io
 import json
 import math
-import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
@@ -59,7 +58,6 @@ from xtal.errors import (
     EmptyPatternError,
     InvalidDataError,
     MissingWavelengthError,
-    OverwriteError,
     PatternError,
     PatternFormatError,
     SeriesError,
@@ -1536,15 +1534,7 @@ def atomic_write(path: str | Path, writer_fn: Callable[[Path], Any], *, overwrit
     Raises `OverwriteError` if ``path`` is one of ``protected`` (input files) or exists and
     ``overwrite`` is False.  On any error the temp file is removed, ``path`` untouched.
     """
-    target = Path(path)
-    prot = tuple(Path(p) for p in protected if p)
-    for q in prot:
-        with contextlib.suppress(OSError):
-            if target.exists() and q.exists() and os.path.samefile(target, q):
-                raise OverwriteError("refusing to overwrite an input file", path=target)
-        if target.resolve() == q.resolve():
-            raise OverwriteError("refusing to overwrite an input file", path=target)
-    check_writable(target, overwrite=overwrite, protected=prot)
+    target = check_writable(path, overwrite=overwrite, protected=tuple(p for p in protected if p))
     with atomic_path(target) as tmp:
         writer_fn(tmp)
     return target

@@ -17,7 +17,13 @@ def check_writable(path: str | Path, *, overwrite: bool = False,
     """Refuse to write over an input file, or over an existing file unless ``overwrite``."""
     p = Path(path)
     for q in protected:
-        if q is not None and Path(q).exists() and p.exists() and p.resolve() == Path(q).resolve():
+        if q is None:
+            continue
+        q = Path(q)
+        same = p.resolve() == q.resolve()
+        if not same and p.exists() and q.exists():
+            same = os.path.samefile(p, q)  # hard links and other aliases of the same file
+        if same:
             raise OverwriteError("refusing to overwrite an input file", path=p)
     if p.exists() and not overwrite:
         raise OverwriteError("file exists (pass overwrite=True / --force to replace it)", path=p)
