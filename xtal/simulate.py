@@ -1030,26 +1030,28 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def write_xy(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Two columns 2θ (°), intensity; '#' header with λ, units and warnings."""
+def _write_columns(sim: SimulatedPattern, path: str | Path, *, overwrite: bool, with_sigma: bool) -> Path:
     p = check_writable(path, overwrite=overwrite)
     buf = io.StringIO()
-    for line in sim.header_lines():
+    header = sim.header_lines()
+    if with_sigma:
+        header = header + ["sigma: sqrt(I) (calculated pattern; Poisson-like placeholder)"]
+    for line in header:
         buf.write(f"# {line}\n")
     for t, i in zip(sim.two_theta_deg, sim.intensity):
-        buf.write(f"{t:.6f} {i:.8g}\n")
+        sig = f" {math.sqrt(max(i, 0.0)):.6g}" if with_sigma else ""
+        buf.write(f"{t:.6f} {i:.8g}{sig}\n")
     return _write_text(p, buf.getvalue())
+
+
+def write_xy(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Two columns 2θ (°), intensity; '#' header with λ, units and warnings."""
+    return _write_columns(sim, path, overwrite=overwrite, with_sigma=False)
 
 
 def write_xye(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
     """Three columns 2θ, I, σ with σ = sqrt(max(I, 0)) (a calculated pattern has no error; Poisson-like)."""
-    p = check_writable(path, overwrite=overwrite)
-    buf = io.StringIO()
-    for line in sim.header_lines() + ["sigma: sqrt(I) (calculated pattern; Poisson-like placeholder)"]:
-        buf.write(f"# {line}\n")
-    for t, i in zip(sim.two_theta_deg, sim.intensity):
-        buf.write(f"{t:.6f} {i:.8g} {math.sqrt(max(i, 0.0)):.6g}\n")
-    return _write_text(p, buf.getvalue())
+    return _write_columns(sim, path, overwrite=overwrite, with_sigma=True)
 
 
 def write_csv(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
