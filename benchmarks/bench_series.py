@@ -53,7 +53,7 @@ def programme(frames: int, points: int):
 
 def generate(path: Path, frames: int, points: int) -> None:
     from xtal import synth
-    from xtal.patterns import write_series
+    from xtal.io import write_series
 
     t = time.perf_counter()
     da = synth.synthetic_series(programme(frames, points), dtype="float32")

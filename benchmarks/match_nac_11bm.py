@@ -22,8 +22,9 @@ from scipy.signal import find_peaks
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XTAL_SHARED_DIR", REPO.parent / "shared"))
 
-from xtal.patterns import read_pattern  # noqa: E402
-from xtal.simulate import Polarization, pseudo_voigt_profile, reflection_table, tch_fwhm_eta  # noqa: E402
+from xtal.io import read_pattern  # noqa: E402
+from xtal.beam import Polarization  # noqa: E402
+from xtal.simulate import pseudo_voigt_profile, reflection_table, tch_fwhm_eta  # noqa: E402
 from xtal.structures import read_cif  # noqa: E402
 
 

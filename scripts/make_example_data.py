@@ -3,7 +3,7 @@
 
 Everything written here is a SIMULATION made with `xtal.synth` from a stated recipe — never a
 measurement.  The recipe travels with the data: in the ``#`` header of the ``.xye`` file (human-readable
-lines plus the machine-readable ``meta`` JSON that `xtal.patterns.read_pattern` reads back) and in the
+lines plus the machine-readable ``meta`` JSON that `xtal.io.read_pattern` reads back) and in the
 ``program`` attribute of the netCDF series.
 
 Outputs
@@ -139,7 +139,7 @@ def _mixture_header(pattern) -> list[str]:
 
 
 def write_mixture(lib, out_dir: Path) -> Path:
-    from xtal.patterns import write_pattern
+    from xtal.io import write_pattern
     from xtal.util import atomic_write_text
 
     pat = mixture_pattern(lib)
@@ -155,7 +155,7 @@ def write_mixture(lib, out_dir: Path) -> Path:
 def write_series_file(lib, out_dir: Path) -> Path:
     import numpy as np
 
-    from xtal.patterns import write_series
+    from xtal.io import write_series
     from xtal.synth import synthetic_series
 
     prog = series_program(lib)

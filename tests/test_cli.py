@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REF_STRUCTURES, REPO
 from xtal.cli import main
-from xtal.patterns import read_pattern
+from xtal.io import read_pattern
 
 PBSO4 = REPO / "patterns" / "measured" / "lab_PbSO4_CuKa"
 
@@ -115,7 +115,7 @@ def test_series_cli_on_bundled_synthetic_series(tmp_path, capsys):
 
 
 def test_lazy_netcdf_series_reads_frames_on_demand():
-    from xtal.patterns import read_series
+    from xtal.io import read_series
 
     lazy = read_series(SERIES_NC, lazy=True)
     eager = read_series(SERIES_NC)

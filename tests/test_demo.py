@@ -259,7 +259,7 @@ def _load_script():
 
 
 def test_bundled_synthetic_data_are_reproducible(tmp_path):
-    from xtal.patterns import read_pattern, read_series
+    from xtal.io import read_pattern, read_series
 
     mk = _load_script()
     assert mk.main(["--out", str(tmp_path)]) == 0

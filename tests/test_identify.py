@@ -17,7 +17,7 @@ from tests.conftest import REF_PATTERNS, REF_STRUCTURES
 from xtal import identify as I
 from xtal.errors import IdentificationError, MissingWavelengthError, WavelengthMismatchError, XtalError
 from xtal.library import Library
-from xtal.patterns import Pattern, read_pattern
+from xtal.io import Pattern, read_pattern
 from xtal.synth import synthetic_pattern
 
 # phases synthetic mixtures are drawn from (the rest of the bundled library are decoys only)

@@ -1,4 +1,4 @@
-"""xtal.patterns: readers on the real reference files, writers, wavelength policy, bad input."""
+"""xtal.io: readers on the real reference files, writers, wavelength policy, bad input."""
 from __future__ import annotations
 
 import hashlib
@@ -21,14 +21,12 @@ from xtal.errors import (
     WavelengthMismatchError,
     XtalError,
 )
-from xtal.patterns import (
-    TUBES,
+from xtal.io import (
     Pattern,
     atomic_write,
     parse_header_lines,
     read_gsas_instprm_wavelength,
     read_pattern,
-    resolve_wavelength,
     write_pattern,
 )
 
@@ -149,21 +147,6 @@ def test_xrdml_kalpha_doublet():
 # ---------------------------------------------------------------------------
 # Wavelength policy
 # ---------------------------------------------------------------------------
-def test_resolve_wavelength_tubes_and_numbers():
-    assert resolve_wavelength("CuKa") == (1.540593, 1.544427, 0.5)
-    assert resolve_wavelength("CuKa1") == (1.540593, None, None)
-    assert resolve_wavelength("MoKa")[:2] == (0.709317, 0.713607)
-    l1, l2, _ = resolve_wavelength("MoKa")
-    assert (2 * l1 + l2) / 3 == pytest.approx(0.71073, abs=3e-5)   # weighted mean
-    for tube in ("CoKa", "FeKa", "CrKa", "AgKa", "co-ka1", "Cu"):
-        assert resolve_wavelength(tube)[0] in [v[0] for v in TUBES.values()]
-    assert resolve_wavelength(0.71073) == (0.71073, None, None)
-    assert resolve_wavelength("0.5") == (0.5, None, None)
-    for bad in ("XxKa", "copper", -1.0, 0.0, float("nan"), None, "1e9"):
-        with pytest.raises(PatternError):
-            resolve_wavelength(bad)
-
-
 def test_wavelength_mismatch_and_force():
     with pytest.raises(WavelengthMismatchError, match="11BM_NAC"):
         read_pattern(NAC, wavelength_angstrom=0.5)
@@ -171,7 +154,7 @@ def test_wavelength_mismatch_and_force():
         read_pattern(NAC, wavelength_angstrom="CuKa")
     p = read_pattern(NAC, wavelength_angstrom=0.5, force=True)
     assert p.wavelength_angstrom == 0.5 and p.meta["file_wavelength_angstrom"] == 0.413909
-    ok = read_pattern(NAC, wavelength_angstrom=0.41391)      # within 1e-4 relative
+    ok = read_pattern(NAC, wavelength_angstrom=0.41391)      # within WAVELENGTH_RTOL: the file's value
     assert ok.wavelength_angstrom == 0.413909
     with pytest.raises(WavelengthMismatchError):
         read_pattern(NAC, instrument=PBSO4_PRM)
@@ -471,7 +454,7 @@ def test_nexus_1d(tmp_path):
 
 
 def test_nexus_stacked_2d_is_a_series(tmp_path):
-    from xtal.patterns import read_series
+    from xtal.io import read_series
     f = tmp_path / "stack.h5"
     y = np.arange(12, dtype=float).reshape(3, 4) + 1
     _nx_file(f, y, np.array([5.0, 5.1, 5.2, 5.3]), wl=0.041, temp=[300.0, 310.0, 320.0])
@@ -496,7 +479,7 @@ def test_hdf5_without_nxdata(tmp_path):
 
 
 def test_truncated_hdf5_and_netcdf(tmp_path):
-    from xtal.patterns import read_series
+    from xtal.io import read_series
     good = tmp_path / "good.h5"
     _nx_file(good, np.array([1.0, 2.0]), np.array([1.0, 2.0]))
     bad = tmp_path / "bad.h5"
@@ -731,7 +714,7 @@ import types  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from xtal.errors import SeriesError  # noqa: E402
-from xtal.patterns import (  # noqa: E402
+from xtal.io import (  # noqa: E402
     iter_series_frames,
     label_segments,
     natural_sort_key,
@@ -1068,7 +1051,7 @@ def test_round_trip_property(tmp_path_factory, p, ext):
 @given(text=st.text(alphabet=st.sampled_from(list("fileTtempK,;\t\n 0123456789.-_xyC#")),
                     max_size=120))
 def test_fuzzed_logs_raise_only_series_errors(tmp_path_factory, text):
-    from xtal.patterns import read_series
+    from xtal.io import read_series
     d = tmp_path_factory.mktemp("flog")
     for i in range(2):
         _frame(d / f"f{i}.xy", np.linspace(1, 2, 4), wl=1.0)

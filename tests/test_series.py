@@ -123,7 +123,7 @@ def test_viterbi_suppresses_blips_and_keeps_sustained_changes():
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cucr2o4_result():
-    from xtal.patterns import read_series
+    from xtal.io import read_series
 
     da = read_series(REF_SERIES / "CuCr2O4_11BM_6-289K")
     phases = [read_cif(REF_STRUCTURES / "CuCr2O4.cif", phase_id="CuCr2O4"),
@@ -380,7 +380,7 @@ def test_nan_frames_skipped_or_masked_and_reported(lib, capsys):
 
 
 def test_unreadable_frame_file_is_skipped_and_recorded(lib, tmp_path):
-    from xtal.patterns import series_frame, write_pattern
+    from xtal.io import series_frame, write_pattern
 
     prog = _small_programme(lib)
     da = synth.synthetic_series(prog, stop=8)
@@ -399,7 +399,7 @@ def test_unreadable_frame_file_is_skipped_and_recorded(lib, tmp_path):
 
 
 def test_wavelength_mismatch_and_bad_temperatures_raise(lib, tmp_path):
-    from xtal.patterns import series_frame
+    from xtal.io import series_frame
 
     prog = _small_programme(lib)
     da = synth.synthetic_series(prog, stop=6)
@@ -411,7 +411,7 @@ def test_wavelength_mismatch_and_bad_temperatures_raise(lib, tmp_path):
         series.analyse_series(da, lib.phases(["libh4_rt"]), temperatures=[20.0, 30.0],
                               progress=False)
     # a temperature log that does not match the frame files
-    from xtal.patterns import write_pattern
+    from xtal.io import write_pattern
 
     d = tmp_path / "frames"
     d.mkdir()

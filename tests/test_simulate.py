@@ -13,12 +13,14 @@ import pytest
 from conftest import REF_STRUCTURES, REPO
 from xtal.errors import OverwriteError, SimulationError, XtalError
 from xtal.formfactors import DEUTERIUM_NOTE, FormFactorError, form_factor
-from xtal.simulate import (MODEL_FIGURE_TEXT, MODEL_WARNING, MarchDollase, Polarization,
-                           ReflectionTable, convert_two_theta, d_from_two_theta, d_spacings,
-                           lorentz_polarization, multiplicities, pattern_figure, plot_pattern,
-                           pseudo_voigt_profile, pseudo_voigt_profile_loop, q_from_two_theta,
-                           reflection_table, simulate, structure_factors, tch_fwhm_eta,
-                           two_theta_from_d, two_theta_from_q)
+from xtal.beam import (Polarization, convert_two_theta, d_from_two_theta, lorentz_polarization,
+                       q_from_two_theta, two_theta_from_d, two_theta_from_q)
+from xtal.errors import PatternFormatError
+from xtal.io import write_reflections_csv, write_simulated
+from xtal.simulate import (MODEL_FIGURE_TEXT, MODEL_WARNING, MarchDollase, ReflectionTable, d_spacings,
+                           multiplicities, pattern_figure, plot_pattern, pseudo_voigt_profile,
+                           pseudo_voigt_profile_loop, reflection_table, simulate, structure_factors,
+                           tch_fwhm_eta)
 from xtal.structures import read_cif, read_cif_string
 
 LAM = 0.71073
@@ -382,7 +384,7 @@ def test_model_phase_warnings_exports_and_figure(tmp_path):
     assert any("intensities depend on the modelled anion orientation" in w for w in sim.warnings)
     assert any("peak positions follow the published cell" in w for w in sim.warnings)
     for fmt in ("xy", "xye", "csv", "cif"):
-        out = sim.write(tmp_path / f"p.{fmt}")
+        out = write_simulated(sim, tmp_path / f"p.{fmt}")
         text = out.read_text()
         assert MODEL_WARNING in text
         assert "0.71073" in text
@@ -418,24 +420,24 @@ def test_refined_phase_has_no_model_warning(cuo, tmp_path):
 
 def test_writers_refuse_to_overwrite_and_are_atomic(cuo, tmp_path):
     sim = simulate(cuo)
-    p = sim.write(tmp_path / "out.csv")
+    p = write_simulated(sim, tmp_path / "out.csv")
     first = p.read_text()
     assert first.startswith("#") and "wavelength_angstrom: 0.71073" in first
     assert "two_theta_deg,d_angstrom,q_inv_angstrom,intensity" in first
     with pytest.raises(OverwriteError):
-        sim.write(tmp_path / "out.csv")
+        write_simulated(sim, tmp_path / "out.csv")
     with pytest.raises(OverwriteError):
         plot_pattern(sim, p)
     assert p.read_text() == first
     sim2 = simulate(cuo, fwhm_deg=0.2)
-    sim2.write(p, overwrite=True)
+    write_simulated(sim2, p, overwrite=True)
     assert p.read_text() != first
     assert sorted(x.name for x in tmp_path.iterdir()) == ["out.csv"]  # no temp files left
-    t = sim.reflections.to_csv(tmp_path / "refl.csv")
+    t = write_reflections_csv(sim.reflections, tmp_path / "refl.csv")
     lines = [ln for ln in t.read_text().splitlines() if not ln.startswith("#")]
     assert len(lines) == len(sim.reflections) + 1
-    with pytest.raises(SimulationError):
-        sim.write(tmp_path / "out.unknownext")
+    with pytest.raises(PatternFormatError):
+        write_simulated(sim, tmp_path / "out.unknownext")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -525,17 +527,17 @@ def test_multiplicities_helper_direct():
     assert Path(__file__).exists()
 
 
-def test_exports_round_trip_through_xtal_patterns_with_the_doublet(cuo, tmp_path):
-    from xtal.patterns import read_pattern
+def test_exports_round_trip_through_xtal_io_with_the_doublet(cuo, tmp_path):
+    from xtal.io import read_pattern
 
     sim = simulate(cuo, (0.709317, 0.713607, 0.5), polarization=Polarization.synchrotron())
     for ext in ("xy", "xye", "csv"):
-        pat = read_pattern(sim.write(tmp_path / f"d.{ext}"))
+        pat = read_pattern(write_simulated(sim, tmp_path / f"d.{ext}"))
         assert pat.wavelength_angstrom == pytest.approx(0.709317)
         assert pat.wavelength2_angstrom == pytest.approx(0.713607)
         assert pat.ka2_ratio == pytest.approx(0.5)
         np.testing.assert_allclose(pat.intensity, sim.intensity, rtol=1e-6)
-    blk = gemmi.cif.read(str(sim.write(tmp_path / "d.cif"))).sole_block()
+    blk = gemmi.cif.read(str(write_simulated(sim, tmp_path / "d.cif"))).sole_block()
     assert [float(v) for v in blk.find_loop("_diffrn_radiation_wavelength")] == [0.709317, 0.713607]
     assert float(blk.find_value("_diffrn_radiation_polarisn_ratio")) == pytest.approx(99.0)
 
@@ -559,7 +561,7 @@ def test_simulation_matches_measured_synchrotron_pattern_of_nac():
     from scipy.signal import find_peaks
 
     from conftest import REF_PATTERNS
-    from xtal.patterns import read_pattern
+    from xtal.io import read_pattern
 
     pat = read_pattern(REF_PATTERNS / "sync_NAC_11BM" / "11BM_NAC.fxye")
     lam = pat.wavelength_angstrom

@@ -150,27 +150,14 @@ POLARIZATION_HELP = ("beam polarisation for the LP factor: unpolarized (lab tube
 
 
 def _polarization_arg(text: str | None):
-    """'unpolarized' | 'synchrotron[:FRACTION]' | 'monochromator:2THETA_M' | a fraction in [0, 1]."""
-    from xtal.errors import SimulationError
-    from xtal.simulate import Polarization
+    """--polarization text through the one parser, `xtal.beam.parse_polarization`; not given → None."""
+    from xtal.beam import parse_polarization
 
-    if text is None:
-        return None
-    kind, _, value = text.partition(":")
-    try:
-        if kind in ("unpolarized", "unpolarised", "lab"):
-            return Polarization.unpolarized()
-        if kind in ("synchrotron", "sync"):
-            return Polarization.synchrotron(float(value)) if value else Polarization.synchrotron()
-        if kind in ("monochromator", "mono"):
-            return Polarization.monochromator(float(value))
-        return Polarization.synchrotron(float(kind))
-    except ValueError:
-        raise SimulationError(f"cannot read --polarization {text!r}: use unpolarized, synchrotron[:0.99], "
-                              "monochromator:2THETA_M or a fraction", field="--polarization") from None
+    return None if text is None else parse_polarization(text)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from xtal.io import write_reflections_csv, write_simulated
     from xtal.simulate import MarchDollase, plot_pattern, simulate
 
     phase = _load_phase(args.structure, block=args.block)
@@ -195,9 +182,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"  ({h:d} {k:d} {l:d})  d = {refl.d_angstrom[i]:.4f} Å  2θ = {refl.two_theta_deg[i]:.3f}°  "
               f"m = {refl.multiplicity[i]}  I = {100 * refl.intensity[i] / refl.intensity.max():.1f}")
     if args.out:
-        print(f"pattern: {sim.write(args.out, overwrite=args.force)}")
+        print(f"pattern: {write_simulated(sim, args.out, overwrite=args.force)}")
     if args.reflections:
-        print(f"reflections: {refl.to_csv(args.reflections, overwrite=args.force)}")
+        print(f"reflections: {write_reflections_csv(refl, args.reflections, overwrite=args.force)}")
     if args.plot:
         print(f"figure: {plot_pattern(sim, args.plot, overwrite=args.force)}")
     return 0
@@ -222,7 +209,7 @@ def _library_phases(spec: str | None):
 
 def _cmd_identify(args: argparse.Namespace) -> int:
     from xtal.identify import identify, plot_identification, render_identification_markdown
-    from xtal.patterns import read_pattern
+    from xtal.io import read_pattern
     from xtal.util import atomic_write_text
 
     pattern = read_pattern(args.pattern, instrument=args.instrument)

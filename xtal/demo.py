@@ -72,7 +72,7 @@ class DemoPattern:
     polarization: str | None = None   # beam polarisation for LP (None: unpolarised lab beam)
 
     def read(self):
-        from xtal.patterns import read_pattern
+        from xtal.io import read_pattern
 
         if self.instrument is not None:
             return read_pattern(self.path, instrument=self.instrument)
@@ -340,6 +340,7 @@ def _step_library(lib, out: Path, res: DemoOutputs, say) -> None:
 # 2. simulated patterns
 # ----------------------------------------------------------------------------------------------
 def _step_simulate(lib, out: Path, res: DemoOutputs, say) -> None:
+    from xtal.io import write_reflections_csv, write_simulated
     from xtal.simulate import simulate
 
     lam = DEMO_WAVELENGTH_ANGSTROM
@@ -352,9 +353,9 @@ def _step_simulate(lib, out: Path, res: DemoOutputs, say) -> None:
     for p in phases:
         sim = simulate(p, lam, (2.0, 50.0), 0.01)
         sims[p.id] = sim
-        res.add("simulate", f"{p.id}.xye", sim.write(d / f"{p.id}.xye", overwrite=True))
+        res.add("simulate", f"{p.id}.xye", write_simulated(sim, d / f"{p.id}.xye", overwrite=True))
         res.add("simulate", f"{p.id}_reflections.csv",
-                sim.reflections.to_csv(d / f"{p.id}_reflections.csv", overwrite=True))
+                write_reflections_csv(sim.reflections, d / f"{p.id}_reflections.csv", overwrite=True))
         r = sim.reflections
         top = np.argsort(-r.intensity)[:3] if len(r) else []
         info[p.id] = {"name": p.name, "model": bool(p.is_model), "kind": p.provenance.kind,
@@ -622,7 +623,7 @@ def _identification_markdown(md: str, dp: DemoPattern, pat, comp, figure: str) -
 # 4. thermal series
 # ----------------------------------------------------------------------------------------------
 def _step_series(lib, out: Path, res: DemoOutputs, say) -> None:
-    from xtal.patterns import read_series
+    from xtal.io import read_series
     from xtal.report import write_report
     from xtal.series import analyse_series, render_series_markdown
 

@@ -130,3 +130,20 @@ class IdentificationError(XtalError):
 
 class GeometryError(XtalError):
     """Coordination geometry cannot be computed for this structure."""
+
+
+# --- beam -------------------------------------------------------------------
+class BeamError(PatternError, SimulationError):
+    """A wavelength, tube name, Kα2 ratio or polarisation is invalid.
+
+    Both a `PatternError` (raised while reading a pattern) and a `SimulationError` (raised while
+    simulating one): the same bad beam is refused the same way everywhere.
+    """
+
+
+class WavelengthError(BeamError):
+    """A wavelength or tube name cannot be read or is outside the X-ray powder range."""
+
+
+class PolarizationError(BeamError):
+    """A polarisation cannot be read or is unphysical."""

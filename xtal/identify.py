@@ -40,9 +40,10 @@ import numpy as np
 from scipy.optimize import nnls
 
 from xtal.errors import IdentificationError, MissingWavelengthError, WavelengthMismatchError
-from xtal.patterns import resolve_wavelength  # the one place that knows tube wavelengths
-from xtal.simulate import (as_polarization, caglioti_fwhm, cell_volume, lorentz_polarization,
-                           pseudo_voigt_profile, reciprocal_metric, reflection_table)
+from xtal.beam import lorentz_polarization, parse_radiation  # the one place that knows tube wavelengths
+from xtal.beam import parse_polarization as as_polarization
+from xtal.simulate import (caglioti_fwhm, cell_volume, pseudo_voigt_profile, reciprocal_metric,
+                           reflection_table)
 
 __all__ = [
     "IdentificationError", "EmptyLibraryError", "NoPeaksError", "NoSignalError",
@@ -185,8 +186,8 @@ class Radiation:
 
 
 def _resolve_name(spec: str | float) -> Radiation:
-    """A tube name or a number through ``xtal.patterns.resolve_wavelength``."""
-    r = resolve_wavelength(spec)
+    """A tube name or a number through ``xtal.beam.parse_radiation``."""
+    r = parse_radiation(spec).as_tuple()
     return _radiation_from_resolved(r, spec)
 
 
@@ -241,7 +242,7 @@ def _radiation_from(pattern: Any, wavelength: Any = None) -> Radiation:
     if isinstance(wavelength, Radiation):
         rad = wavelength
     elif isinstance(wavelength, (tuple, list)):
-        rad = _radiation_from_resolved(resolve_wavelength(tuple(wavelength)), "")
+        rad = _radiation_from_resolved(parse_radiation(tuple(wavelength)).as_tuple(), "")
     elif isinstance(wavelength, str):
         try:
             rad = Radiation((float(wavelength),), (1.0,), "")
@@ -1116,7 +1117,7 @@ def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
 
     Parameters
     ----------
-    pattern : ``xtal.patterns.Pattern`` (2θ, or convertible with its λ).
+    pattern : ``xtal.io.Pattern`` (2θ, or convertible with its λ).
     phases : the phases to fit (``xtal.structures.Phase``).
     wavelength : None (the file's), a number (Å), a tube name or a :class:`Radiation`.
     start : a neighbouring result (series continuity): its cells, zero shift and profile are the
@@ -1598,7 +1599,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
 
     Parameters
     ----------
-    pattern : ``xtal.patterns.Pattern``.
+    pattern : ``xtal.io.Pattern``.
     phases : the library (``Library.phases()``); ids must be unique.
     wavelength : None (the file's), a number in Å (a single line) or a tube name ("CuKa", …:
         Kα1/Kα2 doublet) — see :func:`radiation_from`.

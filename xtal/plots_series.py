@@ -286,7 +286,7 @@ def plot_waterfall(res, *, max_curves: int = 30, offset: float | None = None):
 def write_series_figures(res, outdir, *, overwrite: bool = False, waterfall: bool = True,
                          dpi: int = 120) -> dict[str, Path]:
     """Save the figures as PNG (atomic writes); returns {name: path}."""
-    from xtal.patterns import atomic_write
+    from xtal.io import atomic_write
 
     plt = _mpl()
     out = Path(outdir)

@@ -1,7 +1,7 @@
 """Thermal series: per-frame whole-pattern fits with continuity, phase map, events, lattice vs T.
 
 `analyse_series` turns an in-situ series (``xarray.DataArray`` frame × two_theta_deg, a path that
-`xtal.patterns` reads, or a sequence of `Pattern`) into a `SeriesResult`:
+`xtal.io` reads, or a sequence of `Pattern`) into a `SeriesResult`:
 
 1. **Per-frame fits with continuity** (`xtal.identify.fit_phases`).  Frame *i* is fitted with the
    *active* phase set, starting from frame *i−1*'s solution (cells, zero shift, profile): lattice
@@ -34,7 +34,7 @@ chunk k+1 are refitted from chunk k's last solution until they agree with it, an
 runs over the whole series.  Continuity is kept at the cost of a few refits per chunk.
 
 Memory is flat in the number of frames: frames are read chunk by chunk (a lazily opened DataArray
-is sliced, a path is streamed with `xtal.patterns.iter_series_frames`), and only small per-frame arrays
+is sliced, a path is streamed with `xtal.io.iter_series_frames`), and only small per-frame arrays
 (plus an optional heat-map image binned to ``heatmap_bins`` points per frame) are kept.
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ class _Source:
     def __init__(self, series, *, wavelength=None, temperatures=None, instrument=None):
         import xarray as xr
 
-        from xtal import patterns
+        from xtal import io as patterns
 
         self.patterns = patterns
         self.da = None
@@ -235,8 +235,8 @@ class _Source:
             except SeriesError:
                 raise
             except XtalError as exc:
-                if not isinstance(exc, self.patterns.PatternError) or \
-                        isinstance(exc, self.patterns.WavelengthMismatchError):
+                from xtal.errors import PatternError, WavelengthMismatchError
+                if not isinstance(exc, PatternError) or isinstance(exc, WavelengthMismatchError):
                     raise
                 out[todo[k]] = {"error": f"{type(exc).__name__}: {exc}", "source": str(files[k])}
                 todo = todo[k + 1:]
@@ -254,7 +254,7 @@ class _Source:
 
 def _to_pattern(item, i: int, notes: list, max_nan_fraction: float):
     """A Pattern from a fetched item, masking a few NaN points; raises XtalError when unusable."""
-    from xtal.patterns import Pattern
+    from xtal.io import Pattern
 
     if isinstance(item, dict) and "error" in item:
         raise SeriesError(item["error"], path=item.get("source"))
@@ -889,7 +889,7 @@ class SeriesResult:
         import csv
         import io
 
-        from xtal.patterns import atomic_write
+        from xtal.io import atomic_write
         from xtal.util import atomic_write_text
 
         out = Path(outdir)
@@ -963,13 +963,13 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
     Parameters
     ----------
     series : ``xarray.DataArray`` (frame × two_theta_deg, coords temperature_c/time_s/segment/source,
-        attrs wavelength_angstrom — as `xtal.patterns.read_series` and `xtal.synth.synthetic_series`
+        attrs wavelength_angstrom — as `xtal.io.read_series` and `xtal.synth.synthetic_series`
         make; may be lazily backed by a netCDF file), a directory/glob/file path, or a list of
         `Pattern`.
     phases : the library phases (`xtal.structures.Phase`) that may occur.
     wavelength : λ (Å, tube name) when the data do not state it (checked against them otherwise).
     polarization : beam polarisation for the LP factor (``"synchrotron"`` or an
-        ``xtal.simulate.Polarization``); None = unpolarised lab beam.
+        ``xtal.beam.Polarization``); None = unpolarised lab beam.
     temperatures : per-frame temperatures (°C) or a temperature-log CSV (for file series).
     progress : a tqdm bar per frame on stderr.
     workers, chunk_size, scheduler : parallel chunks (processes), or a Dask distributed scheduler
@@ -1089,7 +1089,7 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
     bar.close()
     recs = [r for r in records if r is not None]
     if any(not r.segment for r in recs):
-        from xtal.patterns import label_segments
+        from xtal.io import label_segments
 
         for r, lab in zip(recs, label_segments([r.temperature_c for r in recs])):
             r.segment = r.segment or lab
@@ -1129,9 +1129,9 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
 
 def _wavelength_of(wavelength, attrs) -> float | None:
     if wavelength is not None:
-        from xtal.patterns import resolve_wavelength
+        from xtal.beam import parse_radiation
 
-        return resolve_wavelength(wavelength)[0]
+        return parse_radiation(wavelength).primary
     v = attrs.get("wavelength_angstrom")
     try:
         v = float(v)

@@ -10,7 +10,7 @@ form factors from a Gaussian table, LP for powder), with the gaps it leaves clos
 * per-atom **ADPs** from the CIF (Uiso, or the rotated anisotropic β tensor of every image),
   **occupancy**, **hydrogen** included;
 * form factors from International Tables (IT92, default) or pymatgen's table (`xtal.formfactors`);
-* Lorentz–polarisation for an unpolarised lab beam, a monochromated lab beam or a synchrotron;
+* Lorentz–polarisation (`xtal.beam.lorentz_polarization`) for an unpolarised lab beam, a monochromated lab beam or a synchrotron;
 * pseudo-Voigt profiles (constant, Caglioti U V W, or Thompson–Cox–Hastings U V W X Y), Kα1/Kα2,
   March–Dollase preferred orientation, zero shift; exact and fast (`pseudo_voigt_profile`).
 
@@ -18,12 +18,11 @@ Intensity convention (shared with `synth`/`identify`): ``I_hkl = m·|F|²·LP·P
 cell in electrons² (not divided by V²); a profile is Σ I_hkl·Φ(2θ − 2θ_hkl) with Φ area-normalised in
 degrees 2θ, so the integral of a peak over 2θ (°) is its intensity.
 
-No function here reads or prints; writers go through `xtal.util.atomic_path`.
+No function here reads, writes or prints: the beam (λ, polarisation, Bragg's law, LP) is `xtal.beam`,
+the writers of simulated patterns and reflection tables are `xtal.io.simulated`.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,26 +31,23 @@ from typing import Any, Sequence
 import gemmi
 import numpy as np
 
-from xtal.errors import OverwriteError, SimulationError, XtalError  # noqa: F401  (re-exported)
+from xtal.beam import (Polarization, check_wavelength, convert_two_theta, d_from_two_theta, lorentz_polarization,
+                       parse_polarization, parse_radiation, q_from_two_theta, two_theta_from_d)
+from xtal.errors import SimulationError
 from xtal.formfactors import (DEFAULT_FORM_FACTORS, FORM_FACTOR_SOURCES, FormFactorError,
                               element_for_scattering, form_factor)
 from xtal.structures import MODEL_WARNING
 from xtal.util import atomic_path, check_writable
 
 __all__ = [
-    "DEFAULT_WAVELENGTH_ANGSTROM", "WAVELENGTH_LIMITS_ANGSTROM", "MODEL_WARNING", "MODEL_FIGURE_TEXT",
-    "FORM_FACTOR_SOURCES", "DEFAULT_FORM_FACTORS", "SYNCHROTRON_POLARIZATION_FRACTION",
-    "Polarization", "as_polarization", "MarchDollase", "ReflectionTable", "SimulatedPattern", "FormFactorError",
-    "reflection_table", "structure_factors", "multiplicities", "d_spacings", "two_theta_from_d",
-    "d_from_two_theta", "q_from_two_theta", "reciprocal_metric", "cell_volume", "two_theta_from_q", "convert_two_theta",
-    "lorentz_polarization", "caglioti_fwhm", "tch_fwhm_eta", "pseudo_voigt_profile",
-    "pseudo_voigt_profile_loop", "simulate", "write_xy", "write_xye", "write_csv", "write_pdcif",
-    "plot_pattern", "pattern_figure",
+    "DEFAULT_WAVELENGTH_ANGSTROM", "MODEL_WARNING", "MODEL_FIGURE_TEXT",
+    "FORM_FACTOR_SOURCES", "DEFAULT_FORM_FACTORS", "MarchDollase", "ReflectionTable", "SimulatedPattern",
+    "FormFactorError", "reflection_table", "structure_factors", "multiplicities", "d_spacings",
+    "reciprocal_metric", "cell_volume", "caglioti_fwhm", "tch_fwhm_eta", "pseudo_voigt_profile",
+    "pseudo_voigt_profile_loop", "simulate", "plot_pattern", "pattern_figure",
 ]
 
 DEFAULT_WAVELENGTH_ANGSTROM = 0.71073          # Mo Kα weighted mean, as in the source study
-WAVELENGTH_LIMITS_ANGSTROM = (0.05, 5.0)        # outside: not an X-ray powder experiment
-SYNCHROTRON_POLARIZATION_FRACTION = 0.99        # fraction of the beam polarised ⟂ to the scattering plane
 MAX_POINTS = 5_000_000
 MODEL_FIGURE_TEXT = "MODEL structure — intensities depend on modelled anion orientation"
 
@@ -69,17 +65,6 @@ def _finite(name: str, value: Any) -> float:
     return v
 
 
-def _check_wavelength(value: Any, name: str = "wavelength_angstrom") -> float:
-    lam = _finite(name, value)
-    if lam <= 0:
-        raise SimulationError(f"wavelength must be > 0 Å, got {lam}", field=name)
-    lo, hi = WAVELENGTH_LIMITS_ANGSTROM
-    if not lo <= lam <= hi:
-        raise SimulationError(f"wavelength {lam} Å is outside the X-ray range {lo}–{hi} Å "
-                              "(give Å, not nm or m)", field=name)
-    return lam
-
-
 def _check_range(rng: Any, name: str = "two_theta_range_deg") -> tuple[float, float]:
     try:
         lo, hi = rng
@@ -91,68 +76,6 @@ def _check_range(rng: Any, name: str = "two_theta_range_deg") -> tuple[float, fl
     if hi >= 180.0:
         raise SimulationError(f"2θ max {hi}° must be < 180°", field=name)
     return lo, hi
-
-
-def _spec_wavelength(wavelength: Any) -> tuple[float, float | None, float | None]:
-    """λ (Å), a tube name ("MoKa", "CuKa1", …) or (λ1, λ2, I2/I1) → checked (λ1, λ2, ratio).
-
-    Parsing is `xtal.patterns.resolve_wavelength` (the one place that knows tube wavelengths);
-    the X-ray range and the ratio are checked here.
-    """
-    from xtal.errors import PatternError
-    from xtal.patterns import resolve_wavelength
-
-    if isinstance(wavelength, (tuple, list)) and len(wavelength) != 3:
-        raise SimulationError("a Kα doublet is given as (λ1, λ2, I(Kα2)/I(Kα1))", field="wavelength_angstrom")
-    if isinstance(wavelength, (int, float, np.floating)) and not isinstance(wavelength, bool):
-        return _check_wavelength(wavelength), None, None
-    try:
-        l1, l2, r = resolve_wavelength(wavelength)
-    except PatternError as exc:
-        raise SimulationError(exc.message, field="wavelength_angstrom") from None
-    l1 = _check_wavelength(l1)
-    if l2 is None:
-        return l1, None, None
-    l2 = _check_wavelength(l2)
-    r = _finite("ka2_ratio", r)
-    if not 0.0 <= r <= 1.0:
-        raise SimulationError(f"Kα2/Kα1 ratio {r} must be in [0, 1]", field="ka2_ratio")
-    return l1, l2, r
-
-
-# =============================================================================
-# axes
-# =============================================================================
-def two_theta_from_d(d_angstrom, wavelength_angstrom: float) -> np.ndarray:
-    """2θ (°) of d-spacings (Å) at λ (Å); NaN where d < λ/2 (no diffraction)."""
-    d = np.asarray(d_angstrom, dtype=float)
-    s = wavelength_angstrom / (2.0 * d)
-    with np.errstate(invalid="ignore"):
-        return np.where(s <= 1.0, 2.0 * np.degrees(np.arcsin(np.minimum(s, 1.0))), np.nan)
-
-
-def d_from_two_theta(two_theta_deg, wavelength_angstrom: float) -> np.ndarray:
-    """d (Å) from 2θ (°) at λ (Å)."""
-    t = np.radians(np.asarray(two_theta_deg, dtype=float) / 2.0)
-    with np.errstate(divide="ignore"):
-        return wavelength_angstrom / (2.0 * np.sin(t))
-
-
-def q_from_two_theta(two_theta_deg, wavelength_angstrom: float) -> np.ndarray:
-    """Q = 4π sin θ / λ (Å⁻¹)."""
-    t = np.radians(np.asarray(two_theta_deg, dtype=float) / 2.0)
-    return 4.0 * math.pi * np.sin(t) / wavelength_angstrom
-
-
-def two_theta_from_q(q_inv_angstrom, wavelength_angstrom: float) -> np.ndarray:
-    """2θ (°) from Q (Å⁻¹); NaN where Q > 4π/λ."""
-    return two_theta_from_d(2.0 * math.pi / np.asarray(q_inv_angstrom, dtype=float), wavelength_angstrom)
-
-
-def convert_two_theta(two_theta_deg, from_wavelength_angstrom: float, to_wavelength_angstrom: float
-                      ) -> np.ndarray:
-    """2θ (°) of the same d-spacings at another wavelength (NaN where unreachable)."""
-    return two_theta_from_d(d_from_two_theta(two_theta_deg, from_wavelength_angstrom), to_wavelength_angstrom)
 
 
 def reciprocal_metric(cell_params: Sequence[float]) -> np.ndarray:
@@ -185,100 +108,6 @@ def d_spacings(cell_params: Sequence[float], hkl: np.ndarray) -> np.ndarray:
     inv_d2 = np.einsum("ni,ij,nj->n", h, gs, h)
     with np.errstate(divide="ignore"):
         return 1.0 / np.sqrt(inv_d2)
-
-
-# =============================================================================
-# Lorentz–polarisation
-# =============================================================================
-@dataclass(frozen=True)
-class Polarization:
-    """Beam polarisation for the LP factor.
-
-    kind:
-      ``"unpolarized"`` lab tube without monochromator: P = (1 + cos²2θ)/2.
-      ``"monochromator"`` lab beam with a crystal monochromator at Bragg angle 2θ_M in the same plane
-      (incident- or diffracted-beam): P = (1 + cos²2θ_M·cos²2θ)/(1 + cos²2θ_M).
-      ``"synchrotron"`` linearly polarised beam, a fraction ``fraction`` ⟂ to the scattering plane
-      (vertical diffractometer, horizontal polarisation): P = f + (1 − f)·cos²2θ; default f = 0.99.
-    All are normalised to P(2θ = 0) = 1.
-    """
-
-    kind: str = "unpolarized"
-    fraction: float | None = None
-    monochromator_two_theta_deg: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("unpolarized", "monochromator", "synchrotron"):
-            raise SimulationError(f"unknown polarisation kind {self.kind!r} (unpolarized, monochromator, "
-                                  "synchrotron)", field="polarization")
-        if self.kind == "monochromator":
-            if self.monochromator_two_theta_deg is None:
-                raise SimulationError("a monochromated beam needs monochromator_two_theta_deg",
-                                      field="polarization")
-            m = _finite("monochromator_two_theta_deg", self.monochromator_two_theta_deg)
-            if not 0.0 <= m < 180.0:
-                raise SimulationError(f"monochromator 2θ {m}° must be in [0, 180)", field="polarization")
-        if self.kind == "synchrotron":
-            f = SYNCHROTRON_POLARIZATION_FRACTION if self.fraction is None else \
-                _finite("polarization fraction", self.fraction)
-            if not 0.0 <= f <= 1.0:
-                raise SimulationError(f"polarisation fraction {f} must be in [0, 1]", field="polarization")
-            object.__setattr__(self, "fraction", f)
-
-    @classmethod
-    def unpolarized(cls) -> "Polarization":
-        return cls("unpolarized")
-
-    @classmethod
-    def monochromator(cls, two_theta_deg: float) -> "Polarization":
-        """E.g. graphite (002) for Mo Kα: 2θ_M = 12.16°; for Cu Kα: 26.57°."""
-        return cls("monochromator", monochromator_two_theta_deg=two_theta_deg)
-
-    @classmethod
-    def synchrotron(cls, fraction: float = SYNCHROTRON_POLARIZATION_FRACTION) -> "Polarization":
-        return cls("synchrotron", fraction=fraction)
-
-    def factor(self, two_theta_deg) -> np.ndarray:
-        c2 = np.cos(np.radians(np.asarray(two_theta_deg, dtype=float))) ** 2
-        if self.kind == "unpolarized":
-            return (1.0 + c2) / 2.0
-        if self.kind == "monochromator":
-            cm = math.cos(math.radians(self.monochromator_two_theta_deg)) ** 2
-            return (1.0 + cm * c2) / (1.0 + cm)
-        return self.fraction + (1.0 - self.fraction) * c2
-
-    def describe(self) -> str:
-        if self.kind == "unpolarized":
-            return "unpolarised lab beam, P = (1+cos²2θ)/2"
-        if self.kind == "monochromator":
-            return (f"monochromated lab beam (2θ_M = {self.monochromator_two_theta_deg}°), "
-                    "P = (1+cos²2θ_M cos²2θ)/(1+cos²2θ_M)")
-        return f"synchrotron, polarisation fraction {self.fraction}, P = f+(1−f)cos²2θ"
-
-
-def as_polarization(p: Any) -> Polarization:
-    """A `Polarization` from None (unpolarised lab beam), an instance, or a kind name."""
-    if p is None:
-        return Polarization()
-    if isinstance(p, Polarization):
-        return p
-    if isinstance(p, str):
-        if p in ("synchrotron", "sync"):
-            return Polarization.synchrotron()
-        return Polarization(p)
-    raise SimulationError(f"polarization must be a Polarization or a kind name, got {p!r}", field="polarization")
-
-
-def lorentz_polarization(two_theta_deg, polarization: Polarization | str | None = None) -> np.ndarray:
-    """LP = P(2θ) / (sin²θ·cos θ) for a powder (Lorentz factor incl. the Debye–Scherrer ring factor).
-
-    With the unpolarised P = (1+cos²2θ)/2 this is half of pymatgen's LP (same shape).
-    """
-    pol = as_polarization(polarization)
-    tt = np.asarray(two_theta_deg, dtype=float)
-    th = np.radians(tt / 2.0)
-    with np.errstate(divide="ignore"):
-        return pol.factor(tt) / (np.sin(th) ** 2 * np.cos(th))
 
 
 # =============================================================================
@@ -587,8 +416,8 @@ class ReflectionTable:
         a wider ``d_min_angstrom``/range when you need them).
         """
         cp = tuple(float(v) for v in (cell_params if cell_params is not None else self.cell_params))
-        lam = self.wavelength_angstrom if wavelength_angstrom is None else _check_wavelength(wavelength_angstrom)
-        pol = self.polarization if polarization is None else as_polarization(polarization)
+        lam = self.wavelength_angstrom if wavelength_angstrom is None else check_wavelength(wavelength_angstrom)
+        pol = self.polarization if polarization is None else parse_polarization(polarization)
         d = d_spacings(cp, self.hkl) if len(self.hkl) else np.zeros(0)
         tt = two_theta_from_d(d, lam)
         keep = np.isfinite(tt)
@@ -629,22 +458,6 @@ class ReflectionTable:
         lines += [f"WARNING: {w}" for w in self.warnings]
         return lines
 
-    def to_csv(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """CSV of the table; header lines start with '#' and state λ and units."""
-        p = check_writable(path, overwrite=overwrite)
-        buf = io.StringIO()
-        for line in self.header_lines():
-            buf.write(f"# {line}\n")
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["h", "k", "l", "d_angstrom", "two_theta_deg", "q_inv_angstrom", "multiplicity",
-                    "f_squared", "lp", "po", "intensity"])
-        po = self.po if self.po is not None else np.ones(len(self))
-        for i in range(len(self)):
-            w.writerow([*map(int, self.hkl[i]), f"{self.d_angstrom[i]:.6f}", f"{self.two_theta_deg[i]:.6f}",
-                        f"{self.q_inv_angstrom[i]:.6f}", int(self.multiplicity[i]),
-                        f"{self.f_squared[i]:.6g}", f"{self.lp[i]:.6g}", f"{po[i]:.6g}",
-                        f"{self.intensity[i]:.6g}"])
-        return _write_text(p, buf.getvalue())
 
 
 def reflection_table(phase, wavelength_angstrom: float = DEFAULT_WAVELENGTH_ANGSTROM,
@@ -659,12 +472,12 @@ def reflection_table(phase, wavelength_angstrom: float = DEFAULT_WAVELENGTH_ANGS
     The d-range is [λ/(2 sin θmax), λ/(2 sin θmin)] unless ``d_min_angstrom``/``d_max_angstrom``
     widen it (useful to cache one table for several wavelengths / strains via `ReflectionTable.at`).
     """
-    lam = _check_wavelength(wavelength_angstrom)
+    lam = check_wavelength(wavelength_angstrom)
     lo, hi = _check_range(two_theta_range_deg)
     if form_factors not in FORM_FACTOR_SOURCES:
         raise FormFactorError(f"unknown form-factor table {form_factors!r}; choose one of {FORM_FACTOR_SOURCES}",
                               field="form_factors")
-    pol = as_polarization(polarization)
+    pol = parse_polarization(polarization)
     d_min = lam / (2 * math.sin(math.radians(hi / 2)))
     d_max = lam / (2 * math.sin(math.radians(lo / 2))) if lo > 0 else math.inf
     if d_min_angstrom is not None:
@@ -979,7 +792,7 @@ class SimulatedPattern:
         the reachable range (intensity per degree rescaled by the Jacobian dθ/dθ'); else the 2θ of
         each point is converted (non-uniform grid). LP is not re-evaluated (use `simulate` with the
         new λ for a re-simulation with the new LP)."""
-        lam = _check_wavelength(wavelength_angstrom)
+        lam = check_wavelength(wavelength_angstrom)
         tt = convert_two_theta(self.two_theta_deg, self.wavelength_angstrom, lam)
         ok = np.isfinite(tt)
         if not np.any(ok):
@@ -1012,107 +825,6 @@ class SimulatedPattern:
         lines += [f"WARNING: {w}" for w in self.warnings]
         return lines
 
-    def write(self, path: str | Path, fmt: str | None = None, *, overwrite: bool = False) -> Path:
-        """Write as ``xy``, ``xye``, ``csv`` or ``pdcif`` (default from the extension)."""
-        p = Path(path)
-        fmt = (fmt or {".xy": "xy", ".xye": "xye", ".csv": "csv", ".cif": "pdcif", ".pdcif": "pdcif",
-                       ".dat": "xy", ".txt": "xy"}.get(p.suffix.lower(), "")).lower()
-        writers = {"xy": write_xy, "xye": write_xye, "csv": write_csv, "pdcif": write_pdcif, "cif": write_pdcif}
-        if fmt not in writers:
-            raise SimulationError(f"unknown output format {fmt or p.suffix!r} (xy, xye, csv, pdcif)",
-                                  path=p, field="fmt")
-        return writers[fmt](self, p, overwrite=overwrite)
-
-
-def _write_text(path: Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
-
-
-def _write_columns(sim: SimulatedPattern, path: str | Path, *, overwrite: bool, with_sigma: bool) -> Path:
-    p = check_writable(path, overwrite=overwrite)
-    buf = io.StringIO()
-    header = sim.header_lines()
-    if with_sigma:
-        header = header + ["sigma: sqrt(I) (calculated pattern; Poisson-like placeholder)"]
-    for line in header:
-        buf.write(f"# {line}\n")
-    for t, i in zip(sim.two_theta_deg, sim.intensity):
-        sig = f" {math.sqrt(max(i, 0.0)):.6g}" if with_sigma else ""
-        buf.write(f"{t:.6f} {i:.8g}{sig}\n")
-    return _write_text(p, buf.getvalue())
-
-
-def write_xy(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Two columns 2θ (°), intensity; '#' header with λ, units and warnings."""
-    return _write_columns(sim, path, overwrite=overwrite, with_sigma=False)
-
-
-def write_xye(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Three columns 2θ, I, σ with σ = sqrt(max(I, 0)) (a calculated pattern has no error; Poisson-like)."""
-    return _write_columns(sim, path, overwrite=overwrite, with_sigma=True)
-
-
-def write_csv(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
-    """CSV: '#' header (λ, units, warnings), then two_theta_deg, d_angstrom, q_inv_angstrom, intensity."""
-    p = check_writable(path, overwrite=overwrite)
-    buf = io.StringIO()
-    for line in sim.header_lines():
-        buf.write(f"# {line}\n")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["two_theta_deg", "d_angstrom", "q_inv_angstrom", "intensity"])
-    d, q = sim.d_angstrom, sim.q_inv_angstrom
-    for i in range(len(sim.two_theta_deg)):
-        w.writerow([f"{sim.two_theta_deg[i]:.6f}", f"{d[i]:.6f}", f"{q[i]:.6f}", f"{sim.intensity[i]:.8g}"])
-    return _write_text(p, buf.getvalue())
-
-
-def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
-    """pdCIF written with gemmi's CIF writer: wavelength, calculated profile and reflection list."""
-    p = check_writable(path, overwrite=overwrite)
-    q = gemmi.cif.quote
-    doc = gemmi.cif.Document()
-    name = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in (sim.phase_id or "pattern"))
-    blk = doc.add_new_block(f"{name}_sim")
-    blk.set_pair("_pd_block_id", q(f"{name}_simulated"))
-    blk.set_pair("_pd_phase_name", q(sim.phase_name or sim.phase_id or "?"))
-    blk.set_pair("_diffrn_radiation_probe", "x-ray")
-    if sim.meta.get("wavelength2_angstrom"):
-        loop = blk.init_loop("_diffrn_radiation_", ["wavelength", "wavelength_id", "wavelength_wt"])
-        loop.add_row([f"{sim.wavelength_angstrom:.6f}", "1", "1.0"])
-        loop.add_row([f"{sim.meta['wavelength2_angstrom']:.6f}", "2", f"{sim.meta.get('ka2_ratio', 0.5):.4f}"])
-    else:
-        blk.set_pair("_diffrn_radiation_wavelength", f"{sim.wavelength_angstrom:.6f}")
-    pol = sim.reflections.polarization
-    if pol.kind == "synchrotron" and pol.fraction < 1.0:
-        # CIF: ratio of the components perpendicular and parallel to the scattering plane
-        blk.set_pair("_diffrn_radiation_polarisn_ratio", f"{pol.fraction / (1.0 - pol.fraction):.4g}")
-    blk.set_pair("_xtal_lp_polarization", q(pol.describe()))
-    blk.set_pair("_pd_calc_method", q("xtal.simulate: " + "; ".join(
-        line for line in sim.header_lines() if line.startswith(("profile", "LP", "zero")))))
-    for i, w in enumerate(sim.warnings):
-        blk.set_pair(f"_xtal_warning_{i + 1}", q(w))
-    if sim.is_model:
-        blk.set_pair("_xtal_model_warning", q(MODEL_WARNING))
-    blk.set_pair("_pd_meas_number_of_points", str(len(sim.two_theta_deg)))
-    blk.set_pair("_pd_meas_2theta_range_min", f"{sim.two_theta_deg[0]:.6f}")
-    blk.set_pair("_pd_meas_2theta_range_max", f"{sim.two_theta_deg[-1]:.6f}")
-    if len(sim.two_theta_deg) > 1:
-        blk.set_pair("_pd_meas_2theta_range_inc",
-                     f"{(sim.two_theta_deg[-1] - sim.two_theta_deg[0]) / (len(sim.two_theta_deg) - 1):.6f}")
-    loop = blk.init_loop("_pd_", ["meas_2theta_scan", "calc_intensity_total"])
-    for t, i in zip(sim.two_theta_deg, sim.intensity):
-        loop.add_row([f"{t:.5f}", f"{i:.6g}"])
-    r = sim.reflections
-    rl = blk.init_loop("_refln_", ["index_h", "index_k", "index_l", "d_spacing", "F_squared_calc",
-                                   "symmetry_multiplicity"])
-    for k in range(len(r)):
-        rl.add_row([str(int(r.hkl[k, 0])), str(int(r.hkl[k, 1])), str(int(r.hkl[k, 2])),
-                    f"{r.d_angstrom[k]:.6f}", f"{r.f_squared[k]:.6g}", str(int(r.multiplicity[k]))])
-    text = doc.as_string()
-    header = "".join(f"# {line}\n" for line in sim.header_lines())
-    return _write_text(p, header + text)
 
 
 # =============================================================================
@@ -1168,7 +880,7 @@ def simulate(phase, wavelength_angstrom: float | tuple = DEFAULT_WAVELENGTH_ANGS
     reflections : a cached `ReflectionTable` of this phase (its ``at`` is used for λ).
     scale : multiplies the intensities.
     """
-    lam1, lam2, ratio = _spec_wavelength(wavelength_angstrom)
+    lam1, lam2, ratio = parse_radiation(wavelength_angstrom).as_tuple()
     lo, hi = _check_range(two_theta_range, "two_theta_range")
     st = _finite("step", step)
     if st <= 0:
@@ -1181,7 +893,7 @@ def simulate(phase, wavelength_angstrom: float | tuple = DEFAULT_WAVELENGTH_ANGS
     zs = _finite("zero_shift_deg", zero_shift_deg)
     sc = _finite("scale", scale)
     x = lo + st * np.arange(n)
-    pol = as_polarization(polarization)
+    pol = parse_polarization(polarization)
     # reflections just outside the range whose tails reach into it: pad by 10 FWHM (≤ 2°)
     w_hi, _, _ = _profile_widths(np.array([lo, hi]), fwhm_deg=fwhm_deg, eta=eta, caglioti=caglioti, tch=tch)
     pad = min(2.0, 10.0 * float(np.max(w_hi)))

@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from xtal.errors import SimulationError
-from xtal.simulate import caglioti_fwhm, cell_volume, two_theta_from_d
+from xtal.beam import lorentz_polarization, parse_radiation, two_theta_from_d
+from xtal.simulate import caglioti_fwhm, cell_volume
 
 __all__ = [
     "synthetic_pattern", "synthetic_series", "iter_synthetic_frames",
@@ -44,17 +45,6 @@ SYNTHETIC_LABEL = "SYNTHETIC (xtal.synth, generated from a stated programme — 
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-def _wavelength_lines(wavelength) -> tuple[float, float | None, float | None]:
-    """(λ1, λ2 or None, I2/I1 or None): a number (Å), a (λ1, λ2, ratio) tuple or a tube name ("CuKa")."""
-    from xtal.patterns import resolve_wavelength
-    from xtal.errors import PatternError
-
-    try:
-        return resolve_wavelength(wavelength)
-    except PatternError as exc:
-        raise SimulationError(str(exc)) from None
-
-
 def _cell_tuple(cell) -> tuple[float, ...]:
     if hasattr(cell, "parameters"):
         return tuple(float(v) for v in cell.parameters)
@@ -116,7 +106,7 @@ class _PhaseSim:
             tth = two_theta_from_d(d, lam)
             ok = np.isfinite(tth)
             tth = tth[ok]
-            lp = np.asarray(self.sim.lorentz_polarization(tth, *self._pol()), float)
+            lp = np.asarray(lorentz_polarization(tth, *self._pol()), float)
             out = (tth, np.asarray(t.multiplicity, float)[ok] * np.asarray(t.f_squared, float)[ok] * lp)
         if len(self._cache) > 4096:
             self._cache.clear()
@@ -204,14 +194,14 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
                       halo: dict | None = None,
                       counts_max: float = 1e4, noise: bool = True, seed: int = 0,
                       polarization=None):
-    """A synthetic powder pattern (`xtal.patterns.Pattern`, labelled synthetic) from phases and weight fractions.
+    """A synthetic powder pattern (`xtal.io.Pattern`, labelled synthetic) from phases and weight fractions.
 
     Parameters
     ----------
     phases, weight_fractions : the crystalline phases (`xtal.structures.Phase`) and their Hill–Howard
         weight fractions (normalised to 1 over the crystalline phases).
     wavelength_angstrom : λ in Å, a Kα doublet ``(λ1, λ2, I2/I1)`` or a tube name (``"CuKa"``, ``"MoKa"``,
-        ``"CuKa1"``; `xtal.patterns.resolve_wavelength`).
+        ``"CuKa1"``; `xtal.beam.parse_radiation`).
     strain : isotropic relative change of a, b, c per phase (e.g. 0.002 = +0.2 %).
     cells : explicit cells ``(a, b, c, alpha, beta, gamma)`` per phase (overrides `strain`).
     zero_shift_deg : added to every peak position.
@@ -221,13 +211,13 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
     halo : amorphous halo ``{"d_angstrom": 6.4, "fwhm_deg": 3.0, "fraction": 0.2, "eta": 0.5}``;
         ``fraction`` = halo area / (halo + Bragg area).
     counts_max : the maximum of the noise-free signal (Bragg + halo, without background).
-    polarization : beam polarisation for LP (``xtal.simulate.Polarization``, "synchrotron"); None =
+    polarization : beam polarisation for LP (``xtal.beam.Polarization`` or text, `xtal.beam.parse_polarization`); None =
         unpolarised lab beam.
     noise : Poisson counting noise (seeded by `seed`).
 
     Returns a Pattern on the 2θ axis with ``meta["synthetic"] = True`` and ``meta["program"]`` the recipe.
     """
-    from xtal.patterns import Pattern
+    from xtal.io import Pattern
 
     phases = list(phases)
     wf = np.asarray(list(weight_fractions), dtype=float)
@@ -240,7 +230,7 @@ def synthetic_pattern(phases: Sequence, weight_fractions: Sequence[float], *,
     lo, hi = (float(v) for v in two_theta_range_deg)
     if not (0 < lo < hi < 180) or step_deg <= 0:
         raise SimulationError(f"invalid 2θ range {two_theta_range_deg} / step {step_deg}")
-    l1, l2, ratio = _wavelength_lines(wavelength_angstrom)
+    l1, l2, ratio = parse_radiation(wavelength_angstrom).as_tuple()
     lines = [(l1, 1.0)] + ([(l2, ratio)] if l2 and ratio else [])
     n = int(round((hi - lo) / step_deg)) + 1
     x = lo + step_deg * np.arange(n)
@@ -561,7 +551,7 @@ class SeriesProgram:
         return sorted(ev, key=lambda e: e["frame"])
 
     def to_dict(self) -> dict:
-        l1, l2, r = _wavelength_lines(self.wavelength_angstrom)
+        l1, l2, r = parse_radiation(self.wavelength_angstrom).as_tuple()
         return {
             "synthetic": True, "label": SYNTHETIC_LABEL, "title": self.title,
             "start_c": self.start_c,
@@ -591,7 +581,7 @@ def _json_default(o):
 class _SeriesRenderer:
     def __init__(self, program: SeriesProgram):
         self.p = program
-        l1, l2, r = _wavelength_lines(program.wavelength_angstrom)
+        l1, l2, r = parse_radiation(program.wavelength_angstrom).as_tuple()
         self.l1, self.l2, self.ratio = l1, l2, r
         self.lines = [(l1, 1.0)] + ([(l2, r)] if l2 and r else [])
         lo, hi = (float(v) for v in program.two_theta_range_deg)
@@ -674,14 +664,14 @@ def synthetic_series(program: SeriesProgram, *, start: int = 0, stop: int | None
     """A synthetic thermal series as an ``xarray.DataArray`` (frame × two_theta_deg), labelled synthetic.
 
     Coordinates ``temperature_c``, ``time_s``, ``segment`` ("heating" / "isothermal" / "cooling", as
-    `xtal.patterns.read_series` labels measured series), ``program_segment`` ("0:ramp", "1:hold",
+    `xtal.io.read_series` labels measured series), ``program_segment`` ("0:ramp", "1:hold",
     "2:cool", ...) and ``source`` per frame; attrs ``wavelength_angstrom`` (+ ``wavelength2_angstrom``, ``ka2_ratio`` for a
     doublet), ``synthetic = 1``, ``title`` and ``program`` (the programme as JSON, including the phases'
     windows, thermal expansion and cells) — compare with `SeriesProgram.truth()`.
     """
     import xarray as xr
 
-    from xtal.patterns import label_segments
+    from xtal.io import label_segments
 
     r = _SeriesRenderer(program)
     fr = program.frames()

@@ -1,0 +1,275 @@
+"""Column text (.xy .xye .dat .txt .csv .asc, pyFAI 1D) and Fit2D .chi readers."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xtal.errors import EmptyPatternError, InvalidDataError, PatternFormatError
+from xtal.io.common import _decode_text, _make_pattern
+from xtal.io.header import _AXIS_WORDS, parse_header_lines
+from xtal.io.pattern import Pattern
+
+# =============================================================================
+# Readers
+# =============================================================================
+_SPLIT_RE = re.compile(r"[\s,;]+")
+_COMMENT_CHARS = ("#", "!", ";", "'", "%", "//")
+
+
+def _strip_block_comments(text: str, path: Path) -> tuple[str, list[str]]:
+    """Remove TOPAS-style /* ... */ blocks; return text and the comment lines."""
+    if "/*" not in text:
+        return text, []
+    comments: list[str] = []
+
+    def _keep(m: re.Match) -> str:
+        comments.extend(m.group(1).splitlines())
+        return "\n" * m.group(0).count("\n")
+
+    out = re.sub(r"/\*(.*?)\*/", _keep, text, flags=re.S)
+    if "/*" in out:
+        raise PatternFormatError("unterminated /* comment", path=path)
+    return out, comments
+
+
+def _axis_from_label(label: str) -> tuple[str, float] | None:
+    """(axis, factor to the axis unit) from a column or axis label, or None."""
+    lab = label.strip().lower().replace(" ", "")
+    if not lab:
+        return None
+    if lab in ("2th_rad", "2theta_rad", "twotheta_rad") or ("rad" in lab and "2th" in lab):
+        return "two_theta_deg", float("nan")  # radians; handled by caller
+    if "q" in lab and ("nm" in lab) and not lab.startswith("2"):
+        return "q_inv_angstrom", 0.1
+    if lab.startswith("q") or lab == "q_inv_angstrom":
+        return "q_inv_angstrom", 1.0
+    if lab.startswith("d") and not lab.startswith("deg") and ("*" not in lab) and (
+            lab in _AXIS_WORDS["d_angstrom"] or "spacing" in lab or lab.startswith("d_") or lab
+            in ("d(a)", "d(å)", "d[a]")):
+        if "nm" in lab:
+            return "d_angstrom", 10.0
+        return "d_angstrom", 1.0
+    for w in _AXIS_WORDS["two_theta_deg"]:
+        if lab.startswith(w) or lab == w:
+            return "two_theta_deg", 1.0
+    if "theta" in lab or "2θ" in lab:
+        return "two_theta_deg", 1.0
+    return None
+
+
+_UNSUPPORTED_X = re.compile(r"(r|r_?(mm|m|nm|px)|chi.*|pixels?|px|d\*2.*|energy.*|e_?kev|"
+                            r"tof.*|time.*|channel.*)")
+_SIGMA_NAME = re.compile(r"(sigma.*|esd|e|err.*|dy|di|std.*|uncertainty|s|σ.*|yerr|unc|"
+                         r"d?i_?err.*|error.*)")
+_Y_NAME = re.compile(r"(i|int.*|counts?|yobs|y|y_obs|cps|signal|obs|i\(.*\)|i_.*)")
+
+
+def _column_roles(names: list[str], ncol: int) -> tuple[dict[str, int], str | None, float]:
+    """Roles of the data columns: {"x", "y", "sigma"} → index; plus the x axis and factor.
+
+    Named columns are matched by name; unnamed ones follow the x, y[, σ] convention.  With
+    names present, a third column whose name is not σ-like is not taken as σ.
+    """
+    roles: dict[str, int] = {}
+    axis, factor = None, 1.0
+    named = names is not None and len(names) >= ncol
+    if names is not None and not named:      # too few names: only the x label is trusted
+        ax = _axis_from_label(names[0].strip().lower())
+        if ax is not None:
+            axis, factor = ax
+    if named:
+        for i, n in enumerate(names[:ncol]):
+            ln = n.strip().lower()
+            ax = _axis_from_label(ln)
+            if "x" not in roles and ax is not None and not _SIGMA_NAME.fullmatch(ln):
+                roles["x"] = i
+                axis, factor = ax
+            elif "sigma" not in roles and _SIGMA_NAME.fullmatch(ln):
+                roles["sigma"] = i
+            elif "y" not in roles and _Y_NAME.fullmatch(ln):
+                roles["y"] = i
+    free = [i for i in range(ncol) if i not in roles.values()]
+    if "x" not in roles:
+        roles["x"] = free.pop(0)
+    if "y" not in roles:
+        if not free:
+            raise InvalidDataError("no intensity column")
+        roles["y"] = free.pop(0)
+    if "sigma" not in roles and free and not named and free[0] == 2:
+        roles["sigma"] = free.pop(0)
+    return roles, axis, factor
+
+
+def _parse_number_rows(rows: list[tuple[int, str]], path: Path, decimal_comma: bool
+                       ) -> np.ndarray:
+    vals: list[list[float]] = []
+    ncol = None
+    for lineno, line in rows:
+        if decimal_comma:
+            parts = [p for p in re.split(r"[\s;]+", line.strip()) if p]
+            parts = [p.replace(",", ".") for p in parts]
+        else:
+            parts = [p for p in _SPLIT_RE.split(line.strip()) if p]
+        try:
+            fl = [float(p) for p in parts]
+        except ValueError:
+            raise PatternFormatError(f"line {lineno}: not numeric data: {line.strip()[:60]!r}",
+                                     path=path) from None
+        if ncol is None:
+            ncol = len(fl)
+        elif len(fl) != ncol:
+            raise InvalidDataError(f"line {lineno}: {len(fl)} column(s) where the data have "
+                                   f"{ncol} (a column is missing or extra)", path=path)
+        vals.append(fl)
+    return np.array(vals, dtype=float)
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok.replace(",", ".") if tok.count(",") == 1 and "." not in tok else tok)
+        return True
+    except ValueError:
+        return tok.lower() in ("nan", "inf", "-inf", "+inf")
+
+
+def _read_columns(path: Path, text: str, *, axis: str | None) -> Pattern:
+    """2/3-column text with comment headers (xy/xye/dat/txt/csv, pyFAI 1D)."""
+    text, block_comments = _strip_block_comments(text, path)
+    header: list[str] = list(block_comments)
+    rows: list[tuple[int, str]] = []
+    colnames: list[str] | None = None
+    last_comment = None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith(_COMMENT_CHARS):
+            header.append(line)
+            last_comment = line
+            continue
+        toks = [t for t in _SPLIT_RE.split(line) if t]
+        if not rows and toks and not _is_number(toks[0]):
+            header.append(line)      # a non-comment title / column-name line before the data
+            last_comment = line
+            continue
+        if not rows and last_comment is not None and colnames is None:
+            cand = [t for t in re.split(r"[\s,;\t]+", last_comment.lstrip("#!;'% \t")) if t]
+            if len(cand) >= 2 and not any(_is_number(c) for c in cand) and "=" not in \
+                    last_comment and ":" not in last_comment:
+                colnames = cand
+        rows.append((lineno, line))
+    if not rows:
+        raise EmptyPatternError("no numeric data lines", path=path)
+    decimal_comma = (";" in rows[0][1] and "," in rows[0][1]) or bool(
+        re.fullmatch(r"\s*-?\d+,\d+\s+-?\d+,\d+.*", rows[0][1]))
+    data = _parse_number_rows(rows, path, decimal_comma)
+    if data.shape[1] < 2:
+        raise InvalidDataError("only one column of numbers: need x and intensity", path=path)
+    hdr = parse_header_lines(header)
+    if colnames is not None and len(colnames) < data.shape[1] - 1:
+        colnames = None                    # a comment line that is not a column header
+    try:
+        roles, file_axis, factor = _column_roles(colnames, data.shape[1])
+    except InvalidDataError as exc:
+        raise InvalidDataError(exc.message, path=path) from None
+    if hdr.axis:
+        file_axis, factor = hdr.axis, 1.0
+    if colnames and roles["x"] < len(colnames) and _UNSUPPORTED_X.fullmatch(
+            colnames[roles["x"]].strip().lower()):
+        raise PatternFormatError(f"x column {colnames[roles['x']]!r} is not 2θ, Q or d "
+                                 "(radius, azimuth, pixel, energy and time are not powder axes "
+                                 "xtal converts)", path=path)
+    x = data[:, roles["x"]]
+    if file_axis == "two_theta_deg" and math.isnan(factor):
+        x = np.degrees(x)
+    elif file_axis is not None:
+        x = x * factor
+    if axis is not None and file_axis is not None and axis != file_axis:
+        raise PatternFormatError(f"axis={axis!r} given but the file declares {file_axis!r}",
+                                 path=path)
+    the_axis = axis or file_axis or "two_theta_deg"
+    y = data[:, roles["y"]]
+    s = data[:, roles["sigma"]] if "sigma" in roles else None
+    fmt = "pyfai" if any("pyfai" in h.lower() for h in header) else "columns"
+    extra = {"columns": colnames[: data.shape[1]]} if colnames else {}
+    ignored = [i for i in range(data.shape[1]) if i not in roles.values()]
+    if ignored:
+        extra["ignored_columns"] = [colnames[i] if colnames and i < len(colnames) else i
+                                    for i in ignored]
+    return _make_pattern(path, x, y, s, the_axis, hdr, fmt, extra)
+
+
+def _read_chi(path: Path, text: str, *, axis: str | None) -> Pattern:
+    """Fit2D .chi: title, x label, y label, number of points, then x y [e] rows."""
+    lines = text.splitlines()
+    if len(lines) < 5:
+        raise EmptyPatternError("Fit2D .chi file shorter than its 4-line header", path=path)
+    head = lines[:4]
+    try:
+        n = int(head[3].split()[0])
+    except (ValueError, IndexError):
+        raise PatternFormatError("line 4 of a Fit2D .chi file must be the number of points",
+                                 path=path) from None
+    lab = head[1].strip().lower()
+    if any(w in lab for w in ("radial", "azimuth", "pixel", "chi")):
+        ax = None
+    elif "2-theta" in lab or "2theta" in lab or "two" in lab or "2θ" in lab:
+        ax = ("two_theta_deg", float("nan") if "rad" in lab else 1.0)
+    elif lab.startswith("q"):
+        ax = ("q_inv_angstrom", 0.1 if "nm" in lab else 1.0)
+    elif lab.startswith("d"):
+        ax = ("d_angstrom", 10.0 if "nm" in lab else 1.0)
+    else:
+        ax = _axis_from_label(lab.split("(")[0])
+    if ax is None:
+        raise PatternFormatError(f"unsupported .chi x axis {head[1].strip()!r} (need 2θ, Q or d)",
+                                 path=path)
+    rows = [(i + 5, ln) for i, ln in enumerate(lines[4:]) if ln.strip()]
+    data = _parse_number_rows(rows, path, False)
+    if data.shape[0] != n:
+        raise InvalidDataError(f"header says {n} points but {data.shape[0]} data lines follow",
+                               path=path)
+    if data.shape[1] < 2:
+        raise InvalidDataError("only one column of numbers: need x and intensity", path=path)
+    x = data[:, 0]
+    file_axis, factor = ax
+    x = np.degrees(x) if math.isnan(factor) else x * factor
+    if axis is not None and axis != file_axis:
+        raise PatternFormatError(f"axis={axis!r} given but the file declares {file_axis!r}",
+                                 path=path)
+    hdr = parse_header_lines([head[0]])
+    return _make_pattern(path, x, data[:, 1], data[:, 2] if data.shape[1] >= 3 else None,
+                         file_axis, hdr, "chi", {"title": head[0].strip()})
+
+
+# --- registry entries -----------------------------------------------------------
+EXTENSIONS = (".xy", ".xye", ".dat", ".txt", ".csv", ".asc")
+CHI_EXTENSIONS = (".chi",)
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    """Any text is read as columns (the registry's fallback)."""
+    return True
+
+
+def read(path: Path, data: bytes, *, axis: str | None = None, **_: Any) -> Pattern:
+    """Column text → Pattern."""
+    return _read_columns(path, _decode_text(data, path), axis=axis)
+
+
+def sniff_chi(path: Path, head: bytes) -> bool:
+    """Fit2D .chi: by extension, or title / x label / y label / point count on line 4."""
+    if path.suffix.lower() in CHI_EXTENSIONS:
+        return True
+    lines = head.lstrip(b"\xef\xbb\xbf \t\r\n").decode("latin-1").splitlines()
+    return len(lines) >= 5 and bool(re.fullmatch(r"\s*\d+\s*", lines[3])) and not _is_number(
+        (lines[1].split() or ["x"])[0])
+
+
+def read_chi(path: Path, data: bytes, *, axis: str | None = None, **_: Any) -> Pattern:
+    """Fit2D .chi → Pattern."""
+    return _read_chi(path, _decode_text(data, path), axis=axis)

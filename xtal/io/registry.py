@@ -1,0 +1,110 @@
+"""Format registry: sniff a file's content, dispatch to its format's reader, decide the beam once.
+
+Adding a format is one module exposing ``sniff(path, head_bytes) -> bool`` and
+``read(path, data, *, axis, **options) -> Pattern``, plus one line in `FORMATS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from xtal.beam import parse_radiation, resolve_radiation
+from xtal.errors import EmptyPatternError, PatternError, PatternFormatError
+from xtal.io import columns, gsas, nexus, xrdml
+from xtal.io.common import _read_bytes, _reading, apply_radiation
+from xtal.io.pattern import AXES, Pattern
+
+__all__ = ["Format", "FORMATS", "PATTERN_EXTENSIONS", "sniff_format", "read_pattern"]
+
+SNIFF_BYTES = 16384   # bytes of the file a sniffer sees
+
+
+@dataclass(frozen=True)
+class Format:
+    """A readable format: ``sniff(path, head_bytes) -> bool`` and ``read(path, data, *, axis,
+    **options) -> Pattern``; ``extensions`` are those a directory listing picks up as frames."""
+
+    name: str
+    sniff: Callable[[Path, bytes], bool]
+    read: Callable[..., Pattern]
+    extensions: tuple[str, ...] = ()
+
+
+def _is_netcdf(path: Path, head: bytes) -> bool:
+    return head[:3] == b"CDF"
+
+
+def _no_netcdf(path: Path, data: bytes, **_: Any) -> Pattern:
+    raise PatternFormatError("a netCDF file is a series: use read_series", path=path)
+
+
+#: In sniffing order: the first format whose ``sniff`` says yes reads the file.
+FORMATS: tuple[Format, ...] = (
+    Format("nexus", nexus.sniff, nexus.read, nexus.EXTENSIONS),
+    Format("netcdf", _is_netcdf, _no_netcdf),
+    Format("xrdml", xrdml.sniff, xrdml.read, xrdml.EXTENSIONS),
+    Format("gsas", gsas.sniff, gsas.read, gsas.EXTENSIONS),
+    Format("chi", columns.sniff_chi, columns.read_chi, columns.CHI_EXTENSIONS),
+    Format("columns", columns.sniff, columns.read, columns.EXTENSIONS),   # fallback: any text
+)
+_ALIASES = {"xy": "columns", "xye": "columns", "csv": "columns", "pyfai": "columns",
+            "dat": "columns", "txt": "columns"}
+PATTERN_EXTENSIONS = tuple(e for f in FORMATS for e in f.extensions)
+
+
+def _format(name: str, path: Path) -> Format:
+    name = _ALIASES.get(name, name)
+    for f in FORMATS:
+        if f.name == name:
+            return f
+    raise PatternFormatError(f"unknown format {name!r}", path=path)
+
+
+def sniff_format(path: Path, data: bytes) -> str:
+    """Name of the format of ``data`` (the file's bytes, or its first `SNIFF_BYTES`)."""
+    head = data[:SNIFF_BYTES]
+    return next(f.name for f in FORMATS if f.sniff(path, head))
+
+
+def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bool = False,
+                 fmt: str | None = None, require_wavelength: bool = False,
+                 instrument: str | Path | None = None, axis: str | None = None,
+                 bank: int | None = None, frame: int | None = None) -> Pattern:
+    """Read one measured pattern.
+
+    fmt: "columns" | "gsas" | "xrdml" | "chi" | "nexus" (None: detect by content/extension).
+    wavelength_angstrom: Å, tube name, (λ1, λ2, ratio) or `Radiation`; parsed once by
+    `xtal.beam.parse_radiation` and checked against the file's by `xtal.beam.resolve_radiation`
+    (a difference beyond `xtal.beam.WAVELENGTH_RTOL` raises unless ``force``).
+    instrument: GSAS .prm/.instprm giving λ when the data file has none.
+    axis: the x axis of a headerless column file ("two_theta_deg" default, "q_inv_angstrom",
+    "d_angstrom"); a contradiction with the file's declared axis raises.
+    bank: GSAS bank number; frame: frame of a stacked NXdata, or scan of an XRDML file.
+    """
+    path = Path(path)
+    given = None if wavelength_angstrom is None else parse_radiation(wavelength_angstrom)
+    if axis is not None and axis not in AXES:
+        raise PatternError(f"unknown axis {axis!r}; use one of {AXES}", path=path)
+    data = _read_bytes(path)
+    if not data.strip():
+        raise EmptyPatternError("file is empty", path=path)
+    reader = _format(fmt or sniff_format(path, data), path)
+    with _reading(path, reader.name):
+        p = reader.read(path, data, axis=axis, bank=bank, frame=frame)
+    if instrument is not None:
+        _apply_instrument(p, instrument, force, path)
+    return apply_radiation(p, given, force=force, require=require_wavelength, path=path)
+
+
+def _apply_instrument(p: Pattern, instrument: str | Path, force: bool, path: Path) -> None:
+    """The instrument file's λ replaces the data file's (after the same consistency check)."""
+    inst = replace(parse_radiation(gsas.read_gsas_instprm_wavelength(instrument)),
+                   label=f"instrument file {Path(instrument).name}")
+    if p.wavelength_angstrom is not None:
+        resolve_radiation((p.wavelength_angstrom, p.wavelength2_angstrom, p.ka2_ratio), inst,
+                          force=force, source=path)
+    p.wavelength_angstrom, p.wavelength2_angstrom, p.ka2_ratio = inst.as_tuple()
+    p.meta["wavelength_source"] = inst.label
+    p.meta["instrument"] = str(instrument)
+
