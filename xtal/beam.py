@@ -20,6 +20,7 @@ import numpy as np
 
 from xtal.errors import (MissingWavelengthError, PolarizationError, WavelengthError,
                          WavelengthMismatchError)
+from xtal.util import finite_float
 
 __all__ = [
     "TUBES", "WAVELENGTH_LIMITS_ANGSTROM", "WAVELENGTH_RTOL", "HC_KEV_ANGSTROM",
@@ -59,13 +60,7 @@ SYNCHROTRON_POLARIZATION_FRACTION = 0.99   # fraction of the beam polarised ⟂ 
 
 
 def _finite(name: str, value: Any, error: type = WavelengthError) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise error(f"{name} must be a number, got {value!r}", field=name) from None
-    if not math.isfinite(v):
-        raise error(f"{name} must be finite, got {value!r}", field=name)
-    return v
+    return finite_float(name, value, error)
 
 
 def check_wavelength(value: Any, name: str = "wavelength_angstrom") -> float:

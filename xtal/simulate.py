@@ -37,7 +37,7 @@ from xtal.errors import SimulationError
 from xtal.formfactors import (DEFAULT_FORM_FACTORS, FORM_FACTOR_SOURCES, FormFactorError,
                               element_for_scattering, form_factor)
 from xtal.structures import MODEL_WARNING
-from xtal.util import atomic_path, check_writable
+from xtal.util import atomic_path, check_writable, finite_float
 
 __all__ = [
     "DEFAULT_WAVELENGTH_ANGSTROM", "MODEL_WARNING", "MODEL_FIGURE_TEXT",
@@ -56,13 +56,7 @@ MODEL_FIGURE_TEXT = "MODEL structure — intensities depend on modelled anion or
 # validation helpers
 # =============================================================================
 def _finite(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise SimulationError(f"{name} must be a number, got {value!r}", field=name) from None
-    if not math.isfinite(v):
-        raise SimulationError(f"{name} must be finite, got {value!r}", field=name)
-    return v
+    return finite_float(name, value, SimulationError)
 
 
 def _check_range(rng: Any, name: str = "two_theta_range_deg") -> tuple[float, float]:

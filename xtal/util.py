@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from xtal.errors import OverwriteError
+from xtal.errors import OverwriteError, XtalError
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_writable"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_writable", "finite_float"]
 
 
 def check_writable(path: str | Path, *, overwrite: bool = False,
@@ -65,3 +66,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def finite_float(name: str, value: Any, error: type[XtalError] = XtalError) -> float:
+    """``value`` as a finite float, or ``error`` naming ``name`` (the parameter) and the bad value."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise error(f"{name} must be a number, got {value!r}", field=name) from None
+    if not math.isfinite(v):
+        raise error(f"{name} must be finite, got {value!r}", field=name)
+    return v

@@ -85,6 +85,42 @@ def _instrument_lines(l1: float, l2: float | None, r: float | None, path: Path
         raise WavelengthError(exc.message, path=path) from None
 
 
+def _fixed_width_values(body: list[tuple[int, str]], kind: str, path: Path
+                       ) -> tuple[list[float], list[float]]:
+    """Intensities and σ of STD (10 fields of I2+F6: count, value; σ = √(I/count)) or ESD
+    (5 pairs of F8: value, σ) records."""
+    ys: list[float] = []
+    ss: list[float] = []
+    width = 8
+    for lineno, ln in body:
+        ln = ln.rstrip("\r\n")
+        if kind == "STD":
+            for c in range(0, min(len(ln), 80), width):
+                fld = ln[c:c + width]
+                if not fld.strip():
+                    continue
+                try:
+                    nc = int(fld[:2]) if fld[:2].strip() else 1
+                    yi = float(fld[2:])
+                except ValueError:
+                    raise PatternFormatError(f"line {lineno}: bad STD field {fld!r}",
+                                             path=path) from None
+                ys.append(yi)
+                ss.append(math.sqrt(abs(yi) / max(nc, 1)) if yi != 0 else 1.0)
+        else:  # ESD: 5 pairs (y, esd) in F8
+            for c in range(0, min(len(ln), 80), 16):
+                fy, fe = ln[c:c + 8], ln[c + 8:c + 16]
+                if not fy.strip():
+                    continue
+                try:
+                    ys.append(float(fy))
+                    ss.append(float(fe))
+                except ValueError:
+                    raise PatternFormatError(f"line {lineno}: bad ESD field "
+                                             f"{ln[c:c + 16]!r}", path=path) from None
+    return ys, ss
+
+
 def _read_gsas(path: Path, text: str, *, axis: str | None, bank: int | None = None) -> Pattern:
     """GSAS powder data: title line, optional comment lines, BANK record(s).
 
@@ -169,35 +205,7 @@ def _read_gsas(path: Path, text: str, *, axis: str | None, bank: int | None = No
         if not (math.isfinite(t0) and math.isfinite(step) and step > 0):
             raise PatternFormatError(f"line {start + 1}: bad CONST start/step {coeffs[:2]}",
                                      path=path)
-        ys: list[float] = []
-        ss: list[float] = []
-        width = 8
-        for lineno, ln in body:
-            ln = ln.rstrip("\r\n")
-            if kind == "STD":
-                for c in range(0, min(len(ln), 80), width):
-                    fld = ln[c:c + width]
-                    if not fld.strip():
-                        continue
-                    try:
-                        nc = int(fld[:2]) if fld[:2].strip() else 1
-                        yi = float(fld[2:])
-                    except ValueError:
-                        raise PatternFormatError(f"line {lineno}: bad STD field {fld!r}",
-                                                 path=path) from None
-                    ys.append(yi)
-                    ss.append(math.sqrt(abs(yi) / max(nc, 1)) if yi != 0 else 1.0)
-            else:  # ESD: 5 pairs (y, esd) in F8
-                for c in range(0, min(len(ln), 80), 16):
-                    fy, fe = ln[c:c + 8], ln[c + 8:c + 16]
-                    if not fy.strip():
-                        continue
-                    try:
-                        ys.append(float(fy))
-                        ss.append(float(fe))
-                    except ValueError:
-                        raise PatternFormatError(f"line {lineno}: bad ESD field "
-                                                 f"{ln[c:c + 16]!r}", path=path) from None
+        ys, ss = _fixed_width_values(body, kind, path)
         if len(ys) < nchan:
             raise InvalidDataError(f"BANK record announces {nchan} points but only {len(ys)} "
                                    "values follow (truncated file?)", path=path)

@@ -498,6 +498,59 @@ def _same_grid(x: np.ndarray, x0: np.ndarray) -> bool:
     return bool(np.max(np.abs(x - x0)) <= 1e-4 * step)
 
 
+def _common_wavelength(frames: list[Pattern], names: list, src_path, require: bool, notes: list
+                       ) -> int | None:
+    """Index of the first frame stating λ; every frame must state the same λ (within
+    `xtal.beam.WAVELENGTH_RTOL`), else `SeriesError`.  None when no frame states one."""
+    ref = next((i for i, p in enumerate(frames) if p.wavelength_angstrom is not None), None)
+    if ref is not None:
+        l0 = frames[ref].wavelength_angstrom
+        for i, p in enumerate(frames):
+            if p.wavelength_angstrom is None:
+                raise SeriesError(f"{names[i]} states no wavelength while {names[ref]} has "
+                                  f"{l0} Å; pass wavelength_angstrom=", path=src_path)
+            if abs(p.wavelength_angstrom - l0) > WAVELENGTH_RTOL * l0:
+                raise SeriesError(f"frames have different wavelengths: {names[ref]} {l0} Å, "
+                                  f"{names[i]} {p.wavelength_angstrom} Å", path=src_path)
+    elif require:
+        raise MissingWavelengthError("no frame states a wavelength; pass wavelength_angstrom=",
+                                     path=src_path)
+    else:
+        notes.append("no frame states a wavelength (d/Q conversions need wavelength_angstrom=)")
+    return ref
+
+
+def _stack(frames: list[Pattern], names: list, regrid: bool, src_path, stored_interpolation: str):
+    """(grid, Y frame × x, S or None, interpolation note): the frames on one x grid; frames on
+    another grid raise `SeriesError` unless ``regrid`` (linear interpolation onto frame 0's grid)."""
+    x0 = frames[0].x
+    differ = [i for i, p in enumerate(frames) if not _same_grid(p.x, x0)]
+    if differ and not regrid:
+        raise SeriesError(f"{len(differ)} frame(s) are on a different x grid from {names[0]} "
+                          f"(first: {names[differ[0]]}); pass regrid=True to interpolate "
+                          "linearly onto a common grid", path=src_path)
+    have_sigma = all(p.sigma is not None for p in frames)
+    if differ:
+        lo = max(float(p.x[0]) for p in frames)
+        hi = min(float(p.x[-1]) for p in frames)
+        grid = x0[(x0 >= lo) & (x0 <= hi)]
+        if grid.size < 2:
+            raise SeriesError("frames share no common x range to interpolate onto",
+                              path=src_path)
+        Y = np.vstack([np.interp(grid, p.x, p.intensity) for p in frames])
+        S = np.vstack([np.interp(grid, p.x, p.sigma) for p in frames]) if have_sigma else None
+        interpolation = (f"linear (numpy.interp) of {len(differ)} frame(s) "
+                         f"[{', '.join(Path(names[i]).name for i in differ[:10])}] onto the grid "
+                         f"of {Path(names[0]).name} restricted to the common range "
+                         f"{lo:g}–{hi:g} ({grid.size} points); sigma interpolated linearly")
+    else:
+        grid = x0
+        Y = np.vstack([p.intensity for p in frames])
+        S = np.vstack([p.sigma for p in frames]) if have_sigma else None
+        interpolation = stored_interpolation
+    return grid, Y, S, interpolation
+
+
 def read_series(source: str | Path | Sequence[str | Path], *,
                 temperatures: Sequence[float] | str | Path | None = None,
                 temperature_unit: str | None = None, wavelength_angstrom: Any = None,
@@ -559,47 +612,10 @@ def read_series(source: str | Path | Sequence[str | Path], *,
     if len(axes) > 1:
         raise SeriesError(f"frames are on different axes {sorted(axes)}", path=src_path)
     the_axis = frames[0].axis
-    ref = next((i for i, p in enumerate(frames) if p.wavelength_angstrom is not None), None)
-    if ref is not None:
-        l0 = frames[ref].wavelength_angstrom
-        for i, p in enumerate(frames):
-            if p.wavelength_angstrom is None:
-                raise SeriesError(f"{names[i]} states no wavelength while {names[ref]} has "
-                                  f"{l0} Å; pass wavelength_angstrom=", path=src_path)
-            if abs(p.wavelength_angstrom - l0) > WAVELENGTH_RTOL * l0:
-                raise SeriesError(f"frames have different wavelengths: {names[ref]} {l0} Å, "
-                                  f"{names[i]} {p.wavelength_angstrom} Å", path=src_path)
-    elif require_wavelength:
-        raise MissingWavelengthError("no frame states a wavelength; pass wavelength_angstrom=",
-                                     path=src_path)
-    else:
-        notes.append("no frame states a wavelength (d/Q conversions need wavelength_angstrom=)")
+    ref = _common_wavelength(frames, names, src_path, require_wavelength, notes)
     # grids
-    x0 = frames[0].x
-    differ = [i for i, p in enumerate(frames) if not _same_grid(p.x, x0)]
-    if differ and not regrid:
-        raise SeriesError(f"{len(differ)} frame(s) are on a different x grid from {names[0]} "
-                          f"(first: {names[differ[0]]}); pass regrid=True to interpolate "
-                          "linearly onto a common grid", path=src_path)
-    have_sigma = all(p.sigma is not None for p in frames)
-    if differ:
-        lo = max(float(p.x[0]) for p in frames)
-        hi = min(float(p.x[-1]) for p in frames)
-        grid = x0[(x0 >= lo) & (x0 <= hi)]
-        if grid.size < 2:
-            raise SeriesError("frames share no common x range to interpolate onto",
-                              path=src_path)
-        Y = np.vstack([np.interp(grid, p.x, p.intensity) for p in frames])
-        S = np.vstack([np.interp(grid, p.x, p.sigma) for p in frames]) if have_sigma else None
-        interpolation = (f"linear (numpy.interp) of {len(differ)} frame(s) "
-                         f"[{', '.join(Path(names[i]).name for i in differ[:10])}] onto the grid "
-                         f"of {Path(names[0]).name} restricted to the common range "
-                         f"{lo:g}–{hi:g} ({grid.size} points); sigma interpolated linearly")
-    else:
-        grid = x0
-        Y = np.vstack([p.intensity for p in frames])
-        S = np.vstack([p.sigma for p in frames]) if have_sigma else None
-        interpolation = stored_attrs.get("interpolation", "none")
+    grid, Y, S, interpolation = _stack(frames, names, regrid, src_path,
+                                       stored_attrs.get("interpolation", "none"))
     T = np.array([np.nan if p.temperature_c is None else p.temperature_c for p in frames])
     times = [p.time_s for p in frames]
     time_origin = None

@@ -40,6 +40,17 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+def _csv_text(header_lines: list[str], columns: list[str], rows) -> str:
+    """'#' header lines, a column-name row, then the rows (already formatted)."""
+    buf = io.StringIO()
+    for line in header_lines:
+        buf.write(f"# {line}\n")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def _write_columns(sim: SimulatedPattern, path: str | Path, *, overwrite: bool, with_sigma: bool) -> Path:
     p = check_writable(path, overwrite=overwrite)
     buf = io.StringIO()
@@ -67,15 +78,10 @@ def write_xye(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = Fals
 def write_csv(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
     """CSV: '#' header (λ, units, warnings), then two_theta_deg, d_angstrom, q_inv_angstrom, intensity."""
     p = check_writable(path, overwrite=overwrite)
-    buf = io.StringIO()
-    for line in sim.header_lines():
-        buf.write(f"# {line}\n")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["two_theta_deg", "d_angstrom", "q_inv_angstrom", "intensity"])
-    d, q = sim.d_angstrom, sim.q_inv_angstrom
-    for i in range(len(sim.two_theta_deg)):
-        w.writerow([f"{sim.two_theta_deg[i]:.6f}", f"{d[i]:.6f}", f"{q[i]:.6f}", f"{sim.intensity[i]:.8g}"])
-    return _write_text(p, buf.getvalue())
+    tt, d, q, inten = sim.two_theta_deg, sim.d_angstrom, sim.q_inv_angstrom, sim.intensity
+    rows = ([f"{tt[i]:.6f}", f"{d[i]:.6f}", f"{q[i]:.6f}", f"{inten[i]:.8g}"] for i in range(len(tt)))
+    return _write_text(p, _csv_text(sim.header_lines(), ["two_theta_deg", "d_angstrom", "q_inv_angstrom",
+                                                         "intensity"], rows))
 
 
 def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -128,16 +134,10 @@ def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = Fa
 def write_reflections_csv(table: ReflectionTable, path: str | Path, *, overwrite: bool = False) -> Path:
     """CSV of a reflection table (d Å, 2θ °, Q Å⁻¹, …); header lines start with '#' and state λ and units."""
     p = check_writable(path, overwrite=overwrite)
-    buf = io.StringIO()
-    for line in table.header_lines():
-        buf.write(f"# {line}\n")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["h", "k", "l", "d_angstrom", "two_theta_deg", "q_inv_angstrom", "multiplicity",
-                "f_squared", "lp", "po", "intensity"])
     po = table.po if table.po is not None else np.ones(len(table))
-    for i in range(len(table)):
-        w.writerow([*map(int, table.hkl[i]), f"{table.d_angstrom[i]:.6f}", f"{table.two_theta_deg[i]:.6f}",
-                    f"{table.q_inv_angstrom[i]:.6f}", int(table.multiplicity[i]),
-                    f"{table.f_squared[i]:.6g}", f"{table.lp[i]:.6g}", f"{po[i]:.6g}",
-                    f"{table.intensity[i]:.6g}"])
-    return _write_text(p, buf.getvalue())
+    rows = ([*map(int, table.hkl[i]), f"{table.d_angstrom[i]:.6f}", f"{table.two_theta_deg[i]:.6f}",
+             f"{table.q_inv_angstrom[i]:.6f}", int(table.multiplicity[i]), f"{table.f_squared[i]:.6g}",
+             f"{table.lp[i]:.6g}", f"{po[i]:.6g}", f"{table.intensity[i]:.6g}"] for i in range(len(table)))
+    return _write_text(p, _csv_text(table.header_lines(), ["h", "k", "l", "d_angstrom", "two_theta_deg",
+                                                           "q_inv_angstrom", "multiplicity", "f_squared",
+                                                           "lp", "po", "intensity"], rows))
