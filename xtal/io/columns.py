@@ -9,13 +9,11 @@ from typing import Any
 import numpy as np
 
 from xtal.errors import EmptyPatternError, InvalidDataError, PatternFormatError
-from xtal.io.common import _decode_text, _make_pattern
+from xtal.io.common import decode_text, make_pattern
 from xtal.io.header import _AXIS_WORDS, parse_header_lines
 from xtal.io.pattern import Pattern
 
-# =============================================================================
-# Readers
-# =============================================================================
+
 _SPLIT_RE = re.compile(r"[\s,;]+")
 _COMMENT_CHARS = ("#", "!", ";", "'", "%", "//")
 
@@ -200,7 +198,7 @@ def _read_columns(path: Path, text: str, *, axis: str | None) -> Pattern:
     if ignored:
         extra["ignored_columns"] = [colnames[i] if colnames and i < len(colnames) else i
                                     for i in ignored]
-    return _make_pattern(path, x, y, s, the_axis, hdr, fmt, extra)
+    return make_pattern(path, x, y, s, the_axis, hdr, fmt, extra)
 
 
 def _read_chi(path: Path, text: str, *, axis: str | None) -> Pattern:
@@ -242,7 +240,7 @@ def _read_chi(path: Path, text: str, *, axis: str | None) -> Pattern:
         raise PatternFormatError(f"axis={axis!r} given but the file declares {file_axis!r}",
                                  path=path)
     hdr = parse_header_lines([head[0]])
-    return _make_pattern(path, x, data[:, 1], data[:, 2] if data.shape[1] >= 3 else None,
+    return make_pattern(path, x, data[:, 1], data[:, 2] if data.shape[1] >= 3 else None,
                          file_axis, hdr, "chi", {"title": head[0].strip()})
 
 
@@ -258,7 +256,7 @@ def sniff(path: Path, head: bytes) -> bool:
 
 def read(path: Path, data: bytes, *, axis: str | None = None, **_: Any) -> Pattern:
     """Column text → Pattern."""
-    return _read_columns(path, _decode_text(data, path), axis=axis)
+    return _read_columns(path, decode_text(data, path), axis=axis)
 
 
 def sniff_chi(path: Path, head: bytes) -> bool:
@@ -272,4 +270,4 @@ def sniff_chi(path: Path, head: bytes) -> bool:
 
 def read_chi(path: Path, data: bytes, *, axis: str | None = None, **_: Any) -> Pattern:
     """Fit2D .chi → Pattern."""
-    return _read_chi(path, _decode_text(data, path), axis=axis)
+    return _read_chi(path, decode_text(data, path), axis=axis)

@@ -9,23 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from xtal.errors import (
-    EmptyPatternError,
-    InvalidDataError,
-    PatternError,
-    PatternFormatError,
-    XtalError,
-)
 from xtal.beam import Radiation, resolve_radiation
+from xtal.errors import EmptyPatternError, InvalidDataError, PatternError, PatternFormatError, XtalError
 from xtal.io.header import HeaderInfo
 from xtal.io.pattern import Pattern
 
 NEGATIVE_SIGMA_LIMIT = 5.0   # σ below zero beyond which a negative count is refused
 
-# =============================================================================
-# Helpers: file access, value checks
-# =============================================================================
-def _read_bytes(path: Path) -> bytes:
+
+def read_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -37,7 +29,7 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _decode_text(data: bytes, path: Path) -> str:
+def decode_text(data: bytes, path: Path) -> str:
     if not data.strip():
         raise EmptyPatternError("file is empty", path=path)
     if b"\x00" in data[:65536]:
@@ -97,7 +89,7 @@ def _checked_arrays(x, y, s, path, meta: dict) -> tuple[np.ndarray, np.ndarray, 
     return x, y, s
 
 
-def _make_pattern(path: Path, x, y, s, axis: str, hdr: HeaderInfo, fmt: str,
+def make_pattern(path: Path, x, y, s, axis: str, hdr: HeaderInfo, fmt: str,
                   extra_meta: dict | None = None) -> Pattern:
     meta: dict = {}
     if hdr.meta:
@@ -122,7 +114,7 @@ def _make_pattern(path: Path, x, y, s, axis: str, hdr: HeaderInfo, fmt: str,
                    source=str(path), frame=hdr.frame, meta=meta)
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist")
                                  else str(o)))
 
@@ -133,7 +125,7 @@ _UNEXPECTED = (ValueError, LookupError, TypeError, OverflowError, UnicodeError,
 
 
 @contextlib.contextmanager
-def _reading(path: Path | None, what: str, error: type[XtalError] = PatternFormatError):
+def reading_errors(path: Path | None, what: str, error: type[XtalError] = PatternFormatError):
     """Turn an unexpected low-level exception into an XtalError naming the file."""
     try:
         yield

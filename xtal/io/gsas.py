@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from xtal.errors import EmptyPatternError, InvalidDataError, PatternFormatError
 from xtal.beam import check_wavelength, parse_radiation
-from xtal.errors import WavelengthError
+from xtal.errors import EmptyPatternError, InvalidDataError, PatternFormatError, WavelengthError
 from xtal.io.columns import _parse_number_rows
-from xtal.io.common import _decode_text, _make_pattern, _read_bytes
+from xtal.io.common import decode_text, make_pattern, read_bytes
 from xtal.io.header import parse_header_lines
 from xtal.io.pattern import Pattern
 
@@ -27,7 +26,7 @@ def read_gsas_instprm_wavelength(prm_path: str | Path) -> tuple[float, float | N
     ``.instprm``.  λ2 = 0 means a single wavelength.
     """
     path = Path(prm_path)
-    text = _decode_text(_read_bytes(path), path)
+    text = decode_text(read_bytes(path), path)
     kv: dict[str, str] = {}
     for line in text.splitlines():
         if ":" in line and not line.startswith("INS"):
@@ -226,7 +225,7 @@ def _read_gsas(path: Path, text: str, *, axis: str | None, bank: int | None = No
             meta["wavelength_source"] = f"instrument file {prm.name} named in line 2"
     if axis not in (None, "two_theta_deg"):
         raise PatternFormatError(f"GSAS CONST data are on 2θ, not {axis}", path=path)
-    return _make_pattern(path, x, y, s, "two_theta_deg", hdr, "gsas", meta)
+    return make_pattern(path, x, y, s, "two_theta_deg", hdr, "gsas", meta)
 
 
 # --- registry entry ---------------------------------------------------------------
@@ -244,4 +243,4 @@ def sniff(path: Path, head: bytes) -> bool:
 def read(path: Path, data: bytes, *, axis: str | None = None, bank: int | None = None,
          **_: Any) -> Pattern:
     """GSAS powder file → Pattern (``bank``: bank number, default the first)."""
-    return _read_gsas(path, _decode_text(data, path), axis=axis, bank=bank)
+    return _read_gsas(path, decode_text(data, path), axis=axis, bank=bank)

@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 
-from xtal.errors import XtalError
 from xtal.beam import HC_KEV_ANGSTROM, check_wavelength
+from xtal.errors import XtalError
 from xtal.io.pattern import AXES
 
-# =============================================================================
-# Header parsing shared by every text reader
-# =============================================================================
+
 @dataclass
 class HeaderInfo:
     """What a header told us; every value optional.  ``raw`` keeps all key → value text."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from xtal.errors import PatternFormatError
 from xtal.io.columns import _axis_from_label
-from xtal.io.common import _json_safe, _make_pattern
+from xtal.io.common import json_safe, make_pattern
 from xtal.io.header import HeaderInfo, temperature_to_c
 from xtal.io.pattern import Pattern
 
@@ -244,7 +244,7 @@ def _nx_pattern(path: Path, x, Y2, E2, ax, md, extra, i: int) -> Pattern:
     if Y2.shape[0] > 1:
         meta["nx_frame"] = i
         hdr.frame = i
-    p = _make_pattern(path, x, Y2[i], None if E2 is None else E2[i], ax, hdr, "nexus", meta)
+    p = make_pattern(path, x, Y2[i], None if E2 is None else E2[i], ax, hdr, "nexus", meta)
     return p
 
 
@@ -299,9 +299,9 @@ def _write_nxdata(tmp: Path, x: np.ndarray, axis: str, Y: np.ndarray, E: np.ndar
             d.create_dataset(name, data=np.array([str(v) for v in vals],
                                                  dtype=h5py.string_dtype()))
         if attrs:
-            d.attrs["xtal_attrs"] = json.dumps(_json_safe(attrs))
+            d.attrs["xtal_attrs"] = json.dumps(json_safe(attrs))
         if meta is not None:
-            d.attrs["xtal_meta"] = json.dumps(_json_safe(meta))
+            d.attrs["xtal_meta"] = json.dumps(json_safe(meta))
         l1, l2, r = wl
         if l1 is not None:
             ins = e.create_group("instrument")

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from xtal.errors import EmptyPatternError, InvalidDataError, MissingWavelengthError, PatternError
 from xtal.beam import check_wavelength, parse_radiation, q_from_two_theta, two_theta_from_q
+from xtal.errors import EmptyPatternError, InvalidDataError, MissingWavelengthError, PatternError
 
 AXES = ("two_theta_deg", "q_inv_angstrom", "d_angstrom")
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from xtal.beam import parse_radiation, resolve_radiation
 from xtal.errors import EmptyPatternError, PatternError, PatternFormatError
 from xtal.io import columns, gsas, nexus, xrdml
-from xtal.io.common import _read_bytes, _reading, apply_radiation
+from xtal.io.common import apply_radiation, read_bytes, reading_errors
 from xtal.io.pattern import AXES, Pattern
 
 __all__ = ["Format", "FORMATS", "PATTERN_EXTENSIONS", "sniff_format", "read_pattern"]
@@ -86,11 +86,11 @@ def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bo
     given = None if wavelength_angstrom is None else parse_radiation(wavelength_angstrom)
     if axis is not None and axis not in AXES:
         raise PatternError(f"unknown axis {axis!r}; use one of {AXES}", path=path)
-    data = _read_bytes(path)
+    data = read_bytes(path)
     if not data.strip():
         raise EmptyPatternError("file is empty", path=path)
     reader = _format(fmt or sniff_format(path, data), path)
-    with _reading(path, reader.name):
+    with reading_errors(path, reader.name):
         p = reader.read(path, data, axis=axis, bank=bank, frame=frame)
     if instrument is not None:
         _apply_instrument(p, instrument, force, path)

@@ -14,19 +14,20 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from xtal.errors import EmptyPatternError, MissingWavelengthError, PatternFormatError, SeriesError
 from xtal.beam import WAVELENGTH_RTOL, parse_radiation
-from xtal.io.columns import _COMMENT_CHARS, _SPLIT_RE, _axis_from_label, _is_number, _parse_number_rows, _strip_block_comments
-from xtal.io.common import _decode_text, _json_safe, _make_pattern, _read_bytes, _reading, apply_radiation
-from xtal.io.header import _T_KEYS, _TIME_KEYS, _TIME_UNITS, _norm_key, parse_header_lines, temperature_to_c
+from xtal.errors import EmptyPatternError, MissingWavelengthError, PatternFormatError, SeriesError
+from xtal.io.columns import (_COMMENT_CHARS, _SPLIT_RE, _axis_from_label, _is_number,
+                             _parse_number_rows, _strip_block_comments)
+from xtal.io.common import (apply_radiation, decode_text, json_safe, make_pattern, read_bytes,
+                            reading_errors)
+from xtal.io.header import (_T_KEYS, _TIME_KEYS, _TIME_UNITS, _norm_key, parse_header_lines,
+                            temperature_to_c)
 from xtal.io.nexus import HDF5_MAGIC, _nx_pattern, _nx_read, _write_nxdata
 from xtal.io.pattern import AXES, Pattern
 from xtal.io.registry import PATTERN_EXTENSIONS, read_pattern, sniff_format
 from xtal.io.writers import atomic_write
 
-# =============================================================================
-# Thermal series
-# =============================================================================
+
 DEFAULT_HOLD_TOLERANCE_C = 0.5
 GRID_RTOL = 1e-6
 
@@ -120,7 +121,7 @@ class _LogRow:
 def _read_temperature_log(path: Path, temperature_unit: str | None) -> tuple[list[_LogRow], str,
                                                                               str | None]:
     """Rows, key kind ("file" | "frame" | "order") and a unit note."""
-    text = _decode_text(_read_bytes(path), path)
+    text = decode_text(read_bytes(path), path)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     comments = [ln for ln in lines if ln.lstrip().startswith("#")]
     lines = [ln for ln in lines if not ln.lstrip().startswith("#")]
@@ -313,7 +314,7 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
             for i in range(da.sizes["frame"]):
                 yield series_frame(da, i)
             return
-        with _reading(path, "NeXus series"):
+        with reading_errors(path, "NeXus series"):
             x, Y2, E2, ax, md, extra, ndim = _nx_read(path, axis=axis)
         tvals = _given_temperatures(temperatures, Y2.shape[0], temperature_unit, path, notes)
         for i in range(Y2.shape[0]):
@@ -336,7 +337,7 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
     tvals = None
     if isinstance(temperatures, (str, Path)):
         log = Path(temperatures)
-        with _reading(log, "temperature log", SeriesError):
+        with reading_errors(log, "temperature log", SeriesError):
             rows, kind, note = _read_temperature_log(log, temperature_unit)
             log_rows = _match_log(files, rows, kind, log)
         if note:
@@ -394,7 +395,7 @@ def _given_temperatures(temperatures, n: int, unit: str | None, path, notes: lis
 def _iter_table_frames(path: Path, *, given, force, axis, notes
                        ) -> list[Pattern] | None:
     """Frames of a wide text table (x column + one intensity column per frame), or None."""
-    text = _decode_text(_read_bytes(path), path)
+    text = decode_text(read_bytes(path), path)
     text, block = _strip_block_comments(text, path)
     header, rows, names = list(block), [], None
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -430,7 +431,7 @@ def _iter_table_frames(path: Path, *, given, force, axis, notes
         label = names[j] if names and len(names) == ncol else f"column {j + 1}"
         h = replace(hdr, raw=dict(hdr.raw), temperature_c=temperature_from_name(label),
                     temperature_note=None)
-        p = _make_pattern(path, data[:, 0], data[:, j], None, the_axis, h, "table",
+        p = make_pattern(path, data[:, 0], data[:, j], None, the_axis, h, "table",
                           {"column": label})
         p.frame = j - 1
         if p.temperature_c is not None:
@@ -451,7 +452,7 @@ def _read_netcdf_series(path: Path, *, lazy: bool = False):
     """A series written by `write_series` (netCDF). ``lazy``: leave the intensities in the file
     (frames are read when indexed), so that memory does not grow with the number of frames."""
     import xarray as xr
-    with _reading(path, "a netCDF series", SeriesError):
+    with reading_errors(path, "a netCDF series", SeriesError):
         if lazy:
             da = xr.open_dataarray(path)
         else:
@@ -585,7 +586,7 @@ def read_series(source: str | Path | Sequence[str | Path], *,
         return da
     frames: list[Pattern] | None = None
     if src_path is not None and src_path.is_file() and not _is_stack_file(src_path):
-        if sniff_format(src_path, _read_bytes(src_path)[:4096]) == "columns":
+        if sniff_format(src_path, read_bytes(src_path)[:4096]) == "columns":
             frames = _iter_table_frames(src_path, given=given,
                                         force=force, axis=axis, notes=notes)
             if frames is not None and temperatures is not None:
@@ -663,7 +664,7 @@ def read_series(source: str | Path | Sequence[str | Path], *,
         attrs["time_origin"] = time_origin
     if np.isnan(T).any():
         attrs["frames_without_temperature"] = int(np.isnan(T).sum())
-    attrs["frame_meta_json"] = json.dumps(_json_safe(
+    attrs["frame_meta_json"] = json.dumps(json_safe(
         [{k: v for k, v in p.meta.items() if k != "header"} for p in frames]))
     for k, v in stored_attrs.items():          # attrs written by write_series (HDF5)
         attrs.setdefault(k, v)
@@ -681,7 +682,7 @@ def _netcdf_attrs(attrs: dict) -> dict:
         if isinstance(v, bool):
             out[k] = int(v)
         elif isinstance(v, (dict, list, tuple)):
-            out[k] = json.dumps(_json_safe(v))
+            out[k] = json.dumps(json_safe(v))
         elif isinstance(v, (np.integer, np.floating)):
             out[k] = v.item()
         else:

@@ -9,13 +9,11 @@ from typing import Any, Callable, Iterable
 
 from xtal.errors import PatternFormatError
 from xtal.util import atomic_path, check_writable
-from xtal.io.common import _json_safe
+from xtal.io.common import json_safe
 from xtal.io.nexus import _write_nxdata
 from xtal.io.pattern import Pattern
 
-# =============================================================================
-# Writers
-# =============================================================================
+
 def atomic_write(path: str | Path, writer_fn: Callable[[Path], Any], *, overwrite: bool = False,
                  protected: Iterable[str | Path | None] = ()) -> Path:
     """Call ``writer_fn(tmp_path)`` on a temp file in the target directory, then os.replace.
@@ -46,7 +44,7 @@ def _header_lines(p: Pattern) -> list[str]:
     if p.source:
         out.append(f"original_source = {p.source}")
     meta = {k: v for k, v in p.meta.items() if k not in ("header",)}
-    out.append("meta = " + json.dumps(_json_safe(meta), ensure_ascii=True))
+    out.append("meta = " + json.dumps(json_safe(meta), ensure_ascii=True))
     return out
 
 

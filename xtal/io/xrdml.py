@@ -11,7 +11,7 @@ import numpy as np
 
 from xtal.errors import EmptyPatternError, InvalidDataError, PatternFormatError
 from xtal.beam import check_wavelength
-from xtal.io.common import _decode_text, _make_pattern
+from xtal.io.common import decode_text, make_pattern
 from xtal.io.header import HeaderInfo, _length_to_angstrom, _num_and_unit, _parse_timestamp, temperature_to_c
 from xtal.io.pattern import Pattern
 
@@ -119,7 +119,7 @@ def _read_xrdml(path: Path, text: str, *, axis: str | None, scan: int = 0) -> Pa
                 break
     if axis not in (None, "two_theta_deg"):
         raise PatternFormatError(f"XRDML scans are on 2θ, not {axis}", path=path)
-    return _make_pattern(path, x, y, None, "two_theta_deg", hdr, "xrdml", meta)
+    return make_pattern(path, x, y, None, "two_theta_deg", hdr, "xrdml", meta)
 
 
 # --- registry entry ---------------------------------------------------------------
@@ -136,4 +136,4 @@ def sniff(path: Path, head: bytes) -> bool:
 def read(path: Path, data: bytes, *, axis: str | None = None, frame: int | None = None,
          **_: Any) -> Pattern:
     """XRDML → Pattern (``frame``: scan number, default 0)."""
-    return _read_xrdml(path, _decode_text(data, path), axis=axis, scan=frame or 0)
+    return _read_xrdml(path, decode_text(data, path), axis=axis, scan=frame or 0)
