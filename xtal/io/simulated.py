@@ -11,9 +11,9 @@ import gemmi
 import numpy as np
 
 from xtal.errors import PatternFormatError
+from xtal.io.writers import atomic_write
 from xtal.simulate import ReflectionTable, SimulatedPattern
 from xtal.structures import MODEL_WARNING
-from xtal.util import atomic_path, check_writable
 
 __all__ = ["write_simulated", "write_xy", "write_xye", "write_csv", "write_pdcif",
            "write_reflections_csv"]
@@ -34,10 +34,8 @@ def write_simulated(sim: SimulatedPattern, path: str | Path, fmt: str | None = N
     return writers[fmt](sim, p, overwrite=overwrite)
 
 
-def _write_text(path: Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+def _write_text(path: str | Path, text: str, overwrite: bool) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite)
 
 
 def _csv_text(header_lines: list[str], columns: list[str], rows) -> str:
@@ -52,7 +50,6 @@ def _csv_text(header_lines: list[str], columns: list[str], rows) -> str:
 
 
 def _write_columns(sim: SimulatedPattern, path: str | Path, *, overwrite: bool, with_sigma: bool) -> Path:
-    p = check_writable(path, overwrite=overwrite)
     buf = io.StringIO()
     header = sim.header_lines()
     if with_sigma:
@@ -62,7 +59,7 @@ def _write_columns(sim: SimulatedPattern, path: str | Path, *, overwrite: bool, 
     for t, i in zip(sim.two_theta_deg, sim.intensity):
         sig = f" {math.sqrt(max(i, 0.0)):.6g}" if with_sigma else ""
         buf.write(f"{t:.6f} {i:.8g}{sig}\n")
-    return _write_text(p, buf.getvalue())
+    return _write_text(path, buf.getvalue(), overwrite)
 
 
 def write_xy(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -77,16 +74,14 @@ def write_xye(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = Fals
 
 def write_csv(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
     """CSV: '#' header (λ, units, warnings), then two_theta_deg, d_angstrom, q_inv_angstrom, intensity."""
-    p = check_writable(path, overwrite=overwrite)
     tt, d, q, inten = sim.two_theta_deg, sim.d_angstrom, sim.q_inv_angstrom, sim.intensity
     rows = ([f"{tt[i]:.6f}", f"{d[i]:.6f}", f"{q[i]:.6f}", f"{inten[i]:.8g}"] for i in range(len(tt)))
-    return _write_text(p, _csv_text(sim.header_lines(), ["two_theta_deg", "d_angstrom", "q_inv_angstrom",
-                                                         "intensity"], rows))
+    columns = ["two_theta_deg", "d_angstrom", "q_inv_angstrom", "intensity"]
+    return _write_text(path, _csv_text(sim.header_lines(), columns, rows), overwrite)
 
 
 def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
     """pdCIF written with gemmi's CIF writer: wavelength, calculated profile and reflection list."""
-    p = check_writable(path, overwrite=overwrite)
     q = gemmi.cif.quote
     doc = gemmi.cif.Document()
     name = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in (sim.phase_id or "pattern"))
@@ -128,16 +123,15 @@ def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = Fa
                     f"{r.d_angstrom[k]:.6f}", f"{r.f_squared[k]:.6g}", str(int(r.multiplicity[k]))])
     text = doc.as_string()
     header = "".join(f"# {line}\n" for line in sim.header_lines())
-    return _write_text(p, header + text)
+    return _write_text(path, header + text, overwrite)
 
 
 def write_reflections_csv(table: ReflectionTable, path: str | Path, *, overwrite: bool = False) -> Path:
     """CSV of a reflection table (d Å, 2θ °, Q Å⁻¹, …); header lines start with '#' and state λ and units."""
-    p = check_writable(path, overwrite=overwrite)
     po = table.po if table.po is not None else np.ones(len(table))
     rows = ([*map(int, table.hkl[i]), f"{table.d_angstrom[i]:.6f}", f"{table.two_theta_deg[i]:.6f}",
              f"{table.q_inv_angstrom[i]:.6f}", int(table.multiplicity[i]), f"{table.f_squared[i]:.6g}",
              f"{table.lp[i]:.6g}", f"{po[i]:.6g}", f"{table.intensity[i]:.6g}"] for i in range(len(table)))
-    return _write_text(p, _csv_text(table.header_lines(), ["h", "k", "l", "d_angstrom", "two_theta_deg",
-                                                           "q_inv_angstrom", "multiplicity", "f_squared",
-                                                           "lp", "po", "intensity"], rows))
+    columns = ["h", "k", "l", "d_angstrom", "two_theta_deg", "q_inv_angstrom", "multiplicity",
+               "f_squared", "lp", "po", "intensity"]
+    return _write_text(path, _csv_text(table.header_lines(), columns, rows), overwrite)

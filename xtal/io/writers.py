@@ -1,4 +1,4 @@
-"""Writers of patterns (xye, xy, csv, NeXus) and of simulated patterns; atomic writes."""
+"""Writers of measured patterns (xye, xy, csv, NeXus) and the atomic write every io writer goes through."""
 from __future__ import annotations
 
 import io
