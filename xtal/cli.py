@@ -221,7 +221,8 @@ def _library_phases(spec: str | None):
 
 
 def _cmd_identify(args: argparse.Namespace) -> int:
-    from xtal.identify import identify, plot_identification, render_identification_markdown
+    from xtal.identify import identify
+    from xtal.report.identify import plot_identification, render_identification_markdown
     from xtal.patterns import read_pattern
     from xtal.util import atomic_write_text
 
