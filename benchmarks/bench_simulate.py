@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XTAL_SHARED_DIR", REPO.parent / "shared"))
 STRUCTURES = SHARED / "reference" / "structures"
 
-from xtal.simulate import (pseudo_voigt_profile, pseudo_voigt_profile_loop,  # noqa: E402
-                           simulate)
+from xtal.profiles import pseudo_voigt_profile, pseudo_voigt_profile_loop  # noqa: E402
+from xtal.simulate import simulate  # noqa: E402
 from xtal.structures import Cell, Phase, read_cif  # noqa: E402
 
 WAVELENGTH = 0.71073

@@ -208,8 +208,9 @@ def _library_phases(spec: str | None):
 
 
 def _cmd_identify(args: argparse.Namespace) -> int:
-    from xtal.identify import identify, plot_identification, render_identification_markdown
+    from xtal.identify import identify
     from xtal.io import read_pattern
+    from xtal.report.identify import plot_identification, render_identification_markdown
     from xtal.util import atomic_write_text
 
     pattern = read_pattern(args.pattern, instrument=args.instrument)

@@ -484,7 +484,8 @@ def _dodecaborate_figure(sims, phases, path: Path) -> Path:
 # 3. batch identification
 # ----------------------------------------------------------------------------------------------
 def _step_identify(lib, out: Path, res: DemoOutputs, say) -> None:
-    from xtal.identify import identify, plot_identification, render_identification_markdown
+    from xtal.identify import identify
+    from xtal.report.identify import plot_identification, render_identification_markdown
     from xtal.report import write_report
 
     d = out / "identify"

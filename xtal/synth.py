@@ -30,7 +30,8 @@ import numpy as np
 
 from xtal.errors import SimulationError
 from xtal.beam import lorentz_polarization, parse_radiation, two_theta_from_d
-from xtal.simulate import caglioti_fwhm, cell_volume
+from xtal.profiles import caglioti_fwhm
+from xtal.simulate import cell_volume
 
 __all__ = [
     "synthetic_pattern", "synthetic_series", "iter_synthetic_frames",
@@ -125,7 +126,7 @@ def _fwhm(tth, fwhm_deg, caglioti):
 
 
 def _profile(x, centres, areas, fwhm, eta):
-    from xtal.simulate import pseudo_voigt_profile
+    from xtal.profiles import pseudo_voigt_profile
 
     if len(centres) == 0:
         return np.zeros_like(x)

@@ -1,0 +1,156 @@
+"""Acceptance rules of the hypothesis search, unexplained peaks and the confidence statement.
+
+A phase is added to a hypothesis only if it lowers the BIC, lowers Rwp, carries visible intensity,
+is not pushed to its strain bound and explains a peak its parent fit left unexplained
+(``docs/identify.md`` gives the reasons).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from xtal.identify.prepare import smooth
+from xtal.identify.result import NEAR_TIE_DELTA, FitResult, Hypothesis
+
+
+def positive_support(col: np.ndarray, resid_pos: np.ndarray) -> float:
+    tot = float(np.sum(col))
+    if tot <= 0:
+        return 0.0
+    return float(np.sum(np.minimum(col, resid_pos)) / tot)
+
+
+def unexplained_peaks(fit: FitResult, *, nsig: float = 6.0, min_relative: float = 0.02,
+                      fwhm_deg: float | None = None) -> list[dict[str, float]]:
+    """Peaks in the residual of ``fit`` that no phase explains.
+
+    A residual maximum counts if it rises ``nsig`` noise σ (of the smoothed residual) above zero,
+    is at least ``min_relative`` of the strongest observed net peak, and is not merely the misfit
+    of a stronger calculated peak at the same place (< 35 % of the calculated net height there).
+    """
+    from scipy.signal import find_peaks
+
+    x = fit.x_deg
+    step = float(np.median(np.diff(x)))
+    fw = fwhm_deg or math.sqrt(max(fit.profile.get("W", 0.01), 1e-8))
+    fw = max(fw, 2 * step)
+    spts = max(0.5, fw / 2.355 / step)
+    r = fit.observed - fit.calculated
+    rs = smooth(r, spts)
+    sig = fit.sigma if fit.sigma is not None else np.sqrt(np.maximum(fit.calculated, 1.0))
+    neff = max(1.0, 2.0 * math.sqrt(math.pi) * spts)
+    noise = smooth(sig, spts) / math.sqrt(neff)
+    net_obs = smooth(fit.observed - fit.background, spts)
+    top = float(np.max(net_obs)) if net_obs.size else 0.0
+    calc_net = fit.calculated - fit.background
+    idx, _ = find_peaks(rs, prominence=nsig * float(np.median(noise)), distance=max(1, int(fw / step)))
+    out = []
+    lam = fit.wavelength_angstrom
+    for i in idx:
+        h = float(rs[i])
+        if h < nsig * noise[i] or h < min_relative * top:
+            continue
+        lo_i, hi_i = max(0, i - int(fw / step)), min(x.size, i + int(fw / step) + 1)
+        if h < 0.35 * float(np.max(calc_net[lo_i:hi_i])):
+            continue
+        tth = float(x[i])
+        d = lam / (2 * math.sin(math.radians(tth - fit.zero_shift_deg) / 2)) if lam else float("nan")
+        out.append({"two_theta": tth, "d": d, "intensity": h,
+                    "relative_intensity": h / top if top > 0 else float("nan"),
+                    "significance": h / float(noise[i])})
+    out.sort(key=lambda p: -p["intensity"])
+    return out
+
+
+def explained_fraction(fit: FitResult, peaks: list[dict[str, float]]) -> float:
+    step = float(np.median(np.diff(fit.x_deg)))
+    fw = max(math.sqrt(max(fit.profile.get("W", 0.01), 1e-8)), 2 * step)
+    un = sum(p["intensity"] for p in peaks) * fw * 1.06
+    if fit.bragg_intensity + un <= 0:
+        return 0.0
+    return fit.bragg_intensity / (fit.bragg_intensity + un)
+
+
+def visible(child: FitResult, pid: str, parent: FitResult, min_fraction: float) -> bool:
+    """The added phase carries ≥ ``min_fraction`` of the Bragg intensity — or, for a weak
+    scatterer (light elements next to heavy ones), ≥ 5 wt% with a clear BIC gain (≥ 25)."""
+    p = child.phase(pid)
+    if p.bragg_intensity >= min_fraction * child.bragg_intensity:
+        return True
+    return (p.weight_fraction or 0.0) >= 0.05 and child.bic < parent.bic - 25.0
+
+
+def rwp_gain_ok(child: FitResult, parent: FitResult, min_gain: float) -> bool:
+    """Rwp must drop by ``min_gain`` (relative) — unless the parent already fits to the noise
+    (Rwp < 1.5 Rexp), where the BIC alone is a reliable judge (weak scatterers in clean data)."""
+    if parent.rwp < 1.5 * parent.rexp:
+        return True
+    return child.rwp < (1.0 - min_gain) * parent.rwp
+
+
+def at_strain_bound(fit: FitResult, max_strain: float) -> bool:
+    """A phase whose refined strain sits on the bound is forced in, not found."""
+    return any(abs(e) >= 0.97 * max_strain for p in fit.phases for e in p.strain)
+
+
+def explains_new_peaks(fit: FitResult, new_id: str, parent_peaks: list[dict[str, float]]) -> bool:
+    """The added phase must put calculated intensity on (at least one) peak that the parent fit
+    left unexplained."""
+    col = fit.per_phase.get(new_id)
+    if col is None or not parent_peaks or col.max() <= 0:
+        return False
+    x = fit.x_deg
+    hit = 0
+    for pk in parent_peaks:
+        c = float(np.interp(pk["two_theta"], x, col))
+        if c >= 0.3 * pk["intensity"]:
+            hit += 1
+    from scipy.signal import find_peaks
+    idx, _ = find_peaks(col, height=0.2 * col.max())
+    return hit >= 1 if idx.size else False
+
+
+def prune(keys: list[frozenset], fits: dict, width: int) -> list[frozenset]:
+    """Beam: the best ``width`` hypotheses, dropping branches far behind the best (Rwp > 1.5×)."""
+    if not keys:
+        return []
+    best = fits[keys[0]].rwp
+    return [k for k in keys if fits[k].rwp <= 1.5 * best + 0.02][:width]
+
+
+def confidence(hyps: list[Hypothesis], unexpl: list[dict[str, float]]) -> tuple[str, str]:
+    if not hyps:
+        return "none", ("no library phase explains the pattern: every peak is unexplained "
+                        "(the phase is probably missing from the library)")
+    b = hyps[0]
+    e = b.explained_fraction
+    strong = [p for p in unexpl if p.get("relative_intensity", 0) >= 0.05]
+    alt = next((h for h in hyps[1:]), None)
+    gap = alt.delta_score if alt else float("inf")
+    names = " + ".join(f"{p.id} ({(p.weight_fraction or 0):.0%})" for p in b.phases)
+    parts = [f"{names} explain {e:.0%} of the Bragg intensity (Rwp {b.rwp:.1%}, "
+             f"Rexp {b.fit.rexp:.1%})"]
+    if alt is not None:
+        parts.append(f"next hypothesis ({' + '.join(alt.ids)}) is worse by ΔBIC = {gap:.0f}")
+    if strong:
+        parts.append(f"{len(strong)} unexplained peak(s) ≥ 5 % of the strongest, e.g. at "
+                     + ", ".join(f"{p['two_theta']:.2f}°" for p in strong[:3]))
+    if any(p.model for p in b.phases):
+        parts.append("includes a structural MODEL")
+    if e >= 0.95 and not strong and gap >= NEAR_TIE_DELTA and not any(p.model for p in b.phases):
+        level = "high"
+    elif e >= 0.8 and not any(p.get("relative_intensity", 0) >= 0.2 for p in unexpl):
+        level = "medium"
+    elif e >= 0.5:
+        level = "low"
+    else:
+        level = "none"
+        parts.insert(0, "no library phase explains the pattern; the best partial match is")
+    if 0 < gap < NEAR_TIE_DELTA and level == "high":
+        level = "medium"
+    return level, f"{level} confidence: " + "; ".join(parts) + "."
+
+
+# ----------------------------------------------------------------------------------------------
+# report and figure

@@ -1,0 +1,124 @@
+"""The optimiser behind `WholePatternFit`: bounded Levenberg–Marquardt with variable projection.
+
+The non-linear parameters (zero shift, profile, lattice) are refined; the linear ones (phase
+scales ≥ 0 and background coefficients) are solved exactly at every step (Kaufman's Jacobian:
+analytic profile derivatives, linear parameters projected out through the normal equations).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray], *, free_global,
+             refine_lattice: bool, max_strain: float, zero_max: float, max_iter: int,
+             ftol: float = 1e-5):
+    """Levenberg–Marquardt on the non-linear parameters, the linear ones solved exactly at every
+    step (variable projection, Kaufman's Jacobian: analytic profile derivatives, linear
+    parameters projected out via the normal equations). Returns (state, theta, H, success)."""
+    fitter.setup(free_global, refine_lattice)
+    models = fitter.models
+
+    def evaluate(theta, deriv=False):
+        g, qs = fitter.unpack(theta, g0, q0)
+        ev = [fitter.phase_eval(m, q, g, deriv) for m, q in zip(models, qs)]
+        cols = [e["values"] for e in ev]
+        s, b, calc = fitter.solve_linear(cols)
+        fitter.nfev += 1
+        r = fitter.yfit - calc
+        return dict(g=g, qs=qs, ev=ev, cols=cols, s=s, b=b, calc=calc, r=r,
+                    cost=float(np.sum(fitter.w * r * r)))
+
+    def normal(st):
+        """Projected Gauss–Newton matrix H and gradient of the cost (½ Σ w r²)."""
+        s, ev, g = st["s"], st["ev"], st["g"]
+        n = fitter.x.size
+        p = fitter.n_theta
+        D = np.zeros((p, n))   # ∂calc/∂θ (rows)
+        for i, e in enumerate(ev):
+            if s[i] <= 0:
+                continue
+            for j, name in enumerate(fitter.free_global):
+                if name == "zero":
+                    D[j] += s[i] * e["centre"]
+                elif name == "eta":
+                    D[j] += s[i] * e["eta"]
+                else:
+                    D[j] += s[i] * e["dfwhm"]["UVW".index(name)]
+            sl = fitter.lat_slices[i]
+            for k in range(sl.stop - sl.start):
+                D[sl.start + k] += s[i] * e["dcentre"][k]
+        Dw = D * fitter.w[None, :]
+        H = Dw @ D.T
+        grad = -(Dw @ st["r"])
+        active = [i for i in range(len(s)) if s[i] > 0]
+        A = np.concatenate([np.stack([st["cols"][i] for i in active], axis=1), fitter.B], axis=1) \
+            if active else fitter.B
+        DA = Dw @ A
+        AA = (A * fitter.w[:, None]).T @ A
+        AA += np.eye(AA.shape[0]) * 1e-12 * np.trace(AA)
+        H = H - DA @ np.linalg.solve(AA, DA.T)
+        H = 0.5 * (H + H.T)
+        return H, grad
+
+    theta = fitter.pack(g0, q0)
+    lo, hi = fitter.bounds(max_strain, zero_max)
+    theta = np.clip(theta, lo, hi)
+    st = evaluate(theta, deriv=fitter.n_theta > 0)
+    H = None
+    success = True
+    if fitter.n_theta > 0 and max_iter > 0:
+        lam = 1e-3
+        small = 0
+        it = 0
+        H, grad = normal(st)
+        while it < max_iter:
+            it += 1
+            # parameters held at a bound by the gradient are left out of the step (active set)
+            free = ~(((theta <= lo) & (grad > 0)) | ((theta >= hi) & (grad < 0)))
+            step = np.zeros_like(theta)
+            singular = False
+            for _ in range(4):
+                step[:] = 0.0
+                if not np.any(free):
+                    break
+                Hf = H[np.ix_(free, free)]
+                dH = np.diag(Hf).copy()
+                dH[dH <= 0] = 1e-30
+                try:
+                    step[free] = -np.linalg.solve(Hf + lam * np.diag(dH), grad[free])
+                except np.linalg.LinAlgError:
+                    singular = True
+                    break
+                # a parameter on its bound that the step pushes outward is held (projected step)
+                out = free & (((theta <= lo) & (step < 0)) | ((theta >= hi) & (step > 0)))
+                if not np.any(out):
+                    break
+                free &= ~out
+            if singular:
+                lam *= 10
+                continue
+            new = np.clip(theta + step, lo, hi)
+            dlt = new - theta
+            # predicted decrease of Σw r² (Gauss–Newton model); nothing left to gain → converged
+            pred = -(2.0 * float(grad @ dlt) + float(dlt @ H @ dlt))
+            if 0.0 <= pred < 0.1 * ftol * st["cost"] and lam <= 1e-2:
+                break
+            st2 = evaluate(new, deriv=True)
+            if st2["cost"] < st["cost"]:
+                rel = (st["cost"] - st2["cost"]) / max(st["cost"], 1e-300)
+                theta, st = new, st2
+                H, grad = normal(st)
+                lam = max(lam / 4.0, 1e-7)
+                small = small + 1 if rel < ftol else 0
+                if small >= (1 if ftol >= 1e-4 else 2):
+                    break
+            else:
+                lam *= 5.0
+                if lam > 1e8 or 0.0 <= pred < 1e-4 * st["cost"]:
+                    break   # no further progress above the numerical noise of the model
+        else:
+            success = False
+    elif fitter.n_theta > 0:
+        H, _ = normal(st)
+    return st, theta, H, success

@@ -1,0 +1,209 @@
+"""A phase as the fit sees it: a strained view of its reflection table.
+
+`PhaseModel` holds hkl and mult·|F|² of one phase (from ``xtal.simulate.reflection_table``, cached per
+phase) and maps the refined lattice parameters (by crystal system) to a cell, d-spacings and their
+analytic derivatives. Positions and LP come from the beam (``two_theta_from_d``, LP factor); nothing
+here re-implements Bragg's law or the Lorentz–polarisation factor.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from xtal.simulate import reciprocal_metric, reflection_table
+
+def _base_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray]:
+    """hkl (n×3) and mult·|F|² of every reflection with d ≥ dmin, from ``xtal.simulate``."""
+    tab = reflection_table(phase, wavelength_angstrom=1.0, two_theta_range_deg=(1.0, 2.0),
+                           d_min_angstrom=dmin, d_max_angstrom=1000.0)
+    hkl = np.asarray(tab.hkl, dtype=float).reshape(-1, 3)
+    fm = np.asarray(tab.multiplicity, dtype=float) * np.asarray(tab.f_squared, dtype=float)
+    keep = fm > 1e-9 * max(1.0, float(fm.max(initial=0.0)))
+    return hkl[keep], fm[keep]
+
+
+def crystal_system_of(phase: Any) -> str:
+    """Lattice system that fixes which cell parameters refine ("cubic", "tetragonal", …)."""
+    n = getattr(phase, "spacegroup_number", None)
+    a, b, c, al, be, ga = phase.cell.parameters
+    if n:
+        if n <= 2:
+            return "triclinic"
+        if n <= 15:
+            return "monoclinic"
+        if n <= 74:
+            return "orthorhombic"
+        if n <= 142:
+            return "tetragonal"
+        if n <= 167:
+            return "hexagonal" if abs(ga - 120.0) < 1e-3 else "rhombohedral"
+        if n <= 194:
+            return "hexagonal"
+        return "cubic"
+    eq = lambda u, v: abs(u - v) < 1e-4 * max(u, v)  # noqa: E731
+    right = [abs(x - 90.0) < 1e-3 for x in (al, be, ga)]
+    if all(right):
+        if eq(a, b) and eq(b, c):
+            return "cubic"
+        if eq(a, b):
+            return "tetragonal"
+        return "orthorhombic"
+    if right[0] and right[1] and abs(ga - 120) < 1e-3 and eq(a, b):
+        return "hexagonal"
+    if sum(right) == 2:
+        return "monoclinic"
+    return "triclinic"
+
+
+#: names of the lattice parameters refined per crystal system (strain of a, b, c; shift of angles)
+LATTICE_PARAMS = {
+    "cubic": ("a",), "tetragonal": ("a", "c"), "hexagonal": ("a", "c"),
+    "rhombohedral": ("a", "alpha"), "orthorhombic": ("a", "b", "c"),
+    "monoclinic": ("a", "b", "c", "angle"), "triclinic": ("a", "b", "c", "alpha", "beta", "gamma"),
+}
+
+
+class PhaseModel:
+    """Cached reflections of one phase and the mapping strain parameters → cell."""
+
+    def __init__(self, phase: Any, dmin: float, mode: str):
+        self.phase = phase
+        self.id = str(phase.id)
+        self.hkl, self.fmult = cached_reflections(phase, dmin)
+        h, k, l = self.hkl.T
+        self.hh = np.stack([h * h, k * k, l * l, 2 * h * k, 2 * h * l, 2 * k * l], axis=1)
+        self.cell0 = tuple(float(v) for v in phase.cell.parameters)
+        self.system = crystal_system_of(phase)
+        self.mode = mode  # "isotropic" | "cell" | "fixed"
+        if mode == "fixed":
+            self.names: tuple[str, ...] = ()
+        elif mode == "isotropic":
+            self.names = ("iso",)
+        else:
+            self.names = LATTICE_PARAMS[self.system]
+        a, b, c, al, be, ga = self.cell0
+        self._mono_angle = 4  # index of the non-90° angle of a monoclinic cell (β by default)
+        if self.system == "monoclinic":
+            dev = [abs(al - 90), abs(be - 90), abs(ga - 90)]
+            self._mono_angle = 3 + int(np.argmax(dev))
+        try:
+            self.cell_mass = float(phase.cell_mass_dalton)
+        except Exception:  # pragma: no cover - a phase without sites cannot be simulated anyway
+            self.cell_mass = float("nan")
+        self.model = bool(getattr(phase, "is_model", False))
+
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+    def cell(self, q: np.ndarray) -> tuple[float, ...]:
+        """Cell (a, b, c, α, β, γ) for strain parameters q (relative lengths, angle shifts in °)."""
+        a, b, c, al, be, ga = self.cell0
+        if self.mode == "fixed" or len(q) == 0:
+            return self.cell0
+        if self.mode == "isotropic":
+            f = 1.0 + q[0]
+            return (a * f, b * f, c * f, al, be, ga)
+        s = self.system
+        if s == "cubic":
+            f = 1.0 + q[0]
+            return (a * f, b * f, c * f, al, be, ga)
+        if s in ("tetragonal", "hexagonal"):
+            return (a * (1 + q[0]), b * (1 + q[0]), c * (1 + q[1]), al, be, ga)
+        if s == "rhombohedral":
+            f = 1.0 + q[0]
+            return (a * f, b * f, c * f, al + q[1], be + q[1], ga + q[1])
+        if s == "orthorhombic":
+            return (a * (1 + q[0]), b * (1 + q[1]), c * (1 + q[2]), al, be, ga)
+        if s == "monoclinic":
+            cell = [a * (1 + q[0]), b * (1 + q[1]), c * (1 + q[2]), al, be, ga]
+            cell[self._mono_angle] += q[3]
+            return tuple(cell)
+        return (a * (1 + q[0]), b * (1 + q[1]), c * (1 + q[2]), al + q[3], be + q[4], ga + q[5])
+
+    def q_from_cell(self, cell: Sequence[float]) -> np.ndarray:
+        """Inverse of :meth:`cell` (least squares for the isotropic mode)."""
+        a0 = np.array(self.cell0)
+        cl = np.asarray(cell, dtype=float)
+        rel = cl[:3] / a0[:3] - 1.0
+        dang = cl[3:] - a0[3:]
+        if self.mode == "fixed":
+            return np.zeros(0)
+        if self.mode == "isotropic":
+            return np.array([float(np.mean(rel))])
+        s = self.system
+        if s == "cubic":
+            return np.array([float(np.mean(rel))])
+        if s in ("tetragonal", "hexagonal"):
+            return np.array([(rel[0] + rel[1]) / 2, rel[2]])
+        if s == "rhombohedral":
+            return np.array([float(np.mean(rel)), float(np.mean(dang))])
+        if s == "orthorhombic":
+            return rel.copy()
+        if s == "monoclinic":
+            return np.array([rel[0], rel[1], rel[2], dang[self._mono_angle - 3]])
+        return np.concatenate([rel, dang])
+
+    def d_spacings(self, cell: Sequence[float]) -> np.ndarray:
+        """d (Å) of the phase's reflections for a cell (a, b, c, α, β, γ)."""
+        return 1.0 / np.sqrt(np.maximum(self.hh @ _g6(cell), 1e-12))
+
+    def d_spacings_and_derivatives(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """d (Å) at lattice parameters ``q`` and ∂d/∂q (n_reflections × n_params).
+
+        1/d² = hh·g6 with g6 the six independent elements of the reciprocal metric, so
+        ∂d/∂q = −½ d³ hh·∂g6/∂q: only the six metric elements are differentiated (central
+        differences), never the reflection list.
+        """
+        d = self.d_spacings(self.cell(q))
+        dd = np.zeros((d.size, len(q)))
+        for k in range(len(q)):
+            h = 1e-3 if self.names[k] in ("alpha", "beta", "gamma", "angle") else 1e-6
+            qp, qm = np.array(q, dtype=float), np.array(q, dtype=float)
+            qp[k] += h
+            qm[k] -= h
+            dg6 = (_g6(self.cell(qp)) - _g6(self.cell(qm))) / (2.0 * h)
+            dd[:, k] = -0.5 * d ** 3 * (self.hh @ dg6)
+        return d, dd
+
+
+def _g6(cell: Sequence[float]) -> np.ndarray:
+    """(G*11, G*22, G*33, G*12, G*13, G*23) of the reciprocal metric (Å⁻²)."""
+    g = reciprocal_metric(cell)
+    return np.array([g[0, 0], g[1, 1], g[2, 2], g[0, 1], g[0, 2], g[1, 2]])
+
+
+_REFL_CACHE: dict[tuple, tuple[float, np.ndarray, np.ndarray]] = {}
+
+
+def _phase_key(phase: Any) -> tuple:
+    prov = getattr(phase, "provenance", None)
+    return (str(phase.id), tuple(round(float(v), 6) for v in phase.cell.parameters),
+            len(getattr(phase, "sites", []) or []), getattr(prov, "file", None),
+            getattr(phase, "block", None))
+
+
+def cached_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Reflections down to dmin, cached per phase: a cached list computed to a smaller d is reused."""
+    key = _phase_key(phase)
+    hit = _REFL_CACHE.get(key)
+    if hit is not None and hit[0] <= dmin * (1 + 1e-9):
+        dcache, hkl, fm = hit
+        if dcache < dmin * 0.999:
+            d = 1.0 / np.sqrt(np.maximum(
+                np.einsum("ni,ij,nj->n", hkl, reciprocal_metric(phase.cell.parameters), hkl), 1e-12))
+            keep = d >= dmin
+            return hkl[keep], fm[keep]
+        return hkl, fm
+    # compute a little further than asked so that neighbouring calls reuse it
+    dmin_calc = dmin * 0.98
+    hkl, fm = _base_reflections(phase, dmin_calc)
+    _REFL_CACHE[key] = (dmin_calc, hkl, fm)
+    return hkl, fm
+
+
+def clear_cache() -> None:
+    """Forget the cached reflection lists (e.g. after editing a Phase in place)."""
+    _REFL_CACHE.clear()
+

@@ -1,0 +1,171 @@
+"""Preparing a measured pattern for fitting: axis, σ, background estimate, peak search, start width."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xtal.beam import Radiation, parse_polarization, parse_radiation, resolve_radiation
+from xtal.errors import IdentificationError
+
+
+class NoSignalError(IdentificationError):
+    """The pattern has no usable intensity (all zero, constant, too few points)."""
+
+
+def radiation_from(pattern: Any, wavelength: Any = None, polarization: Any = None) -> Radiation:
+    """The beam to model ``pattern`` with, decided by ``xtal.beam.resolve_radiation`` (the same
+    decision and tolerance as ``read_pattern`` and the series).
+
+    ``wavelength``: None (the pattern's λ, with its Kα2 line when the file gives one), a number in
+    Å (one line, e.g. to fit a Kα1-only model), a tube name ("CuKa" → Kα1/Kα2 doublet), a (λ1, λ2, ratio) tuple or a ``Radiation``;
+    ``polarization``: None (unpolarised lab beam, or the given Radiation's), a ``Polarization`` or
+    its text form ("synchrotron", …). Raises ``MissingWavelengthError`` / ``WavelengthMismatchError``.
+    """
+    given = None if wavelength is None else parse_radiation(wavelength, polarization)
+    file_lines = (getattr(pattern, "wavelength_angstrom", None),
+                  getattr(pattern, "wavelength2_angstrom", None), getattr(pattern, "ka2_ratio", None))
+    rad, _ = resolve_radiation(file_lines if file_lines[0] else None, given,
+                               source=getattr(pattern, "source", None))
+    if given is not None:
+        rad = given   # accepted above; the fit models the lines the caller asked for
+    if polarization is not None:
+        rad = dataclasses.replace(rad, polarization=parse_polarization(polarization))
+    return rad
+
+
+@dataclass
+class PreparedData:
+    """A pattern ready to fit: sorted 2θ (°), intensity, σ (same units), and its source."""
+
+    x: np.ndarray
+    y: np.ndarray
+    sigma: np.ndarray
+    source: str | None
+
+
+def prepare_pattern(pattern: Any, two_theta_range: tuple[float, float] | None = None,
+                    rad: Any = None) -> PreparedData:
+    """Sorted finite points of ``pattern`` on 2θ (°) with σ (given, or √counts for counts)."""
+    axis = getattr(pattern, "axis", "two_theta_deg")
+    if axis == "two_theta_deg":
+        x = np.asarray(pattern.x, dtype=float)
+    elif getattr(pattern, "wavelength_angstrom", None) or rad is None:
+        x = np.asarray(pattern.two_theta_deg(), dtype=float)
+    else:
+        # a Q or d pattern without λ in the file, λ given by the caller
+        xx = np.asarray(pattern.x, dtype=float)
+        q = xx if axis == "q_inv_angstrom" else 2.0 * np.pi / xx
+        with np.errstate(invalid="ignore"):
+            x = 2.0 * np.degrees(np.arcsin(q * rad.primary / (4.0 * np.pi)))
+    y = np.asarray(pattern.intensity, dtype=float)
+    sig = getattr(pattern, "sigma", None)
+    src = getattr(pattern, "source", None)
+    if x.size != y.size:
+        raise NoSignalError("x and intensity have different lengths", path=src)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if sig is not None:
+        sig = np.asarray(sig, dtype=float)
+        ok &= np.isfinite(sig) & (sig > 0)
+    if two_theta_range is not None:
+        ok &= (x >= two_theta_range[0]) & (x <= two_theta_range[1])
+    x, y = x[ok], y[ok]
+    sig = sig[ok] if sig is not None else None
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    if sig is not None:
+        sig = sig[order]
+    if x.size < 20:
+        raise NoSignalError(f"only {x.size} usable points in the pattern", path=src)
+    if not np.any(y != 0):
+        raise NoSignalError("all intensities are zero", path=src)
+    if np.ptp(y) <= 0:
+        raise NoSignalError("the intensity is constant: no diffraction signal", path=src)
+    if sig is None:
+        # Poisson counts; a floor so that zero-count points keep a finite weight
+        floor = max(1.0, 0.5 * float(np.median(np.abs(y[y != 0])) ** 0.5) if np.any(y != 0) else 1.0)
+        sig = np.sqrt(np.maximum(np.abs(y), floor ** 2))
+        # data that are clearly not counts (normalised) get a uniform relative σ instead
+        if float(np.max(np.abs(y))) < 50:
+            sig = np.full_like(y, max(1e-3 * float(np.max(np.abs(y))), 1e-12)) + 0.02 * np.abs(y)
+    return PreparedData(x, y, sig, src)
+
+
+def estimate_background(x: np.ndarray, y: np.ndarray, method: str = "snip",
+                        fwhm_deg: float | None = None) -> np.ndarray:
+    """Background under a powder pattern with pybaselines (``"snip"`` or ``"arpls"``)."""
+    from pybaselines import Baseline
+
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    step = float(np.median(np.diff(x)))
+    fw = fwhm_deg if fwhm_deg else 0.1
+    bl = Baseline(x_data=x)
+    if method == "snip":
+        hw = int(np.clip(6.0 * fw / step, 10, max(11, x.size // 4)))
+        base, _ = bl.snip(y, max_half_window=hw, decreasing=True, smooth_half_window=max(1, hw // 10))
+    elif method == "arpls":
+        lam = 10.0 ** np.clip(3.0 + 2.0 * math.log10(max(fw / step, 1.0)) + 2.0, 4, 12)
+        base, _ = bl.arpls(y, lam=lam)
+    else:
+        raise IdentificationError(f"unknown background method {method!r} (use 'chebyshev', "
+                                  "'snip' or 'arpls')")
+    return np.minimum(np.asarray(base, dtype=float), y.max())
+
+
+def smooth(v: np.ndarray, sigma_pts: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter1d
+    if sigma_pts < 0.3:
+        return v
+    return gaussian_filter1d(v, sigma_pts, mode="nearest")
+
+
+@dataclass
+class Peaks:
+    """Peak positions (°), heights and FWHM (°) found in a net pattern."""
+
+    pos: np.ndarray
+    height: np.ndarray
+    fwhm: np.ndarray
+
+
+def find_peaks(x: np.ndarray, net: np.ndarray, noise: np.ndarray, nsig: float = 4.0,
+                rel: float = 0.0) -> Peaks:
+    from scipy.signal import find_peaks as scipy_find_peaks, peak_widths
+
+    step = float(np.median(np.diff(x)))
+    sm = smooth(net, 1.0)
+    thr = nsig * noise / math.sqrt(2.0)  # smoothing over ~3 points lowers the noise
+    idx, _ = scipy_find_peaks(sm, prominence=thr)
+    if idx.size == 0:
+        return Peaks(np.zeros(0), np.zeros(0), np.zeros(0))
+    keep = sm[idx] > thr[idx]
+    if rel > 0:
+        keep &= sm[idx] > rel * sm[idx].max()
+    idx = idx[keep]
+    if idx.size == 0:
+        return Peaks(np.zeros(0), np.zeros(0), np.zeros(0))
+    widths = peak_widths(sm, idx, rel_height=0.5)[0] * step
+    return Peaks(x[idx], sm[idx], widths)
+
+
+# ----------------------------------------------------------------------------------------------
+# the fitter (variable projection)
+
+def default_n_background(x: np.ndarray) -> int:
+    span = float(x[-1] - x[0])
+    return int(np.clip(round(span / 12.0) + 4, 5, 14))
+
+
+def initial_width(data: PreparedData, bg: np.ndarray | None = None) -> float:
+    if bg is None:
+        bg = estimate_background(data.x, data.y, "snip")
+    pk = find_peaks(data.x, data.y - bg, data.sigma, nsig=6.0)
+    step = float(np.median(np.diff(data.x)))
+    if pk.fwhm.size == 0:
+        return max(0.1, 5 * step)
+    order = np.argsort(pk.height)[::-1][:15]
+    return float(np.clip(np.median(pk.fwhm[order]), 2 * step, 2.0))
