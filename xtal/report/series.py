@@ -53,14 +53,6 @@ def phases_rows(result) -> list[dict]:
     return rows
 
 
-def _jd(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def write_series_result(result, outdir: str | Path, *, overwrite: bool = False, figures: bool = True,
                         waterfall: bool = True) -> dict[str, Path]:
     """Write series.nc, phases.csv, events.json, report.md and PNG figures into `outdir`."""
@@ -84,7 +76,7 @@ def write_series_result(result, outdir: str | Path, *, overwrite: bool = False, 
     written["phases.csv"] = atomic_write_text(out / "phases.csv", buf.getvalue())
     check_writable(out / "events.json", overwrite=overwrite)
     written["events.json"] = atomic_write_text(out / "events.json",
-                                               json.dumps(result.events_json(), indent=2, default=_jd))
+                                               json.dumps(result.events_json(), indent=2))
     figs = {}
     if figures:
         from xtal.report.series_figures import write_series_figures

@@ -172,6 +172,11 @@ VALUE_KEYS = {"scale": "scale", "scale_su": "scale_su", "wf": "weight_fraction",
               "fwhm": "fwhm_deg"}
 
 
+def _column(name: str, doc: str) -> property:
+    """A read-only view of one Dataset variable as a numpy array."""
+    return property(lambda self: self.dataset[name].values, doc=doc)
+
+
 @dataclass
 class SeriesResult:
     """Per-frame fits, phase presence, events and thermal expansion of one series.
@@ -204,21 +209,10 @@ class SeriesResult:
         """(frame, phase) bool after the Viterbi pass."""
         return self.dataset["present"].values.astype(bool)
 
-    @property
-    def evidence(self) -> np.ndarray:
-        return self.dataset["evidence"].values
-
-    @property
-    def temperature_c(self) -> np.ndarray:
-        return self.dataset["temperature_c"].values
-
-    @property
-    def time_s(self) -> np.ndarray:
-        return self.dataset["time_s"].values
-
-    @property
-    def status(self) -> np.ndarray:
-        return self.dataset["status"].values
+    evidence = _column("evidence", "(frame, phase) log-likelihood ratio present/absent")
+    temperature_c = _column("temperature_c", "temperature (°C) per frame")
+    time_s = _column("time_s", "time (s) per frame")
+    status = _column("status", '"ok" or "skipped" per frame')
 
     @property
     def wavelength_angstrom(self) -> float | None:
