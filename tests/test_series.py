@@ -340,6 +340,23 @@ def test_result_is_a_dataset(analysed):
     assert json.loads(res.to_dataset().attrs["events"]) == json.loads(json.dumps(res.events))
 
 
+def test_identify_is_reached_only_through_the_fitting_seam():
+    """Every use of xtal.identify in the series package goes through xtal/series/fitting.py."""
+    import ast
+    from pathlib import Path
+
+    pkg = Path(series.__file__).parent
+    for f in pkg.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        uses = {n for n in names if n.startswith("xtal.identify")}
+        assert not uses or f.name == "fitting.py", f"{f.name} imports {uses}"
+
+
 def test_series_package_renders_nothing():
     """The analysis never imports the report/figure code or matplotlib, and reports progress to a
     callback only."""

@@ -105,8 +105,9 @@ class FrameTable:
 
     # -- reading a row back (refits) ---------------------------------------------------------
     def meta(self, k: int) -> dict:
-        return {name: self.a(name)[k].item() if hasattr(self.a(name)[k], "item") else self.a(name)[k]
-                for name in ("temperature_c", "time_s", "segment", "source")}
+        """What frame k states about itself (temperature_c, time_s, segment, source)."""
+        return {"temperature_c": float(self.a("temperature_c")[k]), "time_s": float(self.a("time_s")[k]),
+                "segment": str(self.a("segment")[k]), "source": str(self.a("source")[k])}
 
     def screen_z(self, k: int) -> dict[str, float]:
         z = self.a("screen_z")[k]
