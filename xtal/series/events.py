@@ -15,13 +15,14 @@ import numpy as np
 
 from xtal.series.result import EVENT_KINDS
 
-__all__ = ["detect_events", "HOLD_TOLERANCE_C"]
+__all__ = ["detect_events", "rounded", "HOLD_TOLERANCE_C"]
 
 #: |ΔT| (°C) between bracketing frames below which an event is located in time (isothermal hold)
 HOLD_TOLERANCE_C = 0.5
 
 
-def _r(v, nd=4):
+def rounded(v, nd=4):
+    """v rounded to nd decimals as a JSON-native float (None when missing or not finite)."""
     if v is None:
         return None
     v = float(v)
@@ -66,10 +67,10 @@ def _locate(res, pos: float, sig: float, k: int, j: int) -> dict:
     t_c = _interp_at(T, pos)
     dT = abs(T[j] - T[k]) if np.isfinite(T[j]) and np.isfinite(T[k]) else float("nan")
     dt = abs(ts[j] - ts[k]) if np.isfinite(ts[j]) and np.isfinite(ts[k]) else float("nan")
-    return {"frame_position": round(pos, 3), "T_C": _r(t_c),
-            "sigma_C": _r(sig * dT) if math.isfinite(dT) else None,
-            "time_s": _r(_interp_at(ts, pos)) if np.isfinite(ts).any() else None,
-            "sigma_s": _r(sig * dt) if math.isfinite(dt) else None,
+    return {"frame_position": round(pos, 3), "T_C": rounded(t_c),
+            "sigma_C": rounded(sig * dT) if math.isfinite(dT) else None,
+            "time_s": rounded(_interp_at(ts, pos)) if np.isfinite(ts).any() else None,
+            "sigma_s": rounded(sig * dt) if math.isfinite(dt) else None,
             "isothermal": bool(math.isfinite(dT) and dT < HOLD_TOLERANCE_C)}
 
 
@@ -104,11 +105,11 @@ def _onsets(res, kidx: np.ndarray, j: int, pid: str) -> tuple[list[dict], list[t
         if a > 0:
             loc = _locate_crossing(res, kidx, ab, absu, a - 1, a, lvl)
             ev.append(dict({"phase": pid, "kind": "appears", "frame": int(kidx[a]),
-                            "first_frame_T_C": _r(T[kidx[a]])}, **loc))
+                            "first_frame_T_C": rounded(T[kidx[a]])}, **loc))
         if b < kidx.size - 1:
             loc = _locate_crossing(res, kidx, ab, absu, b + 1, b, lvl)
             ev.append(dict({"phase": pid, "kind": "disappears", "frame": int(kidx[b]),
-                            "last_frame_T_C": _r(T[kidx[b]])}, **loc))
+                            "last_frame_T_C": rounded(T[kidx[b]])}, **loc))
     return ev, [(int(kidx[a]), int(kidx[b])) for a, b in rr]
 
 
@@ -131,10 +132,10 @@ def _pair_jumps(res, ev: list[dict]) -> list[dict]:
                 continue
             both = e_in["T_C"] is not None and e_out["T_C"] is not None
             out.append({"phase": q, "kind": "jump", "from_phase": p, "frame": e_in["frame"],
-                        "T_C": _r(0.5 * (e_in["T_C"] + e_out["T_C"])) if both else e_in["T_C"],
-                        "sigma_C": _r(max(e_in.get("sigma_C") or 0, e_out.get("sigma_C") or 0)),
+                        "T_C": rounded(0.5 * (e_in["T_C"] + e_out["T_C"])) if both else e_in["T_C"],
+                        "sigma_C": rounded(max(e_in.get("sigma_C") or 0, e_out.get("sigma_C") or 0)),
                         "time_s": e_in.get("time_s"), "sigma_s": e_in.get("sigma_s"),
-                        "volume_change_pct": _r(100 * (vq / vp - 1), 3),
+                        "volume_change_pct": rounded(100 * (vq / vp - 1), 3),
                         "isosymmetric": True})
     return out
 
@@ -163,8 +164,8 @@ def _amorphisation(res, kidx: np.ndarray) -> list[dict]:
     before = float(np.nanmedian(br[max(0, m0 - 5):m0])) if m0 > 0 else float("nan")
     after = float(np.nanmedian(br[m1:m1 + 5]))
     return [dict({"phase": "amorphous", "kind": "amorphous", "frame": int(kidx[m]),
-                  "amorphous_fraction_max": _r(amax, 3),
-                  "bragg_ratio_after_before": _r(after / before, 3)
+                  "amorphous_fraction_max": rounded(amax, 3),
+                  "bragg_ratio_after_before": rounded(after / before, 3)
                   if before and math.isfinite(before) and before > 0 else None}, **loc)]
 
 
@@ -210,8 +211,8 @@ def _volume_steps(res, pid, a, b) -> list[dict]:
     for m in np.flatnonzero((np.abs(d - med) > 8 * mad) & (np.abs(d) > 0.002)):
         k1, k2 = idx[m], idx[m + 1]
         out.append({"phase": pid, "kind": "jump", "frame": int(k2),
-                    "T_C": _r(0.5 * (T[k1] + T[k2])), "sigma_C": _r(abs(T[k2] - T[k1]) / math.sqrt(12)),
-                    "time_s": _r(0.5 * (ts[k1] + ts[k2])),
-                    "volume_change_pct": _r(100 * d[m], 3), "isosymmetric": True,
+                    "T_C": rounded(0.5 * (T[k1] + T[k2])), "sigma_C": rounded(abs(T[k2] - T[k1]) / math.sqrt(12)),
+                    "time_s": rounded(0.5 * (ts[k1] + ts[k2])),
+                    "volume_change_pct": rounded(100 * d[m], 3), "isosymmetric": True,
                     "within_phase": True})
     return out

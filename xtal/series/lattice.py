@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from xtal.series.events import _r
+from xtal.series.events import rounded
 
 __all__ = ["thermal_expansion", "axis_merging", "auto_merging"]
 
@@ -49,10 +49,10 @@ def thermal_expansion(res, phase: str, *, quadratic: str = "auto") -> dict:
                 order, coef, cov = 2, c2, cov2
         p0 = coef[-1]
         slope = coef[-2]
-        out[key] = {"alpha_per_K": _r(slope / p0, 10), "alpha_su": _r(math.sqrt(max(cov[-2, -2], 0)) / p0, 10),
-                    "T_ref_C": _r(tref, 3), "value_at_T_ref": _r(p0, 6), "n_frames": int(m.sum()),
-                    "T_range_C": [_r(x.min(), 3), _r(x.max(), 3)], "order": order,
-                    "quadratic_coef": _r(coef[0], 12) if order == 2 else None}
+        out[key] = {"alpha_per_K": rounded(slope / p0, 10), "alpha_su": rounded(math.sqrt(max(cov[-2, -2], 0)) / p0, 10),
+                    "T_ref_C": rounded(tref, 3), "value_at_T_ref": rounded(p0, 6), "n_frames": int(m.sum()),
+                    "T_range_C": [rounded(x.min(), 3), rounded(x.max(), 3)], "order": order,
+                    "quadratic_coef": rounded(coef[0], 12) if order == 2 else None}
     return out
 
 
@@ -70,9 +70,9 @@ def _meanfield(Ts, D, S, near, low_split) -> dict:
     if not ((slope < 0) == low_split and slope != 0):
         return {}
     g = np.array([icpt / slope ** 2, -1.0 / slope])
-    return {"T_meanfield_C": _r(-icpt / slope, 3),
-            "sigma_meanfield_C": _r(math.sqrt(max(float(g @ cov @ g), 0.0)), 3),
-            "meanfield_frames_T_C": [_r(t, 3) for t in x]}
+    return {"T_meanfield_C": rounded(-icpt / slope, 3),
+            "sigma_meanfield_C": rounded(math.sqrt(max(float(g @ cov @ g), 0.0)), 3),
+            "meanfield_frames_T_C": [rounded(t, 3) for t in x]}
 
 
 def axis_merging(res, phase: str, axes: tuple[str, str] = ("b", "c"), *,
@@ -107,13 +107,13 @@ def axis_merging(res, phase: str, axes: tuple[str, str] = ("b", "c"), *,
     last_res = first_un - 1 if low_split else first_un + 1
     out = {"phase": phase, "axes": list(axes), "merged": True,
            "split_side": "low T" if low_split else "high T",
-           "T_last_split_C": _r(Ts[last_res], 3), "T_first_merged_C": _r(Ts[first_un], 3),
-           "splitting_angstrom": [[_r(t, 3), _r(d, 6), _r(s, 6)] for t, d, s in zip(Ts, D, S)]}
-    out["T_merge_C"] = _r(0.5 * (Ts[last_res] + Ts[first_un]), 3)
-    out["sigma_C"] = _r(abs(Ts[first_un] - Ts[last_res]) / math.sqrt(12), 3)
+           "T_last_split_C": rounded(Ts[last_res], 3), "T_first_merged_C": rounded(Ts[first_un], 3),
+           "splitting_angstrom": [[rounded(t, 3), rounded(d, 6), rounded(s, 6)] for t, d, s in zip(Ts, D, S)]}
+    out["T_merge_C"] = rounded(0.5 * (Ts[last_res] + Ts[first_un]), 3)
+    out["sigma_C"] = rounded(abs(Ts[first_un] - Ts[last_res]) / math.sqrt(12), 3)
     # resolved frames beyond the bracket (noise or re-entrant splitting) are reported, not used
     beyond = [k for k in order[list(order).index(first_un):] if resolved[k]]
-    out["resolved_beyond_bracket_C"] = [_r(Ts[k], 3) for k in beyond]
+    out["resolved_beyond_bracket_C"] = [rounded(Ts[k], 3) for k in beyond]
     # mean-field fit Δ² = A (T_s − T) on the last (≤ 4) resolved frames before the bracket
     near = [int(k) for k in order[:list(order).index(first_un)]][-4:]
     if len(near) >= 2:
