@@ -90,7 +90,7 @@ def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int) -
     import numpy as np
     extra = 0
     for j, pid in enumerate(res.phase_ids):
-        want = tr.get(f"wf:{pid}", np.zeros(len(res.records))) > 0
+        want = tr.get(f"wf:{pid}", np.zeros(res.n_frames)) > 0
         extra = max(extra, int(np.sum(res.present[:, j] & ~want)))
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -15,6 +15,7 @@ import pytest
 from conftest import REF_SERIES, REF_STRUCTURES
 
 from xtal import series, synth
+from xtal.report.series import render_series_markdown, write_series_result
 from xtal.errors import SeriesError
 from xtal.library import Library
 from xtal.structures import read_cif
@@ -133,7 +134,7 @@ def cucr2o4_result():
 
 def test_cucr2o4_both_phases_tracked_in_every_frame(cucr2o4_result):
     res = cucr2o4_result
-    assert len(res.records) == 17 and not res.skipped
+    assert res.n_frames == 17 and not res.skipped
     assert res.present.all(), "CuCr2O4 and CuO are in every frame of this series"
     assert res.wavelength_angstrom == pytest.approx(0.413263)
     wf = res.values("wf", "CuO")
@@ -221,7 +222,7 @@ def test_programmed_transitions_recovered(analysed, name):
 def test_no_unprogrammed_phase_and_lattice_within_0p05_percent(analysed, name):
     prog, da, res = analysed[name]
     tr = prog.truth()
-    n = len(res.records)
+    n = res.n_frames
     for j, pid in enumerate(res.phase_ids):
         want = tr.get(f"wf:{pid}", np.zeros(n)) > 0
         got = res.present[:, j]
@@ -249,7 +250,7 @@ def test_volume_jump_and_amorphisation(analysed):
     am = [e for e in res.events if e["kind"] == "amorphous"]
     assert len(am) == 1 and abs(am[0]["T_C"] - 355.0) <= 5.0
     assert am[0]["bragg_ratio_after_before"] < 0.3                  # Bragg collapse
-    af = np.array([r.amorphous_fraction for r in res.records])
+    af = res.dataset["amorphous_fraction"].values
     assert af[-1] > 0.8 and np.all(af[:40] < 0.1)
     # thermal expansion of α recovered from the lattice vs T (programmed 3.0e-5 /K on a)
     ex = res.expansion["alpha_li2b12h12"]["a"]
@@ -289,13 +290,13 @@ def test_write_outputs(analysed, tmp_path):
     import xarray as xr
 
     prog, da, res = analysed["dodecaborate"]
-    files = res.write(tmp_path / "out")
+    files = write_series_result(res, tmp_path / "out")
     for name in ("series.nc", "phases.csv", "events.json", "report.md", "heatmap.png",
                  "heatmap_q.png", "fractions.png", "lattice.png", "waterfall.png"):
         assert (tmp_path / "out" / name).is_file(), name
     ds = xr.open_dataset(files["series.nc"])
     try:
-        assert ds.sizes["frame"] == len(res.records) and ds.sizes["phase"] == len(CANDIDATES)
+        assert ds.sizes["frame"] == res.n_frames and ds.sizes["phase"] == len(CANDIDATES)
         for v in ("scale", "weight_fraction", "cell", "cell_su", "volume_angstrom3", "volume_su", "rwp",
                   "amorphous_fraction", "bragg_intensity", "present", "heatmap"):
             assert v in ds
@@ -310,9 +311,9 @@ def test_write_outputs(analysed, tmp_path):
     md = (tmp_path / "out" / "report.md").read_text()
     assert "SYNTHETIC" in md and "MODEL" in md and "alpha_li2b12h12" in md
     csv = (tmp_path / "out" / "phases.csv").read_text().splitlines()
-    assert csv[0].startswith("frame,temperature_c") and len(csv) > len(res.records)
+    assert csv[0].startswith("frame,temperature_c") and len(csv) > res.n_frames
     with pytest.raises(Exception):
-        res.write(tmp_path / "out")     # never overwrites without overwrite=True
+        write_series_result(res, tmp_path / "out")     # never overwrites without overwrite=True
 
 
 def test_dataset_values_match_records(analysed):
@@ -321,6 +322,52 @@ def test_dataset_values_match_records(analysed):
     j = res.phase_ids.index("k2b12h12")
     assert np.allclose(ds["cell"].values[:, j, 0], res.values("a", "k2b12h12"), equal_nan=True)
     assert np.allclose(ds["temperature_c"].values, da["temperature_c"].values)
+
+
+def test_result_is_a_dataset(analysed):
+    """The result's layout: frame metadata as coordinates, phase ids as a coordinate, values of a
+    phase NaN exactly where it is absent, series-level results as JSON attrs."""
+    prog, da, res = analysed["mixed_cooling"]
+    ds = res.dataset
+    for c in ("temperature_c", "time_s", "segment", "source"):
+        assert c in ds.coords and ds[c].dims == ("frame",)
+    assert list(ds["phase"].values) == CANDIDATES and list(ds["lattice"].values) == list(series.LATTICE_NAMES)
+    assert ds["cell"].dims == ("frame", "phase", "lattice") and ds["scale"].dims == ("frame", "phase")
+    pres = ds["present"].values.astype(bool)
+    assert np.array_equal(np.isfinite(ds["scale"].values), pres)
+    assert np.array_equal(np.isfinite(ds["cell"].values[..., 0]), pres)
+    assert (ds["scale"].values[pres] > 0).all()
+    assert json.loads(res.to_dataset().attrs["events"]) == json.loads(json.dumps(res.events))
+
+
+def test_identify_is_reached_only_through_the_fitting_seam():
+    """Every use of xtal.identify in the series package goes through xtal/series/fitting.py."""
+    import ast
+    from pathlib import Path
+
+    pkg = Path(series.__file__).parent
+    for f in pkg.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        uses = {n for n in names if n.startswith("xtal.identify")}
+        assert not uses or f.name == "fitting.py", f"{f.name} imports {uses}"
+
+
+def test_series_package_renders_nothing():
+    """The analysis never imports the report/figure code or matplotlib, and reports progress to a
+    callback only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, xtal.series; "
+            "bad = [m for m in sys.modules if m.startswith(('xtal.report', 'matplotlib', 'tqdm'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,7 +386,10 @@ def test_parallel_chunks_agree_with_programme(lib):
     prog = _small_programme(lib)
     da = synth.synthetic_series(prog)
     phases = lib.phases(["libh4_rt", "libh4_ht", "k2b12h12"])
-    res = series.analyse_series(da, phases, progress=False, workers=2, chunk_size=8)
+    calls = []
+    res = series.analyse_series(da, phases, progress=lambda done, n: calls.append((done, n)),
+                                workers=2, chunk_size=8)
+    assert calls[-1] == (res.n_frames, res.n_frames) and len(calls) == -(-res.n_frames // 8)
     tr = prog.truth()
     for j, pid in enumerate(res.phase_ids):
         assert np.array_equal(res.present[:, j], tr[f"wf:{pid}"] > 0), pid
@@ -368,14 +418,18 @@ def test_nan_frames_skipped_or_masked_and_reported(lib, capsys):
     da = synth.synthetic_series(prog, stop=12).copy()
     da.values[4, :] = np.nan                  # a dead frame
     da.values[7, 100:110] = np.nan            # a detector gap (< 5 % of the points)
+    from xtal.cli import _FrameBar
+
+    bar = _FrameBar()                         # the CLI's progress callback
     res = series.analyse_series(da, lib.phases(["libh4_rt", "libh4_ht", "k2b12h12"]),
-                                progress=True)
+                                progress=bar)
+    bar.close()
     cap = capsys.readouterr()
-    assert "12/12" in cap.err and cap.out == ""     # tqdm bar per frame on stderr, nothing on stdout
+    assert "12/12" in cap.err and cap.out == ""     # tqdm bar of frames on stderr, nothing on stdout
     assert [s["frame"] for s in res.skipped] == [4]
     assert "NaN" in res.skipped[0]["reason"]
-    assert res.records[7].status == "ok" and any("masked" in n for n in res.notes)
-    assert "frame 4" in series.render_series_markdown(res)
+    assert res.status[7] == "ok" and any("masked" in n for n in res.notes)
+    assert "frame 4" in render_series_markdown(res)
     assert not res.present[4].any()
 
 
@@ -392,10 +446,10 @@ def test_unreadable_frame_file_is_skipped_and_recorded(lib, tmp_path):
     bad = sorted(d.glob("*.xy"))[3]
     bad.write_text("this is not a pattern\n\x00\x01garbage\n")
     res = series.analyse_series(d, lib.phases(["libh4_rt", "k2b12h12"]), progress=False)
-    assert len(res.records) == 8
+    assert res.n_frames == 8
     assert [s["frame"] for s in res.skipped] == [3]
     assert bad.name in res.skipped[0]["source"]
-    assert res.records[4].status == "ok"
+    assert res.status[4] == "ok"
 
 
 def test_wavelength_mismatch_and_bad_temperatures_raise(lib, tmp_path):
@@ -442,4 +496,4 @@ def test_kalpha_doublet_series(lib):
         assert np.nanmax(err) < 2e-4, pid
     ev = {(e["phase"], e["kind"]): e for e in res.events}
     assert abs(ev[("libh4_ht", "appears")]["T_C"] - 105.0) <= 5.0     # between the 100 and 110 °C frames
-    assert [r.segment for r in res.records][:2] == ["heating", "heating"]
+    assert list(res.dataset["segment"].values[:2]) == ["heating", "heating"]

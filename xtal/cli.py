@@ -294,17 +294,41 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 # series
 # ------------------------------------------------------------------------------------------------
+class _FrameBar:
+    """`analyse_series` progress callback: a tqdm bar of frames on stderr."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=sys.stderr, unit="frame", desc="series")
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _cmd_series(args: argparse.Namespace) -> int:
     from xtal.report import markdown_to_html
+    from xtal.report.series import write_series_result
     from xtal.series import analyse_series
     from xtal.util import atomic_write_text
 
     phases, empty = _library_phases(args.library)
-    result = analyse_series(args.source, phases, wavelength=args.wavelength,
-                            polarization=_polarization_arg(args.polarization), temperatures=args.temperatures,
-                            instrument=args.instrument, progress=not args.no_progress,
-                            workers=args.workers, scheduler=args.scheduler)
-    written = result.write(args.out, overwrite=args.force)
+    bar = None if args.no_progress else _FrameBar()
+    try:
+        result = analyse_series(args.source, phases, wavelength=args.wavelength,
+                                polarization=_polarization_arg(args.polarization),
+                                temperatures=args.temperatures, instrument=args.instrument,
+                                progress=bar, workers=args.workers, scheduler=args.scheduler)
+    finally:
+        if bar is not None:
+            bar.close()
+    written = write_series_result(result, args.out, overwrite=args.force)
     md_path = written["report.md"]
     html = md_path.with_suffix(".html")
     md = md_path.read_text(encoding="utf-8")

@@ -626,7 +626,8 @@ def _identification_markdown(md: str, dp: DemoPattern, pat, comp, figure: str) -
 def _step_series(lib, out: Path, res: DemoOutputs, say) -> None:
     from xtal.io import read_series
     from xtal.report import write_report
-    from xtal.series import analyse_series, render_series_markdown
+    from xtal.report.series import render_series_markdown, write_series_result
+    from xtal.series import analyse_series
 
     d = out / "series"
     path = demo_series_path()
@@ -636,7 +637,7 @@ def _step_series(lib, out: Path, res: DemoOutputs, say) -> None:
     say(f"thermal series {path.name} (SYNTHETIC, {da.sizes['frame']} frames × {da.sizes[da.dims[1]]} points) "
         f"against the {len(phases)} dodecaborate-group phases …")
     sr = analyse_series(da, phases, progress=False)
-    written = sr.write(d, overwrite=True)
+    written = write_series_result(sr, d, overwrite=True)
     figs = {k: v for k, v in written.items() if str(v).endswith(".png")}
     expected = json.loads(da.attrs.get("expected_events", "[]"))
     md = _series_preamble(da, sr, expected, path) + render_series_markdown(sr, figures=figs).split("\n", 1)[1]
@@ -650,7 +651,7 @@ def _step_series(lib, out: Path, res: DemoOutputs, say) -> None:
     nums = _series_numbers(sr, expected)
     res.numbers["series"] = nums
     jump = nums.get("alpha_beta_jump")
-    say(f"series: {len(sr.records)} frames in {sr.elapsed_s:.1f} s; events: "
+    say(f"series: {sr.n_frames} frames in {sr.elapsed_s:.1f} s; events: "
         + "; ".join(f"{e['phase']} {e['kind']} {_fnum(e.get('T_C'), 1)} °C" for e in sr.events)
         + (f"; α→β jump at {jump['T_C']:.1f} ± {jump['sigma_C']:.1f} °C, ΔV = {jump['volume_change_pct']:+.2f} %"
            if jump else ""))
@@ -658,7 +659,7 @@ def _step_series(lib, out: Path, res: DemoOutputs, say) -> None:
 
 def _series_numbers(sr, expected) -> dict:
     ev = [dict(e) for e in sr.events]
-    nums: dict[str, Any] = {"n_frames": len(sr.records), "synthetic": bool(sr.synthetic),
+    nums: dict[str, Any] = {"n_frames": sr.n_frames, "synthetic": bool(sr.synthetic),
                             "elapsed_s": sr.elapsed_s, "events": ev, "expected_events": expected,
                             "models": [pid for pid, i in sr.phase_info.items() if i.get("model")]}
     jumps = [e for e in ev if e["kind"] == "jump" and e["phase"] == "beta_li2b12h12"]

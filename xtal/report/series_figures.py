@@ -1,4 +1,4 @@
-"""Figures of a thermal-series analysis (`xtal.series.SeriesResult`).
+"""Figures of a thermal-series analysis (`xtal.series.SeriesResult`; read from its Dataset).
 
 heat map (log intensity, 2θ × frame, with phase-existence bars, the temperature programme and event
 lines), phase fractions vs T, lattice parameters / volume vs T, waterfall.  Synthetic series and
@@ -57,17 +57,13 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     in the right-hand panel.
     """
     plt = _mpl()
-    ds_heat = [r.heat for r in res.records]
-    if res.heat_x is None or all(h is None for h in ds_heat):
+    if res.heat_x is None or not np.isfinite(res.dataset["heatmap"].values).any():
         raise ValueError("the result holds no heat-map data (heatmap_bins=0)")
-    img = np.full((len(res.records), res.heat_x.size), np.nan, dtype=float)
-    for k, h in enumerate(ds_heat):
-        if h is not None:
-            img[k] = h
+    img = res.dataset["heatmap"].values.astype(float)
     pos = img[np.isfinite(img) & (img > 0)]
     floor = np.percentile(pos, 1) if pos.size else 1.0
     logi = np.log10(np.clip(img, max(floor, 1e-9), None))
-    frames = np.array([r.index for r in res.records], float)
+    frames = _frames(res)
     T = res.temperature_c
     by_t = _monotonic(T)
     ycen = T if by_t else frames
@@ -137,8 +133,8 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     ax2 = fig.add_subplot(gs[2], sharey=ax0)
     px = frames if by_t else T
     ax2.plot(px, ycen, color="k", lw=1.5, marker="." if len(frames) < 60 else None)
-    bad = [k for k, r in enumerate(res.records) if r.status != "ok"]
-    if bad:
+    bad = np.flatnonzero(res.status != "ok")
+    if bad.size:
         ax2.plot(px[bad], ycen[bad], "rx", ms=8, label="skipped frame")
         ax2.legend(loc="lower right")
     ax2.set_xlabel("frame" if by_t else "T (°C)")
@@ -156,8 +152,12 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     return fig
 
 
+def _frames(res) -> np.ndarray:
+    return res.dataset["frame"].values.astype(float)
+
+
 def _frame_at(res, pos: float) -> float:
-    frames = np.array([r.index for r in res.records], float)
+    frames = _frames(res)
     i = int(np.floor(pos))
     if i >= frames.size - 1:
         return float(frames[-1])
@@ -168,7 +168,7 @@ def _xaxis(res):
     T = res.temperature_c
     if _monotonic(T):
         return T, "T (°C)"
-    return np.array([r.index for r in res.records], float), "frame"
+    return _frames(res), "frame"
 
 
 def plot_fractions(res):
@@ -184,7 +184,7 @@ def plot_fractions(res):
         s = res.values("wf_su", pid)
         ax.errorbar(x, w, yerr=np.where(np.isfinite(s), s, 0), fmt="o-", ms=3, lw=1.2,
                     color=cols[j], label=_label(res, pid), capsize=0)
-    af = np.array([r.amorphous_fraction for r in res.records], float)
+    af = res.dataset["amorphous_fraction"].values
     if np.isfinite(af).any() and np.nanmax(af) > 0.02:
         ax.plot(x, af, "k--", lw=1.2, label="amorphous fraction (halo)")
     ax.set_ylim(-0.03, 1.05)
@@ -261,20 +261,23 @@ def plot_lattice(res):
 def plot_waterfall(res, *, max_curves: int = 30, offset: float | None = None):
     """Offset patterns (binned) every n-th frame, coloured by temperature."""
     plt = _mpl()
-    recs = [r for r in res.records if r.heat is not None]
-    if not recs or res.heat_x is None:
+    if res.heat_x is None:
         raise ValueError("the result holds no heat-map data")
-    step = max(1, int(np.ceil(len(recs) / max_curves)))
-    sel = recs[::step]
-    top = np.nanmax([np.nanmax(r.heat) for r in sel])
+    heat = res.dataset["heatmap"].values
+    rows = np.flatnonzero(np.isfinite(heat).any(axis=1))
+    if not rows.size:
+        raise ValueError("the result holds no heat-map data")
+    step = max(1, int(np.ceil(rows.size / max_curves)))
+    sel = rows[::step]
+    top = np.nanmax(heat[sel])
     off = offset if offset is not None else 0.35 * top
-    T = np.array([r.temperature_c for r in sel])
+    T = res.temperature_c[sel]
     cmap = plt.get_cmap("cividis")
     tmin, tmax = (np.nanmin(T), np.nanmax(T)) if np.isfinite(T).any() else (0, 1)
     fig, ax = plt.subplots(figsize=(9, 8), constrained_layout=True)
-    for m, r in enumerate(sel):
-        c = cmap((r.temperature_c - tmin) / (tmax - tmin) if tmax > tmin and np.isfinite(r.temperature_c) else 0.5)
-        ax.plot(res.heat_x, r.heat + m * off, color=c, lw=0.8)
+    for m, (k, t) in enumerate(zip(sel, T)):
+        c = cmap((t - tmin) / (tmax - tmin) if tmax > tmin and np.isfinite(t) else 0.5)
+        ax.plot(res.heat_x, heat[k] + m * off, color=c, lw=0.8)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(tmin, tmax))
     fig.colorbar(sm, ax=ax, label="T (°C)")
     ax.set_xlabel("2θ (°)")

@@ -1,0 +1,275 @@
+"""`analyse_series`: the driver — frames in chunks through the continuity chain (sequentially, in
+worker processes or on a Dask cluster), written into the result's Dataset, then presence, refits,
+events, thermal expansion and axis merging.
+
+Parallelism (``workers > 1`` or a Dask ``scheduler``): frames are cut into contiguous chunks; a coarse
+sequential chain over the first frame of every chunk seeds each chunk, the chunks are chained
+independently, and at each boundary the first frames of chunk k+1 are refitted from chunk k's last
+solution until they agree with it.  Memory is flat in the number of frames: frames are read chunk by
+chunk, and only the per-frame arrays of the Dataset (plus the binned heat map) are kept.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from xtal.errors import SeriesError
+from xtal.series.chain import Chain, FrameRecord, SeriesOptions, fit_item, run_chunk
+from xtal.series.events import detect_events
+from xtal.series.lattice import auto_merging, thermal_expansion
+from xtal.series.presence import consistency_pass, presence
+from xtal.series.result import FrameTable, SeriesResult
+from xtal.beam import parse_polarization, parse_radiation
+from xtal.series.source import FrameSource, heat_grid, reference_wavelength
+
+__all__ = ["analyse_series"]
+
+Progress = Callable[[int, int], Any]
+
+
+def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
+                   temperatures: Sequence[float] | str | None = None,
+                   instrument: str | None = None,
+                   progress: Progress | None = None, workers: int = 1, chunk_size: int | None = None,
+                   scheduler: str | None = None,
+                   screen_every: int = 4, switch_penalty: float = 8.0, min_share: float = 0.004,
+                   enter_z: float = 8.0, presence_z: float = 6.0, drop_z: float = 3.0,
+                   background: str = "chebyshev", n_background: int | None = 12,
+                   max_strain: float = 0.05, two_theta_range: tuple[float, float] | None = None,
+                   heatmap_bins: int = 600, max_nan_fraction: float = 0.05,
+                   refine_lattice: Any = True, polarization: Any = None) -> SeriesResult:
+    """Phase map of a thermal series (see docs/series.md for the method).
+
+    Parameters
+    ----------
+    series : ``xarray.DataArray`` (frame × two_theta_deg, coords temperature_c/time_s/segment/source,
+        attrs wavelength_angstrom — as `xtal.io.read_series` and `xtal.synth.synthetic_series`
+        make; may be lazily backed by a netCDF file), a directory/glob/file path, or a list of
+        `Pattern`.
+    phases : the library phases (`xtal.structures.Phase`) that may occur.
+    wavelength : λ (Å, tube name) when the data do not state it (checked against them otherwise).
+    polarization : beam polarisation for the LP factor (``"synchrotron"`` or an
+        ``xtal.simulate.Polarization``); None = unpolarised lab beam.
+    temperatures : per-frame temperatures (°C) or a temperature-log CSV (for file series).
+    progress : ``progress(frames_done, n_frames)``, called as chunks of frames are finished (the CLI
+        passes a tqdm bar); None or False: no progress report.  The analysis itself never prints.
+    workers, chunk_size, scheduler : parallel chunks (processes), or a Dask distributed scheduler
+        address ``"tcp://host:port"`` (needs dask.distributed installed).
+    screen_every, switch_penalty, min_share, enter_z, drop_z : phase-presence control (docs/series.md).
+    n_background : Chebyshev terms of the refined background (12 follows an amorphous halo of a
+        few degrees FWHM, so that it is not taken for a crystalline phase; None: identify's default).
+
+    Frames that cannot be used (unreadable, NaN, no signal) are *skipped and recorded*
+    (``SeriesResult.skipped``, status/skip_reason in the Dataset); frames with a different λ raise
+    `SeriesError`.
+    """
+    t0 = time.perf_counter()
+    phases = list(phases)
+    if not phases:
+        raise SeriesError("no phases given for the series analysis")
+    ids = [p.id for p in phases]
+    if len(set(ids)) != len(ids):
+        raise SeriesError(f"duplicate phase ids: {ids}")
+    # text is resolved once, here at the entry: frames and fits receive typed objects
+    polarization = None if polarization is None else parse_polarization(polarization)
+    wavelength = None if wavelength is None else parse_radiation(wavelength, polarization)
+    opts = SeriesOptions(wavelength=wavelength, polarization=polarization, screen_every=screen_every,
+                         switch_penalty=switch_penalty, min_share=min_share, enter_z=enter_z,
+                         presence_z=presence_z, drop_z=drop_z, background=background,
+                         n_background=n_background, max_strain=max_strain,
+                         two_theta_range=two_theta_range, heatmap_bins=heatmap_bins,
+                         max_nan_fraction=max_nan_fraction, refine_lattice=refine_lattice)
+    src = FrameSource(series, wavelength=wavelength, temperatures=temperatures, instrument=instrument)
+    heat_range, heat_x, wl_ref, synthetic = heat_grid(
+        src, two_theta_range, heatmap_bins, reference_wavelength(wavelength, src.attrs))
+    synthetic = synthetic or bool(src.attrs.get("synthetic", 0))
+    table = FrameTable(src.n, ids, heat_x)
+    run = _Run(src, table, phases, opts, heat_range, wl_ref, progress)
+    chunk_size = 64 if chunk_size is None else chunk_size   # frames read (and fitted) together
+    timing = run.fit_frames(max(1, int(workers)), max(2, int(chunk_size)), scheduler)
+
+    t_stage = time.perf_counter()
+    table.label_segments()
+    # presence: evidence and Viterbi; refit frames whose set differs from what was fitted (twice)
+    for _ in range(2):
+        present, _ev = presence(table, phases, opts)
+        if not consistency_pass(src, table, present, phases, opts):
+            break
+    present, evidence = presence(table, phases, opts)
+    present &= table.fitted_positive()   # values are reported only where the phase was fitted
+    timing["presence_and_refits_s"] = time.perf_counter() - t_stage
+
+    t_stage = time.perf_counter()
+    ds = table.finish(present, evidence)
+    ds.attrs.update({
+        "title": ("SYNTHETIC series — " if synthetic else "") + "xtal series analysis",
+        "synthetic": int(synthetic),
+        "wavelength_angstrom": wl_ref if wl_ref else np.nan,
+    })
+    if "program" in src.attrs:
+        ds.attrs["program"] = src.attrs["program"]
+    res = SeriesResult(dataset=ds, phase_info={p.id: _phase_info(p) for p in phases},
+                       notes=list(src.notes) + table.all_notes(),
+                       options=dict(opts.__dict__))
+    res.events = detect_events(res)
+    res.expansion = {pid: thermal_expansion(res, pid) for j, pid in enumerate(ids)
+                     if present[:, j].any()}
+    res.lattice_transitions = [t for pid in ids for t in auto_merging(res, pid)]
+    timing["events_s"] = time.perf_counter() - t_stage
+    res.timing = {k: round(v, 3) for k, v in timing.items()}
+    res.elapsed_s = time.perf_counter() - t0
+    res.to_dataset()      # the series-level results as JSON attributes of the Dataset
+    return res
+
+
+def _phase_info(p) -> dict:
+    return {"name": getattr(p, "name", p.id), "model": bool(getattr(p, "is_model", False)),
+            "kind": getattr(getattr(p, "provenance", None), "kind", None),
+            "spacegroup": getattr(p, "spacegroup_hm", None),
+            "spacegroup_number": getattr(p, "spacegroup_number", None),
+            "library_cell": list(p.cell.parameters),
+            "cell_mass_dalton": float(p.cell_mass_dalton)}
+
+
+class _Run:
+    """Fitting every frame of a source into a FrameTable, in chunks."""
+
+    def __init__(self, src: FrameSource, table: FrameTable, phases: list, opts: SeriesOptions,
+                 heat_range, wl_ref, progress: Progress | None):
+        self.src, self.table, self.phases, self.opts = src, table, phases, opts
+        self.heat_range, self.wl_ref = heat_range, wl_ref
+        self.progress = progress if callable(progress) else None
+        self.done = 0
+
+    def _chunk(self, a: int, b: int, state):
+        return run_chunk(self.src.fetch_items(a, b), self.phases, self.opts, state,
+                         self.heat_range, self.wl_ref)
+
+    def _store(self, recs: list[FrameRecord]) -> None:
+        for r in recs:
+            self.table.put(r)
+        self.done += len(recs)
+        if self.progress is not None:
+            self.progress(self.done, self.src.n)
+
+    def fit_frames(self, workers: int, chunk_size: int, scheduler: str | None) -> dict[str, float]:
+        n = self.src.n
+        chunks = [(a, min(a + chunk_size, n)) for a in range(0, n, chunk_size)]
+        t_stage = time.perf_counter()
+        if scheduler is None and (len(chunks) == 1 or workers == 1):
+            # one chain over all frames, read chunk by chunk
+            state = None
+            for a, b in chunks:
+                recs, state = self._chunk(a, b, state)
+                self._store(recs)
+            return {"chain_s": time.perf_counter() - t_stage}
+        timing = {}
+        submit, close = _executor(workers, scheduler)
+        try:
+            # coarse chain over the first frame of every chunk (sequential, screened): each chunk
+            # is seeded from its own first frame's solution, reached by continuity
+            seeds = self._coarse_seeds(chunks)
+            timing["coarse_chain_s"] = time.perf_counter() - t_stage
+            t_stage = time.perf_counter()
+            states = self._parallel(chunks, seeds, submit, 2 * workers)
+        finally:
+            close()
+        timing["parallel_chunks_s"] = time.perf_counter() - t_stage
+        t_stage = time.perf_counter()
+        # reconcile chunk boundaries: refit the first frames of each chunk from the previous one
+        for (a0, _), (a1, b1) in zip(chunks[:-1], chunks[1:]):
+            self._reconcile(states[a0], a1, b1)
+        timing["reconcile_s"] = time.perf_counter() - t_stage
+        return timing
+
+    def _parallel(self, chunks, seeds, submit, max_inflight: int) -> dict[int, dict]:
+        states: dict[int, dict] = {}
+        pending = {}
+        it_chunks = iter(chunks)
+
+        def feed():
+            for a, b in it_chunks:
+                pending[submit(run_chunk, self.src.fetch_items(a, b), self.phases, self.opts,
+                               seeds.get(a), self.heat_range, self.wl_ref)] = a
+                if len(pending) >= max_inflight:
+                    return
+
+        feed()
+        while pending:
+            for fut in _wait_first(pending):
+                a = pending.pop(fut)
+                recs, states[a] = fut.result()
+                self._store(recs)
+            feed()
+        return states
+
+    def _coarse_seeds(self, chunks) -> dict[int, dict | None]:
+        """Chain state at the first frame of every chunk, from a sequential pass over those frames."""
+        chain = Chain(self.phases, self.opts)
+        seeds: dict[int, dict | None] = {}
+        for a, _ in chunks:
+            fit_item(chain, self.src.fetch([a])[a], a, self.opts, None, self.wl_ref,
+                     force_screen=True)
+            seeds[a] = chain.state() if chain.seeded else None
+        return seeds
+
+    def _reconcile(self, state, a1, b1) -> None:
+        """Refit frames a1.. of a chunk from the previous chunk's final state until they agree."""
+        for i in range(a1, b1):
+            was_ok = self.table.ok()[i]
+            old = _row_phases(self.table, i)
+            recs, state = self._chunk(i, i + 1, state)
+            new = recs[0]
+            self.table.put(new)
+            if was_ok and new.status == "ok" and _agree(old, new):
+                break
+
+
+def _row_phases(table: FrameTable, k: int) -> dict[str, tuple]:
+    """{phase: (cell[:3], cell_su[:3])} of the phases fitted with z > 0 in row k."""
+    with np.errstate(invalid="ignore"):
+        sig = table.a("fitted")[k] & (table.a("scale_z")[k] > 0)
+    return {table.phase_ids[j]: (table.a("cell")[k, j, :3].copy(), table.a("cell_su")[k, j, :3].copy())
+            for j in np.flatnonzero(sig)}
+
+
+def _agree(old: dict[str, tuple], new: FrameRecord) -> bool:
+    """Same phase set and cells within 5 s.u. (or 2e-4 relative) for every shared phase."""
+    s2 = {p for p in new.fitted if new.phase.get(p, {}).get("z", 0) > 0}
+    if set(old) != s2:
+        return False
+    for pid, (c1, su) in old.items():
+        c2 = np.array(new.phase[pid]["cell"][:3])
+        tol = np.maximum(5 * np.nan_to_num(su, nan=0.0), 2e-4 * c1)
+        if np.any(np.abs(c1 - c2) > tol):
+            return False
+    return True
+
+
+def _executor(workers: int, scheduler: str | None):
+    if scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise SeriesError("scheduler= needs dask.distributed (pip install 'dask[distributed]'); "
+                              "or use workers=N for local processes") from None
+        client = Client(scheduler)
+        return client.submit, client.close
+    from concurrent.futures import ProcessPoolExecutor
+
+    ex = ProcessPoolExecutor(max_workers=workers)
+    return ex.submit, lambda: ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _wait_first(pending: dict):
+    try:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        return done
+    except TypeError:  # dask futures
+        from dask.distributed import wait as dwait
+
+        return dwait(list(pending), return_when="FIRST_COMPLETED").done
