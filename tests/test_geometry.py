@@ -460,3 +460,27 @@ def test_molecule_named_when_h_not_modelled():
     li = analyse_geometry(p, chemenv=False).sites[0]
     assert sorted(b.kind for b in li.donors()) == ["ether-O", "ether-O", "water"]
     assert sorted(lig["name"] for lig in li.ligands) == ["diglyme (H not modelled)"] * 2 + ["water"]
+
+
+# ----------------------------------------------------------------------------------------------
+# a CIF is read once: geometry needs nothing from the file afterwards
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SHELXL_CIFS)
+def test_geometry_needs_no_file_after_reading(name, tmp_path):
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copy(REF_STRUCTURES / name, copy)
+    p = read_cif(copy)
+    copy.unlink()
+    expected = compare_cif_bonds(ref(name))
+    assert compare_cif_bonds(p) == expected
+    metals = {"AlGa_amide_1b_P212121_SHELXL.cif": "Ga2", "S2dipyridyl_P21c_SHELXL.cif": "S1A",
+              "COD2242624_FeN4_P-1_SHELXL.cif": "Fe"}[name]
+    r = analyse_geometry(p, metals=metals, cutoff_angstrom=2.5, chemenv=False)
+    r0 = analyse_geometry(ref(name), metals=metals, cutoff_angstrom=2.5, chemenv=False)
+    assert r.symop_source.startswith("CIF")
+    assert r.cif_bond_check == expected
+    d, d0 = r.to_json_dict(), r0.to_json_dict()
+    d.pop("file"), d0.pop("file")
+    assert d == d0

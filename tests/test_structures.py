@@ -318,3 +318,87 @@ def test_mutated_cifs_raise_only_xtal_errors(text):
         assert "mutated.cif" in str(exc)
         return
     assert phase.volume > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# one vectorised symmetry expansion; contact validation with gemmi's neighbour search
+# ----------------------------------------------------------------------------------------------
+def _f43m_cif(n_sites: int, a_angstrom: float = 80.0) -> str:
+    """F-43m with ``n_sites`` general positions on a 0.01 grid, x < y < z < 1/4 (distinct orbits,
+    every pair of atoms ≥ 0.8 Å apart)."""
+    from itertools import combinations
+
+    grid = [round(0.03 + 0.01 * k, 2) for k in range(21)]
+    lines = ["data_big_f43m"] + [f"_cell_length_{x} {a_angstrom}" for x in "abc"] + \
+        [f"_cell_angle_{x} 90" for x in ("alpha", "beta", "gamma")] + \
+        ["_space_group_name_H-M_alt 'F -4 3 m'", "_space_group_IT_number 216", "loop_", "_atom_site_label",
+         "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z"]
+    lines += [f"C{k + 1} C {x:.2f} {y:.2f} {z:.2f}"
+              for k, (x, y, z) in enumerate(list(combinations(grid, 3))[:n_sites])]
+    return "\n".join(lines) + "\n"
+
+
+def test_48000_atom_cell_reads_and_passes_library_check(tmp_path, capsys):
+    """500 general sites in F-43m: 48,000 atoms in the cell (timing: benchmarks/bench_structures.py)."""
+    from xtal.cli import main
+
+    path = tmp_path / "big_f43m.cif"
+    path.write_text(_f43m_cif(500))
+    p = read_cif(path)
+    assert len(p.operations) == 96
+    assert len(p.cell_atoms()) == 48_000
+    assert {s.multiplicity for s in p.sites} == {96}
+    assert not any("apart" in w for w in p.warnings)
+    frac = np.array([im.frac for im in p.cell_atoms()])
+    assert frac.min() >= 0.0 and frac.max() < 1.0
+    assert len(np.unique(np.round(frac, 6), axis=0)) == 48_000
+    assert main(["library", "check", str(path)]) == 0
+    assert "big_f43m: " in capsys.readouterr().out
+
+
+CONTACTS_CIF = """data_contacts
+_cell_length_a 7.1
+_cell_length_b 8.3
+_cell_length_c 9.2
+_cell_angle_alpha 71
+_cell_angle_beta 104
+_cell_angle_gamma 97
+loop_
+_space_group_symop_operation_xyz
+'x, y, z'
+'-x, -y, -z'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+Na1 Na 0.2 0.3 0.4
+K1 K 0.2 0.3 0.4
+O1 O 0.995 0.5 0.02
+O2 O 0.03 0.49 0.99
+S1 S 0.02 0.0 0.5
+Ca1 Ca 0.6 0.6 0.6
+H1 H 0.6 0.6 0.61
+"""
+
+
+def test_close_contacts_across_cell_edges_triclinic():
+    """Same warnings as the per-pair loop gave: coincident atoms, own images and neighbours across
+    cell edges of a triclinic cell; H is never reported."""
+    assert read_cif_string(CONTACTS_CIF).warnings == [
+        "atoms Na1 and K1 are 0.000 Å apart (< 0.5 Å) without a disorder explanation",
+        "atoms O1 and O1 are 0.391 Å apart (< 0.5 Å) without a disorder explanation",
+        "atoms O1 and O2 are 0.445 Å apart (< 0.5 Å) without a disorder explanation",
+        "atoms S1 and S1 are 0.284 Å apart (< 0.5 Å) without a disorder explanation"]
+
+
+def test_cif_facts_kept_at_read_time():
+    """Operators as written, the _geom_bond loop and printed coordinate precision live on the Phase."""
+    p = read_cif(REF_STRUCTURES / "S2dipyridyl_P21c_SHELXL.cif")
+    assert p.symops_tag == "_symmetry_equiv_pos_as_xyz"
+    assert p.symops_as_written[3].replace(" ", "") == "x,-y-1/2,z-1/2"
+    assert len(p.geom_bonds) > 10
+    s1s2 = next(b for b in p.geom_bonds if (b.label_1, b.label_2) == ("S1A", "S2A"))
+    assert s1s2.distance_text == "2.0222(5)"
+    assert all(s.frac_decimals is not None and min(s.frac_decimals) >= 3 for s in p.sites)

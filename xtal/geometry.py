@@ -9,9 +9,10 @@ B12H12, cage-B, other), gives CN and bond-valence sums per disorder alternative,
 continuous shape measures (own implementation; pymatgen ChemEnv where it works), and compares with the
 CIF's own ``_geom_bond_*`` loop when the file has one.
 
-Symmetry codes are numbered in the order of the CIF's symmetry-operator list *as written* (read from
-the source CIF via ``Phase.source_block()`` when it exists, so that translations such as ``x,-y-1/2,z-1/2`` keep their
-offsets); without the file the order of ``Phase.symops`` is used.
+Symmetry codes are numbered in the order of the CIF's symmetry-operator list *as written*
+(``Phase.symops_as_written``, kept at read time, so that translations such as ``x,-y-1/2,z-1/2`` keep
+their offsets); when the file had no operator loop the order of ``Phase.symops`` is used. Nothing here
+reads a file: the ``_geom_bond`` loop and printed precisions also come from the Phase.
 Bond-valence parameters: ``xtal/data/bvparm.csv`` (transcribed subset of the IUCr bvparm table).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ import gemmi
 import numpy as np
 
 from xtal.errors import GeometryError
-from xtal.structures import Phase, Site, format_su, parse_su
+from xtal.structures import SAME_ATOM_TOLERANCE_ANGSTROM, Phase, Site, expand_sites, format_su, parse_su
 
 __all__ = [
     "Bond", "SiteGeometry", "GeometryResult", "NoMetalError",
@@ -67,8 +68,6 @@ HYDRIDE_TOLERANCE_ANGSTROM = 0.75
 #: Default mode only: donors farther than this × the shortest donor distance are dropped (dense
 #: structures where the 0.04-v.u. distance reaches the second shell); ChemEnv uses 1.41 the same way.
 DISTANCE_FACTOR = 1.35
-#: Images of one site closer than this (Å) are one atom (special positions, rounded coordinates).
-SAME_ATOM_ANGSTROM = 0.1
 #: Names of common solvent molecules by Hill formula of the connected component.
 MOLECULE_NAMES = {"C6H14O3": "diglyme", "C4H10O2": "monoglyme (DME)", "H2O": "water", "C2H6OS": "DMSO",
                   "C5H11NO": "DEF", "C4H8O": "THF", "C8H18O4": "triglyme", "C10H22O5": "tetraglyme",
@@ -280,30 +279,25 @@ def _op_key(op: gemmi.Op) -> tuple:
     return (tuple(tuple(r) for r in op.rot), tuple(t % op.DEN for t in op.tran))
 
 
-def _raw_ops(phase: Phase, block: gemmi.cif.Block | None, warnings: list[str]) -> tuple[list[gemmi.Op], str]:
+def _raw_ops(phase: Phase, warnings: list[str]) -> tuple[list[gemmi.Op], str]:
     """Operators in the CIF's order as written (when they match the phase's group), else Phase.symops."""
     phase_ops = [gemmi.Op(s) for s in phase.symops]
-    if block is not None:
-        for tag in ("_space_group_symop_operation_xyz", "_symmetry_equiv_pos_as_xyz"):
-            col = block.find_values(tag)
-            if not col:
-                continue
-            try:
-                ops = [gemmi.Op(gemmi.cif.as_string(v).strip()) for v in col]
-            except (RuntimeError, ValueError):
-                break
-            unique: list[gemmi.Op] = []
-            seen = set()
-            for o in ops:
-                key = _op_key(o)
-                if key not in seen:
-                    seen.add(key)
-                    unique.append(o)
-            if seen == {_op_key(o) for o in phase_ops} and len(unique) == len(phase_ops):
-                return unique, f"CIF {tag} (as written)"
-            warnings.append("the CIF's operator list does not match the phase's space group; symmetry "
-                            "codes use the order of Phase.symops")
-            break
+    if phase.symops_as_written:
+        try:
+            ops = [gemmi.Op(t) for t in phase.symops_as_written]
+        except (RuntimeError, ValueError):
+            return phase_ops, "Phase.symops"
+        unique: list[gemmi.Op] = []
+        seen = set()
+        for o in ops:
+            key = _op_key(o)
+            if key not in seen:
+                seen.add(key)
+                unique.append(o)
+        if seen == {_op_key(o) for o in phase_ops} and len(unique) == len(phase_ops):
+            return unique, f"CIF {phase.symops_tag} (as written)"
+        warnings.append("the CIF's operator list does not match the phase's space group; symmetry "
+                        "codes use the order of Phase.symops")
     return phase_ops, "Phase.symops"
 
 
@@ -348,28 +342,10 @@ class _Sym:
         self.elements = [s.element for s in phase.sites]
         recip_len = np.linalg.norm(np.linalg.inv(self.orth), axis=1)  # |a*|, |b*|, |c*|
         self.recip_len = recip_len
-        img_site, img_op, img_frac = [], [], []
-        for j, s in enumerate(phase.sites):
-            x = np.array(s.frac, dtype=float)
-            kept: list[np.ndarray] = []
-            for n in range(len(ops)):
-                y = self.rot[n] @ x + self.tra[n]
-                dup = False
-                for q in kept:
-                    d = y - q
-                    d -= np.round(d)
-                    if np.linalg.norm(self.orth @ d) < SAME_ATOM_ANGSTROM:
-                        dup = True
-                        break
-                if dup:
-                    continue
-                kept.append(y)
-                img_site.append(j)
-                img_op.append(n)
-                img_frac.append(y)
-        self.img_site = np.array(img_site, dtype=int)
-        self.img_op = np.array(img_op, dtype=int)
-        self.img_frac = np.array(img_frac, dtype=float).reshape(-1, 3)
+        images = expand_sites(phase.cell, phase.sites, ops)
+        self.img_site = images.site_index
+        self.img_op = images.op_index
+        self.img_frac = images.op_frac
 
     def search(self, x: np.ndarray, cutoff: np.ndarray | float, mask: np.ndarray | None = None
                ) -> list[tuple[int, int, tuple[int, int, int], np.ndarray, float]]:
@@ -485,7 +461,7 @@ def _compatible(a: Site, b: Site, same_site_other_image: bool = False) -> bool:
 def bond_from_code(phase: Phase, label1: str, label2: str, code: str | None,
                    _sym: _Sym | None = None) -> tuple[float, float | None]:
     """Distance and s.u. (Å) between site ``label1`` and the image ``code`` of site ``label2``."""
-    sym = _sym or _Sym(phase, _raw_ops(phase, phase.source_block(), [])[0])
+    sym = _sym or _Sym(phase, _raw_ops(phase, [])[0])
     idx = {s.label: k for k, s in enumerate(phase.sites)}
     if label1 not in idx or label2 not in idx:
         raise GeometryError(f"unknown site label {label1 if label1 not in idx else label2!r}",
@@ -877,8 +853,7 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
         "empty" returns a result with no sites and a ``message``.
     """
     warnings: list[str] = []
-    block = phase.source_block()
-    ops, op_source = _raw_ops(phase, block, warnings)
+    ops, op_source = _raw_ops(phase, warnings)
     sym = _Sym(phase, ops)
     chem = _Chem(sym)
     idxs = _select_metals(phase, metals)
@@ -923,7 +898,7 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
         mol_ids: dict[frozenset, str] = {}
         mol_info: dict[str, dict[str, Any]] = {}
         for (j, op, t, y, d) in sym.search(x, cuts):
-            if j == i and d < SAME_ATOM_ANGSTROM:
+            if j == i and d < SAME_ATOM_TOLERANCE_ANGSTROM:
                 continue
             o = phase.sites[j]
             if not _compatible(m, o, same_site_other_image=(j == i)):
@@ -1067,8 +1042,8 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
                                           f"donors beyond {DISTANCE_FACTOR} × the shortest M–X of the same X dropped",
                "used": sorted(cut_modes)})
     check = None
-    if compare_cif and block is not None:
-        check = compare_cif_bonds(phase, _block=block, _sym=sym)
+    if compare_cif:
+        check = compare_cif_bonds(phase, _sym=sym)
     return GeometryResult(phase.id, phase.name, path, phase.is_model, phase.provenance.note,
                           phase.spacegroup_hm, cutoff, sites_out, warnings, su_available, op_source,
                           [o.triplet() for o in ops], check)
@@ -1105,22 +1080,16 @@ def _last_digit_units(text: str) -> float | None:
     return 10.0 ** (-len(t.split(".")[1]))
 
 
-def _printed_coordinate_rounding(block: gemmi.cif.Block) -> dict[str, np.ndarray]:
+def _printed_coordinate_rounding(phase: Phase) -> dict[str, np.ndarray]:
     """Half a unit in the last printed digit of each site's fractional coordinates (label -> 3-vector)."""
     out: dict[str, np.ndarray] = {}
-    table = block.find("_atom_site_", ["label", "fract_x", "fract_y", "fract_z"])
-    for row in table:
-        vals = []
-        for k in (1, 2, 3):
-            t = row.str(k).split("(")[0]
-            dec = len(t.split(".")[1]) if "." in t else 0
-            vals.append(0.5 * 10.0 ** (-dec) if dec < 6 else 0.0)
-        out[row.str(0)] = np.array(vals)
+    for site in phase.sites:
+        if site.frac_decimals is not None:
+            out[site.label] = np.array([0.5 * 10.0 ** (-dec) if dec < 6 else 0.0 for dec in site.frac_decimals])
     return out
 
 
-def compare_cif_bonds(phase: Phase, *, _block: gemmi.cif.Block | None = None,
-                      _sym: _Sym | None = None) -> dict[str, Any] | None:
+def compare_cif_bonds(phase: Phase, *, _sym: _Sym | None = None) -> dict[str, Any] | None:
     """Recompute every bond of the CIF's ``_geom_bond_*`` loop; None when the file has no such loop.
 
     Returns ``{"n_listed", "n_compared", "max_abs_diff", "worst", "max_su_diff_last_digits",
@@ -1131,20 +1100,14 @@ def compare_cif_bonds(phase: Phase, *, _block: gemmi.cif.Block | None = None,
     code xtal's own neighbour search assigns to that image). ``max_diff_beyond_rounding`` = largest
     |diff| − rounding_bound (≤ 0 when every bond agrees to printed precision).
     """
-    block = _block if _block is not None else phase.source_block()
-    if block is None:
+    if not phase.geom_bonds:
         return None
-    table = block.find("_geom_bond_", ["atom_site_label_1", "atom_site_label_2", "distance",
-                                       "?site_symmetry_2"])
-    if len(table) == 0:
-        return None
-    sym = _sym or _Sym(phase, _raw_ops(phase, block, [])[0])
+    sym = _sym or _Sym(phase, _raw_ops(phase, [])[0])
     idx = {s.label: k for k, s in enumerate(phase.sites)}
-    printed = _printed_coordinate_rounding(block)
+    printed = _printed_coordinate_rounding(phase)
     rows = []
-    for row in table:
-        l1, l2, dtext = row.str(0), row.str(1), row.str(2)
-        code = row.str(3) if row.has(3) else "."
+    for gb in phase.geom_bonds:
+        l1, l2, dtext, code = gb.label_1, gb.label_2, gb.distance_text, gb.symmetry_code
         try:
             dval, dsu = parse_su(dtext)
         except ValueError:

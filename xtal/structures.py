@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gemmi
 import numpy as np
@@ -31,7 +31,8 @@ from xtal.errors import (
 )
 
 __all__ = [
-    "Cell", "Site", "Provenance", "Phase", "AtomImage", "MODEL_WARNING",
+    "Cell", "Site", "Provenance", "Phase", "AtomImage", "CellImages", "GeomBond", "MODEL_WARNING",
+    "SAME_ATOM_TOLERANCE_ANGSTROM", "expand_sites", "op_arrays", "periodic_contacts",
     "read_cif", "read_cif_string", "parse_su", "format_su", "parse_formula", "infer_z",
 ]
 
@@ -181,6 +182,8 @@ class Site:
     calc_flag: str | None = None
     refinement_flags_posn: str | None = None
     multiplicity: int = 1
+    #: decimals printed for fract_x, y, z in the CIF (None: not read from a file)
+    frac_decimals: tuple[int, int, int] | None = None
 
     @property
     def is_riding(self) -> bool:
@@ -206,6 +209,16 @@ class AtomImage:
     op_index: int
     translation: tuple[int, int, int]
     beta: np.ndarray | None  # anisotropic β tensor (dimensionless) rotated by the operator
+
+
+@dataclass(frozen=True)
+class GeomBond:
+    """One row of the CIF's ``_geom_bond`` loop as printed (labels, distance text with s.u., code)."""
+
+    label_1: str
+    label_2: str
+    distance_text: str          # e.g. "2.027(9)"
+    symmetry_code: str = "."    # _geom_bond_site_symmetry_2, e.g. "2_656"
 
 
 @dataclass
@@ -243,7 +256,15 @@ class Phase:
     wavelength_angstrom: float | None = None
     provenance: Provenance = field(default_factory=Provenance)
     warnings: list[str] = field(default_factory=list)
-    _images: list[AtomImage] | None = field(default=None, repr=False, compare=False)
+    #: symmetry operators exactly in the order the file writes them (for codes such as ``2_656``);
+    #: empty when the file has no operator loop
+    symops_as_written: list[str] = field(default_factory=list)
+    #: the CIF tag the operators were read from (None when the file has no operator loop)
+    symops_tag: str | None = None
+    #: rows of the file's ``_geom_bond`` loop (empty when it has none)
+    geom_bonds: list[GeomBond] = field(default_factory=list)
+    _images: CellImages | None = field(default=None, repr=False, compare=False)
+    _atoms: list[AtomImage] | None = field(default=None, repr=False, compare=False)
 
     # -- derived quantities -------------------------------------------------------------------
     @property
@@ -259,11 +280,17 @@ class Phase:
     def operations(self) -> list[gemmi.Op]:
         return [gemmi.Op(s) for s in self.symops]
 
+    def cell_images(self) -> CellImages:
+        """All atoms of the unit cell as arrays (`expand_sites` with `operations`), computed once."""
+        if self._images is None:
+            self._images = expand_sites(self.cell, self.sites, self.operations)
+        return self._images
+
     def cell_atoms(self) -> list[AtomImage]:
         """All atoms of the unit cell (fractional coordinates in [0, 1)), images of one site merged."""
-        if self._images is None:
-            self._images = _expand(self)
-        return self._images
+        if self._atoms is None:
+            self._atoms = _atom_images(self)
+        return self._atoms
 
     def formula_from_sites(self) -> dict[str, float]:
         """Cell content {element: occupancy-weighted count} from the sites and the space group."""
@@ -290,32 +317,6 @@ class Phase:
         if not self.formula_sum:
             return None
         return infer_z(parse_formula(self.formula_sum), self.formula_from_sites())
-
-    def source_block(self) -> gemmi.cif.Block | None:
-        """The CIF data block this phase was read from (re-read from ``provenance.file``).
-
-        Gives access to what the Phase model does not keep — the operator list in the order written
-        (for ``_geom_bond_site_symmetry`` codes), the ``_geom_bond`` loop, printed precisions.
-        None when the file is gone, unreadable, or no longer holds this structure (block name and
-        cell a are checked).
-        """
-        f = self.provenance.file
-        if not f or not Path(f).is_file():
-            return None
-        try:
-            doc = gemmi.cif.read(str(f))
-        except (RuntimeError, ValueError):
-            return None
-        blk = doc.find_block(self.block) if self.block else None
-        if blk is None:
-            return None
-        try:
-            a, _ = parse_su(blk.find_value("_cell_length_a"))
-        except (ValueError, TypeError):
-            return None
-        if a is None or abs(a - self.cell.a) > 1e-6:
-            return None
-        return blk
 
     def to_gemmi_small_structure(self) -> gemmi.SmallStructure:
         """A gemmi SmallStructure with the asymmetric unit (occupancy and Uiso/Ueq set) and its space
@@ -563,7 +564,7 @@ def _phase_from_block(blk: gemmi.cif.Block, path: str, phase_id: str, kind: str)
     if not cell.volume > 0 or not math.isfinite(cell.volume):
         raise ctx.err(CifSyntaxError, "cell angles do not form a valid cell", "_cell_angle_alpha")
 
-    symops, hm, number = _read_symmetry(ctx, warnings)
+    symops, hm, number, written, symop_tag = _read_symmetry(ctx, warnings)
     sites = _read_sites(ctx, warnings)
 
     z, _ = ctx.number("_cell_formula_units_Z")
@@ -587,10 +588,25 @@ def _phase_from_block(blk: gemmi.cif.Block, path: str, phase_id: str, kind: str)
     phase = Phase(id=phase_id, name=name, block=blk.name, cell=cell, spacegroup_hm=hm,
                   spacegroup_number=number, symops=symops, sites=sites, z=z, formula_sum=formula,
                   formula_weight=fw, temperature_k=temp, density_stated=dens,
-                  wavelength_angstrom=wl, provenance=prov, warnings=warnings)
+                  wavelength_angstrom=wl, provenance=prov, warnings=warnings,
+                  symops_as_written=written, symops_tag=symop_tag, geom_bonds=_read_geom_bonds(blk))
     _set_multiplicities(phase)
     _validate(phase, ctx)
     return phase
+
+
+def _read_geom_bonds(blk: gemmi.cif.Block) -> list[GeomBond]:
+    """The ``_geom_bond`` loop as printed (the s.u. stays in the distance text)."""
+    table = blk.find("_geom_bond_", ["atom_site_label_1", "atom_site_label_2", "distance",
+                                     "?site_symmetry_2"])
+    return [GeomBond(row.str(0), row.str(1), row.str(2), row.str(3) if row.has(3) else ".")
+            for row in table]
+
+
+def _printed_decimals(text: str) -> int:
+    """Decimals printed in a CIF number ('0.2398(12)' -> 4)."""
+    t = text.split("(")[0]
+    return len(t.split(".")[1]) if "." in t else 0
 
 
 def _citation(ctx: _Ctx) -> str | None:
@@ -609,9 +625,14 @@ _HALL_TAGS = ("_space_group_name_Hall", "_symmetry_space_group_name_Hall")
 _NUM_TAGS = ("_space_group_IT_number", "_symmetry_Int_Tables_number")
 
 
-def _read_symmetry(ctx: _Ctx, warnings: list[str]) -> tuple[list[str], str, int | None]:
-    """Symmetry operators from the symop loop when present, else from Hall / H-M / number."""
+def _read_symmetry(ctx: _Ctx, warnings: list[str]
+                   ) -> tuple[list[str], str, int | None, list[str], str | None]:
+    """Symmetry operators from the symop loop when present, else from Hall / H-M / number.
+
+    Returns (group operators, H-M symbol, number, operators as written in the file, their tag).
+    """
     ops: list[gemmi.Op] = []
+    written: list[str] = []
     op_tag = None
     for tag in _SYMOP_TAGS:
         col = ctx.block.find_values(tag)
@@ -619,6 +640,7 @@ def _read_symmetry(ctx: _Ctx, warnings: list[str]) -> tuple[list[str], str, int 
             op_tag = tag
             for i, raw in enumerate(col):
                 s = gemmi.cif.as_string(raw).strip()
+                written.append(s)
                 try:
                     ops.append(gemmi.Op(s))
                 except (RuntimeError, ValueError) as exc:
@@ -677,11 +699,11 @@ def _read_symmetry(ctx: _Ctx, warnings: list[str]) -> tuple[list[str], str, int 
         else:
             hm, number = hm_text or "unknown", int(num_val) if num_val else None
             warnings.append("operators do not match a tabulated space-group setting")
-        return symops, hm, number
+        return symops, hm, number, written, op_tag
     if named is None:
         raise ctx.err(SymmetryError, "no symmetry operators and no recognisable space-group "
                                      "name, Hall symbol or number", _SYMOP_TAGS[0])
-    return [o.triplet() for o in named.operations()], named.xhm(), named.number
+    return [o.triplet() for o in named.operations()], named.xhm(), named.number, written, op_tag
 
 
 def _spacegroup_from_name(text: str) -> gemmi.SpaceGroup | None:
@@ -742,6 +764,7 @@ def _read_sites(ctx: _Ctx, warnings: list[str]) -> list[Site]:
             warnings.append(f"duplicate atom-site label {label!r}")
         seen.add(label)
         frac, frac_su = [], []
+        decimals = tuple(_printed_decimals(row.str(j)) for j in (1, 2, 3))
         for j, tag in enumerate(("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")):
             try:
                 v, s = parse_su(row[j + 1])
@@ -788,7 +811,7 @@ def _read_sites(ctx: _Ctx, warnings: list[str]) -> list[Site]:
                           frac=tuple(frac), frac_su=tuple(frac_su), occupancy=occ, occupancy_su=occ_su,
                           u_iso=u_iso, u_iso_su=u_su, adp_type=adp_type, disorder_assembly=dis_assembly,
                           disorder_group=dis_group, calc_flag=opt(row, 11),
-                          refinement_flags_posn=opt(row, 13)))
+                          refinement_flags_posn=opt(row, 13), frac_decimals=decimals))
     _read_aniso(ctx, sites, warnings)
     return sites
 
@@ -837,41 +860,82 @@ def _beta_tensor(cell: Cell, u_aniso: tuple[float, ...]) -> np.ndarray:
     return 2 * math.pi ** 2 * u * np.outer(astar, astar)
 
 
-def _expand(phase: Phase) -> list[AtomImage]:
-    ops = phase.operations
-    rots = np.array([np.array(o.rot, dtype=float) / o.DEN for o in ops])
-    trans = np.array([np.array(o.tran, dtype=float) / o.DEN for o in ops])
-    orth = phase.cell.orthogonalization_matrix()
-    images: list[AtomImage] = []
-    for si, s in enumerate(phase.sites):
-        x = np.array(s.frac, dtype=float)
-        beta = _beta_tensor(phase.cell, s.u_aniso) if s.u_aniso is not None else None
-        kept: list[np.ndarray] = []
-        for k in range(len(ops)):
-            y = rots[k] @ x + trans[k]
-            shift = np.floor(y + 1e-9)
-            y = y - shift
-            dup = False
-            for q in kept:
-                d = y - q
-                d -= np.round(d)
-                if np.linalg.norm(orth @ d) < SAME_ATOM_TOLERANCE_ANGSTROM:
-                    dup = True
-                    break
-            if dup:
-                continue
-            kept.append(y)
-            b = rots[k] @ beta @ rots[k].T if beta is not None else None
-            images.append(AtomImage(si, y, k, tuple(int(t) for t in -shift), b))
-    return images
+@dataclass(frozen=True)
+class CellImages:
+    """All atoms of the unit cell as arrays, one row per atom (site-major, operators in the given order).
+
+    ``op_frac`` is the operator applied to the site (not wrapped); ``frac = op_frac + translation`` lies
+    in [0, 1).
+    """
+
+    site_index: np.ndarray   # (n,) int
+    op_index: np.ndarray     # (n,) int, index into the operator list used
+    op_frac: np.ndarray      # (n, 3) float
+    frac: np.ndarray         # (n, 3) float
+    translation: np.ndarray  # (n, 3) int
+
+    def __len__(self) -> int:
+        return len(self.site_index)
+
+
+def op_arrays(ops: Sequence[gemmi.Op]) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation (k, 3, 3) and translation (k, 3) parts of operators, as fractions."""
+    rot = np.array([o.rot for o in ops], dtype=float).reshape(-1, 3, 3) / gemmi.Op.DEN
+    tran = np.array([o.tran for o in ops], dtype=float).reshape(-1, 3) / gemmi.Op.DEN
+    return rot, tran
+
+
+#: sites per chunk in `expand_sites` are limited so that one chunk's operator-pair array stays small
+_PAIR_BUDGET = 2_000_000
+
+
+def expand_sites(cell: Cell, sites: Sequence[Site], ops: Sequence[gemmi.Op]) -> CellImages:
+    """Apply every operator to every site at once; images of one site closer than
+    `SAME_ATOM_TOLERANCE_ANGSTROM` are one atom, the first operator (in ``ops`` order) keeping it."""
+    rot, tran = op_arrays(ops)
+    orth = cell.orthogonalization_matrix()
+    x = np.array([s.frac for s in sites], dtype=float).reshape(-1, 3)
+    y = (rot[None, :, :, :] @ x[:, None, :, None])[..., 0] + tran[None, :, :]   # (m, k, 3)
+    n_ops = len(ops)
+    kept = np.zeros((len(sites), n_ops), dtype=bool)
+    chunk = max(1, _PAIR_BUDGET // max(1, n_ops * n_ops))
+    for lo in range(0, len(sites), chunk):
+        d = y[lo:lo + chunk, :, None, :] - y[lo:lo + chunk, None, :, :]          # (c, k, k, 3)
+        d -= np.round(d)
+        close = np.linalg.norm(d @ orth.T, axis=-1) < SAME_ATOM_TOLERANCE_ANGSTROM
+        keep = kept[lo:lo + chunk]
+        for k in range(n_ops):   # an image is new unless an earlier *kept* image is the same atom
+            keep[:, k] = ~np.any(close[:, k, :k] & keep[:, :k], axis=1)
+    site_index, op_index = np.nonzero(kept)
+    op_frac = y[site_index, op_index]
+    shift = np.floor(op_frac + 1e-9)
+    return CellImages(site_index=site_index, op_index=op_index, op_frac=op_frac,
+                      frac=op_frac - shift, translation=-shift.astype(int))
+
+
+def _atom_images(phase: Phase) -> list[AtomImage]:
+    """`Phase.cell_images` as `AtomImage` objects, with β tensors rotated to each image."""
+    images = phase.cell_images()
+    rot, _ = op_arrays(phase.operations)
+    betas: list[np.ndarray | None] = [None] * len(images)
+    aniso = np.array([phase.sites[i].u_aniso is not None for i in images.site_index], dtype=bool)
+    if aniso.any():
+        site_beta = {i: _beta_tensor(phase.cell, s.u_aniso) for i, s in enumerate(phase.sites)
+                     if s.u_aniso is not None}
+        sel = np.nonzero(aniso)[0]
+        r = rot[images.op_index[sel]]
+        b = np.array([site_beta[i] for i in images.site_index[sel]])
+        rotated = r @ b @ np.transpose(r, (0, 2, 1))
+        for n, k in enumerate(sel):
+            betas[k] = rotated[n]
+    return [AtomImage(int(si), images.frac[k], int(op), tuple(int(t) for t in images.translation[k]), betas[k])
+            for k, (si, op) in enumerate(zip(images.site_index, images.op_index))]
 
 
 def _set_multiplicities(phase: Phase) -> None:
-    counts: dict[int, int] = defaultdict(int)
-    for img in phase.cell_atoms():
-        counts[img.site_index] += 1
+    counts = np.bincount(phase.cell_images().site_index, minlength=len(phase.sites))
     for i, s in enumerate(phase.sites):
-        s.multiplicity = counts[i]
+        s.multiplicity = int(counts[i])
 
 
 def infer_z(stated: dict[str, float], content: dict[str, float]) -> float | None:
@@ -917,32 +981,55 @@ def _validate(phase: Phase, ctx: _Ctx) -> None:
     _check_contacts(phase)
 
 
+def periodic_contacts(cell: Cell, frac: np.ndarray, cutoff_angstrom: float
+                      ) -> list[tuple[int, int, float]]:
+    """Pairs (i, j, distance Å), i < j, of points ``frac`` (n, 3) closer than ``cutoff_angstrom`` across
+    cell boundaries (gemmi.NeighborSearch + ContactSearch in P1), sorted by (i, j)."""
+    st = gemmi.Structure()
+    st.cell = cell.to_gemmi()
+    st.spacegroup_hm = "P 1"
+    model, chain, res = gemmi.Model("1"), gemmi.Chain("A"), gemmi.Residue()
+    res.name, res.seqid = "X", gemmi.SeqId(1, " ")
+    orth = cell.orthogonalization_matrix()
+    for k, p in enumerate(np.asarray(frac, dtype=float) @ orth.T):
+        atom = gemmi.Atom()
+        atom.pos, atom.serial, atom.occ, atom.element = gemmi.Position(*p), k, 1.0, gemmi.Element("C")
+        res.add_atom(atom)
+    chain.add_residue(res)
+    model.add_chain(chain)
+    st.add_model(model)
+    ns = gemmi.NeighborSearch(st[0], st.cell, max(cutoff_angstrom, 1.0)).populate()
+    search = gemmi.ContactSearch(cutoff_angstrom)
+    search.ignore = gemmi.ContactSearch.Ignore.Nothing
+    search.min_occupancy = 0.0
+    pairs = {}
+    for c in search.find_contacts(ns):
+        i, j = sorted((c.partner1.atom.serial, c.partner2.atom.serial))
+        if i != j and c.dist < pairs.get((i, j), math.inf):
+            pairs[(i, j)] = c.dist
+    return [(i, j, d) for (i, j), d in sorted(pairs.items())]
+
+
 def _check_contacts(phase: Phase) -> None:
     """Warn about non-H atoms of different sites closer than MIN_NON_H_CONTACT_ANGSTROM."""
-    images = phase.cell_atoms()
-    heavy = [im for im in images if not phase.sites[im.site_index].is_hydrogen]
-    if len(heavy) < 2:
+    images = phase.cell_images()
+    heavy = np.array([not phase.sites[i].is_hydrogen for i in images.site_index], dtype=bool)
+    heavy_idx = np.nonzero(heavy)[0]
+    if len(heavy_idx) < 2:
         return
-    cell = phase.cell
-    orth = cell.orthogonalization_matrix()
-    frac = np.array([im.frac for im in heavy])
-    reported: set[tuple[str, str]] = set()
     limit = MIN_NON_H_CONTACT_ANGSTROM
-    for i in range(len(heavy)):
-        d = frac[i + 1:] - frac[i]
-        d -= np.round(d)
-        dist = np.linalg.norm(d @ orth.T, axis=1)
-        for j in np.nonzero(dist < limit)[0]:
-            a = phase.sites[heavy[i].site_index]
-            b = phase.sites[heavy[i + 1 + j].site_index]
-            if _explained_by_disorder(a, b):
-                continue
-            key = tuple(sorted((a.label, b.label)))
-            if key in reported:
-                continue
-            reported.add(key)
-            phase.warnings.append(f"atoms {a.label} and {b.label} are {dist[j]:.3f} Å apart "
-                                  f"(< {limit} Å) without a disorder explanation")
+    reported: set[tuple[str, str]] = set()
+    for i, j, dist in periodic_contacts(phase.cell, images.frac[heavy_idx], limit):
+        a = phase.sites[images.site_index[heavy_idx[i]]]
+        b = phase.sites[images.site_index[heavy_idx[j]]]
+        if _explained_by_disorder(a, b):
+            continue
+        key = tuple(sorted((a.label, b.label)))
+        if key in reported:
+            continue
+        reported.add(key)
+        phase.warnings.append(f"atoms {a.label} and {b.label} are {dist:.3f} Å apart "
+                              f"(< {limit} Å) without a disorder explanation")
 
 
 def _explained_by_disorder(a: Site, b: Site) -> bool:
