@@ -21,10 +21,8 @@ from xtal.geometry import (
     continuous_shape_measure,
     format_symop_code,
     parse_symop_code,
-    plot_distance_distributions,
-    render_geometry_html,
-    render_geometry_markdown,
 )
+from xtal.report.geometry import plot_distance_distributions, render_geometry_html, render_geometry_markdown
 from xtal.structures import read_cif, read_cif_string
 
 SHELXL_CIFS = ["AlGa_amide_1b_P212121_SHELXL.cif", "S2dipyridyl_P21c_SHELXL.cif",
