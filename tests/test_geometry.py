@@ -482,3 +482,14 @@ def test_geometry_needs_no_file_after_reading(name, tmp_path):
     d, d0 = r.to_json_dict(), r0.to_json_dict()
     d.pop("file"), d0.pop("file")
     assert d == d0
+
+
+def test_analysis_imports_no_rendering():
+    """xtal.geometry analyses only: no xtal.report, no matplotlib (rendering is xtal.report.geometry)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, xtal.geometry; "
+            "bad = [m for m in sys.modules if m.startswith(('matplotlib', 'xtal.report'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,7 +17,8 @@ from xtal.geometry.model import (CONTACT_KINDS, DEFAULT_METALS, METAL_ORDER, Bon
                                  NoMetalError, SiteGeometry, _alt_key, _in_alternative)
 from xtal.geometry.polyhedra import _angles, _run_chemenv, _shape_summary
 from xtal.geometry.symmetry import _raw_ops, _Sym
-from xtal.structures import SAME_ATOM_TOLERANCE_ANGSTROM, Phase, Site
+from xtal.structures import Phase, Site
+from xtal.symmetry import SAME_ATOM_TOLERANCE_ANGSTROM
 
 __all__ = ["analyse_geometry", "compare_metals", "published_m_o_ranges", "RADII_TOLERANCE_ANGSTROM",
            "HYDRIDE_TOLERANCE_ANGSTROM", "DISTANCE_FACTOR"]

@@ -10,7 +10,8 @@ import gemmi
 import numpy as np
 
 from xtal.errors import GeometryError
-from xtal.structures import Phase, expand_sites, op_arrays
+from xtal.structures import Phase
+from xtal.symmetry import expand_sites, op_arrays
 
 __all__ = ["parse_symop_code", "format_symop_code", "bond_from_code"]
 
