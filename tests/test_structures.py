@@ -323,19 +323,29 @@ def test_mutated_cifs_raise_only_xtal_errors(text):
 # ----------------------------------------------------------------------------------------------
 # one vectorised symmetry expansion; contact validation with gemmi's neighbour search
 # ----------------------------------------------------------------------------------------------
+def _cif(name: str, cell: tuple[float, ...], atoms: list[tuple], *, symops: tuple[str, ...] = (),
+         spacegroup: str | None = None) -> str:
+    """A minimal CIF: cell (Å, °), operators or an H-M symbol, atoms (label, element, x, y, z)."""
+    tags = ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma")
+    lines = [f"data_{name}"] + [f"_cell_{t} {v}" for t, v in zip(tags, cell)]
+    if spacegroup:
+        lines.append(f"_space_group_name_H-M_alt '{spacegroup}'")
+    if symops:
+        lines += ["loop_", "_space_group_symop_operation_xyz"] + [f"'{o}'" for o in symops]
+    lines += ["loop_"] + [f"_atom_site_{t}" for t in ("label", "type_symbol", "fract_x", "fract_y", "fract_z")]
+    lines += [" ".join(str(v) for v in atom) for atom in atoms]
+    return "\n".join(lines) + "\n"
+
+
 def _f43m_cif(n_sites: int, a_angstrom: float = 80.0) -> str:
     """F-43m with ``n_sites`` general positions on a 0.01 grid, x < y < z < 1/4 (distinct orbits,
     every pair of atoms ≥ 0.8 Å apart)."""
     from itertools import combinations
 
     grid = [round(0.03 + 0.01 * k, 2) for k in range(21)]
-    lines = ["data_big_f43m"] + [f"_cell_length_{x} {a_angstrom}" for x in "abc"] + \
-        [f"_cell_angle_{x} 90" for x in ("alpha", "beta", "gamma")] + \
-        ["_space_group_name_H-M_alt 'F -4 3 m'", "_space_group_IT_number 216", "loop_", "_atom_site_label",
-         "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z"]
-    lines += [f"C{k + 1} C {x:.2f} {y:.2f} {z:.2f}"
-              for k, (x, y, z) in enumerate(list(combinations(grid, 3))[:n_sites])]
-    return "\n".join(lines) + "\n"
+    atoms = [(f"C{k + 1}", "C", f"{x:.2f}", f"{y:.2f}", f"{z:.2f}")
+             for k, (x, y, z) in enumerate(list(combinations(grid, 3))[:n_sites])]
+    return _cif("big_f43m", (a_angstrom,) * 3 + (90,) * 3, atoms, spacegroup="F -4 3 m")
 
 
 def test_48000_atom_cell_reads_and_passes_library_check(tmp_path, capsys):
@@ -356,31 +366,10 @@ def test_48000_atom_cell_reads_and_passes_library_check(tmp_path, capsys):
     assert "big_f43m: " in capsys.readouterr().out
 
 
-CONTACTS_CIF = """data_contacts
-_cell_length_a 7.1
-_cell_length_b 8.3
-_cell_length_c 9.2
-_cell_angle_alpha 71
-_cell_angle_beta 104
-_cell_angle_gamma 97
-loop_
-_space_group_symop_operation_xyz
-'x, y, z'
-'-x, -y, -z'
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-Na1 Na 0.2 0.3 0.4
-K1 K 0.2 0.3 0.4
-O1 O 0.995 0.5 0.02
-O2 O 0.03 0.49 0.99
-S1 S 0.02 0.0 0.5
-Ca1 Ca 0.6 0.6 0.6
-H1 H 0.6 0.6 0.61
-"""
+CONTACTS_CIF = _cif("contacts", (7.1, 8.3, 9.2, 71, 104, 97),
+                    [("Na1", "Na", 0.2, 0.3, 0.4), ("K1", "K", 0.2, 0.3, 0.4), ("O1", "O", 0.995, 0.5, 0.02),
+                     ("O2", "O", 0.03, 0.49, 0.99), ("S1", "S", 0.02, 0.0, 0.5), ("Ca1", "Ca", 0.6, 0.6, 0.6),
+                     ("H1", "H", 0.6, 0.6, 0.61)], symops=("x, y, z", "-x, -y, -z"))
 
 
 def test_close_contacts_across_cell_edges_triclinic():
