@@ -27,6 +27,7 @@ MOLECULE_NAMES = {"C6H14O3": "diglyme", "C4H10O2": "monoglyme (DME)", "H2O": "wa
 _HEAVY_NAMES = {"C6O3": "diglyme", "C4O2": "monoglyme (DME)", "C2OS": "DMSO", "C5NO": "DEF",
                 "C4O": "THF", "C3NO": "DMF", "B12": "B12H12(2-)", "C8O4": "triglyme"}
 
+
 def _no_group(s: Site) -> bool:
     return s.disorder_group in (None, ".", "0", "?")
 

@@ -1,5 +1,5 @@
 """Symmetry for the coordination analysis: CIF symmetry codes, operators in the CIF's order, the
-images of every site (`xtal.structures.expand_sites`), neighbour search and distance s.u."""
+images of every site (`xtal.symmetry.expand_sites`), neighbour search and distance s.u."""
 from __future__ import annotations
 
 import itertools
