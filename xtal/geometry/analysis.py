@@ -100,6 +100,7 @@ def _structure_warnings(phase: Phase, warnings: list[str]) -> tuple[bool, bool]:
 
 
 def _select_metals(phase: Phase, metals: Iterable[str] | str | None) -> list[int]:
+    """Indices of the sites matching ``metals`` (elements or labels; default: alkali/alkaline-earth)."""
     if metals is None:
         wanted = set(DEFAULT_METALS)
         return [i for i, s in enumerate(phase.sites) if s.element in wanted]
@@ -116,6 +117,7 @@ def _select_metals(phase: Phase, metals: Iterable[str] | str | None) -> list[int
 
 
 def _pair_cutoff(metal: Site, ox: int | None, other: Site, explicit: float | None) -> tuple[float, str]:
+    """M–X cutoff (Å) and the rule that gave it: explicit, bond valence (s = 0.04 v.u.) or radii."""
     if explicit is not None:
         return float(explicit), "explicit"
     el = "H" if other.element == "D" else other.element
@@ -303,6 +305,7 @@ def _attach_chemenv(phase: Phase, sites: list[SiteGeometry], chemenv: bool, time
 
 
 def _cutoff_description(cutoff_angstrom: float | None, cut_modes: set[str]) -> dict[str, Any]:
+    """The cutoff rule as reported in `GeometryResult.cutoff`."""
     if cutoff_angstrom is not None:
         return {"mode": "explicit", "angstrom": float(cutoff_angstrom)}
     return {"mode": "default", "rule": f"bond valence s = {BV_CUTOFF_VALENCE} v.u. where an IUCr parameter "
