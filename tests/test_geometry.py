@@ -21,10 +21,8 @@ from xtal.geometry import (
     continuous_shape_measure,
     format_symop_code,
     parse_symop_code,
-    plot_distance_distributions,
-    render_geometry_html,
-    render_geometry_markdown,
 )
+from xtal.report.geometry import plot_distance_distributions, render_geometry_html, render_geometry_markdown
 from xtal.structures import read_cif, read_cif_string
 
 SHELXL_CIFS = ["AlGa_amide_1b_P212121_SHELXL.cif", "S2dipyridyl_P21c_SHELXL.cif",
@@ -460,3 +458,38 @@ def test_molecule_named_when_h_not_modelled():
     li = analyse_geometry(p, chemenv=False).sites[0]
     assert sorted(b.kind for b in li.donors()) == ["ether-O", "ether-O", "water"]
     assert sorted(lig["name"] for lig in li.ligands) == ["diglyme (H not modelled)"] * 2 + ["water"]
+
+
+# ----------------------------------------------------------------------------------------------
+# a CIF is read once: geometry needs nothing from the file afterwards
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SHELXL_CIFS)
+def test_geometry_needs_no_file_after_reading(name, tmp_path):
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copy(REF_STRUCTURES / name, copy)
+    p = read_cif(copy)
+    copy.unlink()
+    expected = compare_cif_bonds(ref(name))
+    assert compare_cif_bonds(p) == expected
+    metals = {"AlGa_amide_1b_P212121_SHELXL.cif": "Ga2", "S2dipyridyl_P21c_SHELXL.cif": "S1A",
+              "COD2242624_FeN4_P-1_SHELXL.cif": "Fe"}[name]
+    r = analyse_geometry(p, metals=metals, cutoff_angstrom=2.5, chemenv=False)
+    r0 = analyse_geometry(ref(name), metals=metals, cutoff_angstrom=2.5, chemenv=False)
+    assert r.symop_source.startswith("CIF")
+    assert r.cif_bond_check == expected
+    d, d0 = r.to_json_dict(), r0.to_json_dict()
+    d.pop("file"), d0.pop("file")
+    assert d == d0
+
+
+def test_analysis_imports_no_rendering():
+    """xtal.geometry analyses only: no xtal.report, no matplotlib (rendering is xtal.report.geometry)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, xtal.geometry; "
+            "bad = [m for m in sys.modules if m.startswith(('matplotlib', 'xtal.report'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -318,3 +318,76 @@ def test_mutated_cifs_raise_only_xtal_errors(text):
         assert "mutated.cif" in str(exc)
         return
     assert phase.volume > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# one vectorised symmetry expansion; contact validation with gemmi's neighbour search
+# ----------------------------------------------------------------------------------------------
+def _cif(name: str, cell: tuple[float, ...], atoms: list[tuple], *, symops: tuple[str, ...] = (),
+         spacegroup: str | None = None) -> str:
+    """A minimal CIF: cell (Å, °), operators or an H-M symbol, atoms (label, element, x, y, z)."""
+    tags = ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma")
+    lines = [f"data_{name}"] + [f"_cell_{t} {v}" for t, v in zip(tags, cell)]
+    if spacegroup:
+        lines.append(f"_space_group_name_H-M_alt '{spacegroup}'")
+    if symops:
+        lines += ["loop_", "_space_group_symop_operation_xyz"] + [f"'{o}'" for o in symops]
+    lines += ["loop_"] + [f"_atom_site_{t}" for t in ("label", "type_symbol", "fract_x", "fract_y", "fract_z")]
+    lines += [" ".join(str(v) for v in atom) for atom in atoms]
+    return "\n".join(lines) + "\n"
+
+
+def _f43m_cif(n_sites: int, a_angstrom: float = 80.0) -> str:
+    """F-43m with ``n_sites`` general positions on a 0.01 grid, x < y < z < 1/4 (distinct orbits,
+    every pair of atoms ≥ 0.8 Å apart)."""
+    from itertools import combinations
+
+    grid = [round(0.03 + 0.01 * k, 2) for k in range(21)]
+    atoms = [(f"C{k + 1}", "C", f"{x:.2f}", f"{y:.2f}", f"{z:.2f}")
+             for k, (x, y, z) in enumerate(list(combinations(grid, 3))[:n_sites])]
+    return _cif("big_f43m", (a_angstrom,) * 3 + (90,) * 3, atoms, spacegroup="F -4 3 m")
+
+
+def test_48000_atom_cell_reads_and_passes_library_check(tmp_path, capsys):
+    """500 general sites in F-43m: 48,000 atoms in the cell (timing: benchmarks/bench_structures.py)."""
+    from xtal.cli import main
+
+    path = tmp_path / "big_f43m.cif"
+    path.write_text(_f43m_cif(500))
+    p = read_cif(path)
+    assert len(p.operations) == 96
+    assert len(p.cell_atoms()) == 48_000
+    assert {s.multiplicity for s in p.sites} == {96}
+    assert not any("apart" in w for w in p.warnings)
+    frac = np.array([im.frac for im in p.cell_atoms()])
+    assert frac.min() >= 0.0 and frac.max() < 1.0
+    assert len(np.unique(np.round(frac, 6), axis=0)) == 48_000
+    assert main(["library", "check", str(path)]) == 0
+    assert "big_f43m: " in capsys.readouterr().out
+
+
+CONTACTS_CIF = _cif("contacts", (7.1, 8.3, 9.2, 71, 104, 97),
+                    [("Na1", "Na", 0.2, 0.3, 0.4), ("K1", "K", 0.2, 0.3, 0.4), ("O1", "O", 0.995, 0.5, 0.02),
+                     ("O2", "O", 0.03, 0.49, 0.99), ("S1", "S", 0.02, 0.0, 0.5), ("Ca1", "Ca", 0.6, 0.6, 0.6),
+                     ("H1", "H", 0.6, 0.6, 0.61)], symops=("x, y, z", "-x, -y, -z"))
+
+
+def test_close_contacts_across_cell_edges_triclinic():
+    """Same warnings as the per-pair loop gave: coincident atoms, own images and neighbours across
+    cell edges of a triclinic cell; H is never reported."""
+    assert read_cif_string(CONTACTS_CIF).warnings == [
+        "atoms Na1 and K1 are 0.000 Å apart (< 0.5 Å) without a disorder explanation",
+        "atoms O1 and O1 are 0.391 Å apart (< 0.5 Å) without a disorder explanation",
+        "atoms O1 and O2 are 0.445 Å apart (< 0.5 Å) without a disorder explanation",
+        "atoms S1 and S1 are 0.284 Å apart (< 0.5 Å) without a disorder explanation"]
+
+
+def test_cif_facts_kept_at_read_time():
+    """Operators as written, the _geom_bond loop and printed coordinate precision live on the Phase."""
+    p = read_cif(REF_STRUCTURES / "S2dipyridyl_P21c_SHELXL.cif")
+    assert p.symops_tag == "_symmetry_equiv_pos_as_xyz"
+    assert p.symops_as_written[3].replace(" ", "") == "x,-y-1/2,z-1/2"
+    assert len(p.geom_bonds) > 10
+    s1s2 = next(b for b in p.geom_bonds if (b.label_1, b.label_2) == ("S1A", "S2A"))
+    assert s1s2.distance_text == "2.0222(5)"
+    assert all(s.frac_decimals is not None and min(s.frac_decimals) >= 3 for s in p.sites)

@@ -258,8 +258,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 # geometry
 # ------------------------------------------------------------------------------------------------
 def _cmd_geometry(args: argparse.Namespace) -> int:
-    from xtal.geometry import (CONTACT_KINDS, analyse_geometry, plot_distance_distributions,
-                               render_geometry_markdown)
+    from xtal.geometry import CONTACT_KINDS, analyse_geometry
+    from xtal.report.geometry import plot_distance_distributions, render_geometry_markdown
     from xtal.util import atomic_write_text
 
     from xtal.library import Library

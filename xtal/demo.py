@@ -710,8 +710,8 @@ def _series_preamble(da, sr, expected, path: Path) -> str:
 # 5. coordination report
 # ----------------------------------------------------------------------------------------------
 def _step_coordination(lib, out: Path, res: DemoOutputs, say) -> None:
-    from xtal.geometry import (analyse_geometry, compare_metals, plot_distance_distributions,
-                               render_geometry_markdown)
+    from xtal.geometry import analyse_geometry, compare_metals
+    from xtal.report.geometry import plot_distance_distributions, render_geometry_markdown
     from xtal.report import write_report
 
     d = out / "coordination"

@@ -1,0 +1,203 @@
+"""Coordination-geometry reports: Markdown, standalone HTML and the M–X distance figure of
+`xtal.geometry.GeometryResult` objects."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from xtal.errors import GeometryError
+from xtal.geometry import CONTACT_KINDS, METAL_ORDER, Bond, GeometryResult, compare_metals, published_m_o_ranges
+from xtal.report import markdown_to_html
+
+__all__ = ["render_geometry_markdown", "render_geometry_html", "plot_distance_distributions"]
+
+
+def _f(v: float | None, nd: int = 3) -> str:
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def render_geometry_markdown(results: Sequence[GeometryResult], *, figure: str | None = None,
+                             published: Mapping[str, Any] | None = None) -> str:
+    """Markdown report: per phase and metal site the bond table, CN, BVS, polyhedron; then the
+    comparison table per metal and (optionally) the figure ``figure`` (path relative to the report)."""
+    out = ["# Coordination geometry", ""]
+    if any(r.model for r in results):
+        out += ["> **⚠ MODEL STRUCTURE(S):** " + ", ".join(r.phase_id for r in results if r.model)
+                + " — coordinates were BUILT, not refined; their distances are not experimental results.", ""]
+    for r in results:
+        out.append(f"## {r.phase_name} (`{r.phase_id}`, {r.spacegroup})")
+        out.append("")
+        if r.model:
+            note = " ".join((r.model_note or "").split())
+            out += [f"> **⚠ MODEL — NOT A REFINED STRUCTURE.** {note}".rstrip(), ""]
+        out.append(f"- file: `{r.file}`")
+        cut = r.cutoff
+        out.append("- cutoff: " + (f"{cut['angstrom']:.3f} Å (explicit)" if cut.get("mode") == "explicit"
+                                    else cut.get("rule", cut.get("mode", ""))))
+        out.append(f"- symmetry codes: operator numbers follow {r.symop_source}: "
+                   + "; ".join(f"{k + 1}: {t}" for k, t in enumerate(r.symops[:48]))
+                   + (" …" if len(r.symops) > 48 else ""))
+        out.append("- s.u.: " + ("from cell and coordinate s.u., no covariance" if r.su_available
+                                 else "not available in the CIF — distances without s.u."))
+        if r.message:
+            out.append(f"- **{r.message}**")
+        for w in r.warnings:
+            out.append(f"- ⚠ {w}")
+        out.append("")
+        for s in r.sites:
+            out.append(f"### {s.label} ({s.element}, oxidation state {s.oxidation_state})")
+            out.append("")
+            alt = ", ".join(f"{k}: {v}" for k, v in s.cn_alternatives.items())
+            out.append(f"- CN = **{s.cn}**" + (f" (per disorder alternative: {alt})" if alt else ""))
+            out.append(f"- coordination: {s.coordination_mode}")
+            out.append(f"- BVS = **{_f(s.bvs, 3)} v.u.** — {s.bvs_note}")
+            for p in s.bv_parameters:
+                out.append(f"  - {p['pair']}: R0 = {p['r0']} Å, b = {p['b']} Å ({p['source']})")
+            a = s.angles
+            if a.get("n"):
+                out.append(f"- L–M–L angles: min {a['min']:.1f}°, max {a['max']:.1f}°, mean {a['mean']:.1f}°")
+            poly = s.polyhedron
+            if poly.get("best"):
+                shapes = ", ".join(f"{k.split()[0]} {v:.2f}" for k, v in sorted(poly["cshm"].items(),
+                                                                               key=lambda kv: kv[1]))
+                out.append(f"- polyhedron (xtal CShM): **{poly['best']}**, S = {poly['best_cshm']:.2f}; "
+                           f"all: {shapes}")
+            else:
+                out.append(f"- polyhedron: {poly.get('note')}")
+            ce = poly.get("chemenv", {})
+            if ce.get("status") == "ok":
+                envs = "; ".join(f"{e['ce_symbol']} (csm {e['csm']:.2f}, fraction {e['fraction']:.2f})"
+                                 for e in ce["environments"]) or "none"
+                out.append(f"- pymatgen ChemEnv: {envs}")
+            elif ce:
+                out.append(f"- pymatgen ChemEnv: {ce.get('status')}" + (f" — {ce['reason']}" if ce.get("reason")
+                                                                       else ""))
+            for w in s.warnings:
+                out.append(f"- ⚠ {w}")
+            out += ["", "| neighbour | symop | d (Å) | kind | molecule | PART | occ. | s (v.u.) |",
+                    "|---|---|---|---|---|---|---|---|"]
+            for b in s.bonds:
+                out.append(f"| {b.to} | {b.symop} | {b.text} | {b.kind} | {b.molecule or ''} | "
+                           f"{b.disorder_group or ''} | {b.occupancy:g} | {_f(b.bond_valence, 3)} |")
+            out.append("")
+        c = r.cif_bond_check
+        if c:
+            out.append(f"### Check against the CIF's `_geom_bond` loop ({c['n_compared']} of {c['n_listed']} bonds)")
+            out.append("")
+            w = c["worst"]
+            if w:
+                out.append(f"- largest |Δd| = {c['max_abs_diff']:.4f} Å ({w['label_1']}–{w['label_2']} "
+                           f"{w['symop']}: CIF {w['cif']}, xtal {w['text']})")
+            out.append(f"- s.u. compared for {c['n_su_compared']} bonds; largest difference "
+                       f"{c['max_su_diff_last_digits']} in the last digit (xtal: no covariance; SHELXL: full "
+                       "covariance matrix)")
+            out.append(f"- symmetry codes reproduced by xtal's search: {c['symmetry_codes_found']} of "
+                       f"{c['n_compared']}")
+            out.append("")
+    rows = compare_metals(results, published)
+    if rows:
+        out += ["## Comparison per metal", "",
+                "| metal | phase | sites | M–O min | M–O max | M–O mean | CN | BVS (v.u.) | published M–O | within |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for q in rows:
+            cn = f"{q['cn_min']}" if q["cn_min"] == q["cn_max"] else f"{q['cn_min']}–{q['cn_max']}"
+            bvs = ("–" if q["bvs_min"] is None else
+                   (f"{q['bvs_min']:.2f}" if abs(q["bvs_max"] - q["bvs_min"]) < 0.005
+                    else f"{q['bvs_min']:.2f}–{q['bvs_max']:.2f}"))
+            pub = f"{q['published_m_o'][0]:.3f}–{q['published_m_o'][1]:.3f}" if q["published_m_o"] else "–"
+            within = {None: "–", True: "yes", False: "**no**"}[q["within_published"]]
+            name = q["phase"] + (" (MODEL)" if q["model"] else "")
+            out.append(f"| {q['metal']} | {name} | {q['n_sites']} | {_f(q['m_o_min'])} | {_f(q['m_o_max'])} | "
+                       f"{_f(q['m_o_mean'])} | {cn} | {bvs} | {pub} | {within} |")
+        out.append("")
+    if figure:
+        out += [f"![M–X distance distributions per metal]({figure})", ""]
+    out.append("Bond-valence parameters: IUCr bvparm table (I. D. Brown), transcribed subset in "
+               "`xtal/data/bvparm.csv`; no distance scaling applied.")
+    return "\n".join(out) + "\n"
+
+
+def render_geometry_html(results: Sequence[GeometryResult], *, figure: str | None = None,
+                         published: Mapping[str, Any] | None = None, base_dir: str | Path = ".") -> str:
+    """The Markdown report as one standalone HTML page (`xtal.report.markdown_to_html`; the figure,
+    resolved against ``base_dir``, is embedded)."""
+
+    md = render_geometry_markdown(results, figure=figure, published=published)
+    return markdown_to_html(md, base_dir=base_dir, title="xtal coordination geometry")
+
+
+_KIND_STYLE = {"ether-O": ("o", "tab:red"), "water": ("s", "tab:blue"), "hydride-H": ("^", "tab:green"),
+               "cage-B": ("v", "tab:olive"), "halide": ("P", "tab:cyan"), "other": ("D", "tab:purple"), "metal": ("x", "tab:gray")}
+
+
+def plot_distance_distributions(results: Sequence[GeometryResult], path: str | Path, *,
+                                published: Mapping[str, Any] | None = None) -> Path:
+    """Figure: M–X distances per metal (one panel per metal element, one row per phase, marker per
+    donor kind, distances within 0.01 Å merged into one marker labelled ×n, shaded published M–O range). Written atomically to ``path`` (PNG/SVG/PDF by suffix)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from xtal.util import atomic_path
+
+    pub = published_m_o_ranges() if published is None else published
+    metals = sorted({s.element for r in results for s in r.sites}, key=lambda m: (METAL_ORDER.get(m, 99), m))
+    if not metals:
+        raise GeometryError("no metal sites to plot")
+    fig, axes = plt.subplots(len(metals), 1, figsize=(9, 1.2 + 1.6 * len(metals) + 0.35 * len(results)),
+                             squeeze=False)
+    seen_kinds: dict[str, Any] = {}
+    for ax, metal in zip(axes[:, 0], metals):
+        rows = [r for r in results if any(s.element == metal for s in r.sites)]
+        for k, r in enumerate(rows):
+            clusters: list[tuple[str, list[Bond]]] = []
+            site_bonds = sorted((b for s in r.sites if s.element == metal for b in s.bonds),
+                                key=lambda b: (b.kind, b.distance))
+            for b in site_bonds:   # merge same-kind distances within 0.012 Å of the previous one
+                if clusters and clusters[-1][0] == b.kind and b.distance - clusters[-1][1][-1].distance < 0.012:
+                    clusters[-1][1].append(b)
+                else:
+                    clusters.append((b.kind, [b]))
+            for ci, (kind, bl) in enumerate(clusters):
+                mk, col = _KIND_STYLE.get(kind, ("D", "tab:purple"))
+                dist = float(np.mean([b.distance for b in bl]))
+                sus = [b.su for b in bl if b.su]
+                su = max(sus) if sus else None
+                h = ax.errorbar(dist, k, xerr=su if su else None, fmt=mk, color=col, ms=8, alpha=0.85,
+                                capsize=3, mfc="none" if kind in CONTACT_KINDS else col)
+                seen_kinds.setdefault(kind + (" (contact, not in CN)" if kind in CONTACT_KINDS else ""), h)
+                if len(bl) > 1:
+                    ax.annotate(f"×{len(bl)}", (dist, k), xytext=(0, 9 + 8 * (ci % 2)), textcoords="offset points",
+                                ha="center", fontsize=9, color=col)
+            rng = pub.get(r.phase_id)
+            if isinstance(rng, Mapping):
+                rng = rng.get(metal)
+            if rng:
+                ax.fill_betweenx([k - 0.4, k + 0.4], rng[0], rng[1], color="tab:red", alpha=0.15, lw=0)
+                seen_kinds.setdefault("published M–O range", plt.Rectangle((0, 0), 1, 1, color="tab:red",
+                                                                          alpha=0.15))
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([r.phase_id + (" (MODEL)" if r.model else "") for r in rows], fontsize=11)
+        ax.set_ylim(-0.6, len(rows) - 0.25)
+        ax.set_xlabel(f"{metal}–X distance (Å)", fontsize=12)
+        ax.set_title(f"{metal} coordination", fontsize=12, loc="left")
+        ax.tick_params(axis="x", labelsize=11)
+        ax.grid(axis="x", alpha=0.3)
+    fh = fig.get_figheight()
+    n_rows = math.ceil(len(seen_kinds) / 3)
+    fig.legend(list(seen_kinds.values()), list(seen_kinds.keys()), loc="upper center", fontsize=10,
+               ncol=min(3, len(seen_kinds)), frameon=False, bbox_to_anchor=(0.5, 1.0 - 0.45 / fh))
+    top = 1.0 - (0.45 + 0.25 * n_rows) / fh
+    title = "Metal–neighbour distances (error bars: 1 s.u.)"
+    if any(r.model for r in results):
+        title += " — includes MODEL structures"
+    fig.suptitle(title, fontsize=13, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, top))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path
