@@ -158,7 +158,8 @@ def _polarization_arg(text: str | None):
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from xtal.io import write_reflections_csv, write_simulated
-    from xtal.simulate import MarchDollase, plot_pattern, simulate
+    from xtal.report.simulate import plot_pattern
+    from xtal.simulate import MarchDollase, simulate
 
     phase = _load_phase(args.structure, block=args.block)
     po = None

@@ -38,18 +38,17 @@ from xtal.formfactors import (DEFAULT_FORM_FACTORS, FORM_FACTOR_SOURCES, FormFac
                               element_for_scattering, form_factor)
 from xtal.profiles import caglioti_fwhm, pseudo_voigt_profile, tch_fwhm_eta
 from xtal.structures import MODEL_WARNING
-from xtal.util import atomic_path, check_writable, finite_float
+from xtal.util import finite_float
 
 __all__ = [
-    "DEFAULT_WAVELENGTH_ANGSTROM", "MODEL_WARNING", "MODEL_FIGURE_TEXT",
+    "DEFAULT_WAVELENGTH_ANGSTROM", "MODEL_WARNING",
     "FORM_FACTOR_SOURCES", "DEFAULT_FORM_FACTORS", "MarchDollase", "ReflectionTable", "SimulatedPattern",
     "FormFactorError", "reflection_table", "structure_factors", "multiplicities", "d_spacings",
-    "reciprocal_metric", "cell_volume", "simulate", "plot_pattern", "pattern_figure",
+    "reciprocal_metric", "cell_volume", "simulate",
 ]
 
 DEFAULT_WAVELENGTH_ANGSTROM = 0.71073          # Mo Kα weighted mean, as in the source study
 MAX_POINTS = 5_000_000
-MODEL_FIGURE_TEXT = "MODEL structure — intensities depend on modelled anion orientation"
 
 
 # =============================================================================
@@ -691,72 +690,3 @@ def simulate(phase, wavelength_angstrom: float | tuple = DEFAULT_WAVELENGTH_ANGS
 # =============================================================================
 # figure
 # =============================================================================
-def _hkl_label(hkl) -> str:
-    """'1 1 \bar{1}' style label (mathtext overbar for negative indices)."""
-    parts = [rf"$\bar{{{-int(v)}}}$" if v < 0 else str(int(v)) for v in hkl]
-    return " ".join(parts)
-
-
-def plot_pattern(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False,
-                 label_top: int = 12, dpi: int = 200, title: str | None = None) -> Path:
-    """Publication-ready PNG/PDF/SVG of the profile with hkl tick marks (matplotlib, Agg backend).
-
-    Format from the extension; refuses to overwrite an existing file unless ``overwrite``."""
-    p = check_writable(path, overwrite=overwrite)
-    fig = pattern_figure(sim, label_top=label_top, dpi=dpi, title=title)
-    fmt = p.suffix.lower().lstrip(".") or "png"
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, format=fmt)
-    return p
-
-
-def pattern_figure(sim: SimulatedPattern, *, label_top: int = 12, dpi: int = 200, title: str | None = None):
-    """The matplotlib `Figure` drawn by `plot_pattern` (not attached to pyplot: no global state)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.0, 4.6), dpi=dpi)
-    fig.set_layout_engine("constrained")
-    ax = fig.add_subplot(111)
-    x, y = sim.two_theta_deg, sim.intensity
-    ymax = float(y.max()) if len(y) and y.max() > 0 else 1.0
-    yn = y / ymax * 100.0
-    lam_txt = f"λ = {sim.wavelength_angstrom:.5f} Å"
-    ax.plot(x, yn, color="#1f3b73", lw=1.0, label=f"simulated ({lam_txt})")
-    r = sim.reflections
-    shift = sim.meta.get("zero_shift_deg", 0.0)
-    tick_y0, tick_y1 = -9.0, -3.0
-    if len(r):
-        pos = r.two_theta_deg + shift
-        ax.vlines(pos, tick_y0, tick_y1, color="#b22222", lw=0.7, label=f"{sim.phase_id} reflections")
-        # label the strongest reflections (by integrated intensity) that are not too crowded
-        order = np.argsort(-r.intensity)
-        placed: list[float] = []
-        span = x[-1] - x[0]
-        for k in order[: max(0, label_top) * 3]:
-            if len(placed) >= label_top or r.intensity[k] <= 0:
-                break
-            if any(abs(pos[k] - q) < 0.012 * span for q in placed):
-                continue
-            placed.append(pos[k])
-            ipk = int(np.clip(np.searchsorted(x, pos[k]), 0, len(x) - 1))
-            lo_i, hi_i = max(0, ipk - 3), min(len(x), ipk + 4)
-            top = float(yn[lo_i:hi_i].max())
-            ax.annotate(_hkl_label(r.hkl[k]), (pos[k], top), xytext=(0, 4), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7.5, rotation=90, color="#333333")
-    if sim.reflections_ka2 is not None and len(sim.reflections_ka2):
-        ax.vlines(sim.reflections_ka2.two_theta_deg + shift, tick_y0, tick_y1 - 3, color="#e08080", lw=0.5,
-                  label="Kα2")
-    ax.set_xlim(x[0], x[-1])
-    ax.set_ylim(-11.0, 132.0)
-    ax.set_xlabel("2θ (°)", fontsize=12)
-    ax.set_ylabel("Intensity (arb. units)", fontsize=12)
-    ax.tick_params(labelsize=10)
-    ax.axhline(0.0, color="0.7", lw=0.5)
-    ttl = title or f"{sim.phase_name or sim.phase_id} — simulated powder pattern, {lam_txt}"
-    if sim.is_model:
-        fig.suptitle(ttl, fontsize=12)
-        ax.set_title(MODEL_FIGURE_TEXT, fontsize=10.5, color="#b00000", fontweight="bold")
-    else:
-        ax.set_title(ttl, fontsize=12)
-    ax.legend(fontsize=9, loc="upper right", frameon=False)
-    return fig

@@ -76,6 +76,13 @@ class Pattern:
         """(first, last) x on the pattern's axis."""
         return float(self.x[0]), float(self.x[-1])
 
+    @property
+    def wavelength_lines(self) -> tuple[float, float | None, float | None] | None:
+        """(λ1 Å, λ2 Å or None, I2/I1 or None) as stated for this pattern, or None without λ."""
+        if self.wavelength_angstrom is None:
+            return None
+        return (self.wavelength_angstrom, self.wavelength2_angstrom, self.ka2_ratio)
+
     def require_wavelength(self) -> float:
         """λ1 in Å, or `MissingWavelengthError`."""
         if self.wavelength_angstrom is None:
