@@ -127,25 +127,38 @@ class MarchDollase:
                                   field="preferred_orientation")
 
 
+def march_dollase_cos2(hkl: np.ndarray, rotations: np.ndarray, gs: np.ndarray,
+                       axis: Sequence[float]) -> np.ndarray:
+    """cos² of the angle between every symmetry equivalent (n × m) of each hkl and ``axis`` (hkl),
+    in the reciprocal metric ``gs``; ``rotations`` as `laue_rotations` returns them."""
+    h = np.asarray(hkl, dtype=float).reshape(-1, 3)
+    eq = np.einsum("nj,mjk->nmk", h, rotations.astype(float))        # (n, m, 3)  h·R
+    ax = np.asarray(axis, dtype=float)
+    num = np.einsum("nmi,ij,j->nm", eq, gs, ax)
+    n1 = np.sqrt(np.einsum("nmi,ij,nmj->nm", eq, gs, eq))
+    n2 = math.sqrt(ax @ gs @ ax)
+    return np.clip((num / (n1 * n2)) ** 2, 0.0, 1.0)
+
+
+def march_dollase_factor(cos2: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """March–Dollase correction per reflection (mean over its equivalents) and its ∂/∂r."""
+    t = r * r * cos2 + (1.0 - cos2) / r
+    f = np.mean(t ** -1.5, axis=1)
+    df = np.mean(-1.5 * t ** -2.5 * (2.0 * r * cos2 - (1.0 - cos2) / (r * r)), axis=1)
+    return f, df
+
+
 def _march_dollase(po: MarchDollase | None, hkl: np.ndarray, rotations: np.ndarray,
                    gs: np.ndarray) -> np.ndarray:
     if po is None or po.r == 1.0 or len(hkl) == 0:
         return np.ones(len(hkl))
-    h = hkl.astype(float)
-    eq = np.einsum("nj,mjk->nmk", h, rotations.astype(float))        # (n, m, 3)  h·R
-    ax = np.asarray(po.axis, dtype=float)
-    num = np.einsum("nmi,ij,j->nm", eq, gs, ax)
-    n1 = np.sqrt(np.einsum("nmi,ij,nmj->nm", eq, gs, eq))
-    n2 = math.sqrt(ax @ gs @ ax)
-    cos2 = np.clip((num / (n1 * n2)) ** 2, 0.0, 1.0)
-    r = po.r
-    return np.mean((r * r * cos2 + (1.0 - cos2) / r) ** -1.5, axis=1)
+    return march_dollase_factor(march_dollase_cos2(hkl, rotations, gs, po.axis), po.r)[0]
 
 
 # =============================================================================
 # symmetry: reflections, multiplicities
 # =============================================================================
-def _group_ops(phase) -> gemmi.GroupOps:
+def group_ops(phase) -> gemmi.GroupOps:
     try:
         return gemmi.GroupOps([gemmi.Op(s) for s in phase.symops])
     except (RuntimeError, ValueError) as exc:
@@ -153,7 +166,7 @@ def _group_ops(phase) -> gemmi.GroupOps:
                               field="symops") from None
 
 
-def _laue_rotations(gops: gemmi.GroupOps) -> np.ndarray:
+def laue_rotations(gops: gemmi.GroupOps) -> np.ndarray:
     """Distinct point-group rotations R (integer 3×3) plus −R: the Laue group acting as h → h·R."""
     rots = {tuple(np.array(op.rot, dtype=int).ravel() // op.DEN) for op in gops.sym_ops}
     rots |= {tuple(-np.array(r)) for r in rots}
@@ -213,7 +226,7 @@ def _box_unique(phase, gops: gemmi.GroupOps, d_min: float) -> np.ndarray:
     hkl = np.stack([g.ravel() for g in grids], axis=1)
     hkl = hkl[np.any(hkl != 0, axis=1)]
     hkl = hkl[d_spacings(phase.cell.parameters, hkl) >= d_min]
-    rots = _laue_rotations(gops)
+    rots = laue_rotations(gops)
     base = 2 * max(lim) + 1
     keys = []
     for start in range(0, len(hkl), 20000):
@@ -480,8 +493,8 @@ def reflection_table(phase, wavelength_angstrom: float = DEFAULT_WAVELENGTH_ANGS
         d_min = min(d_min, v)
     if d_max_angstrom is not None:
         d_max = max(d_max, _finite("d_max_angstrom", d_max_angstrom))
-    gops = _group_ops(phase)
-    rots = _laue_rotations(gops)
+    gops = group_ops(phase)
+    rots = laue_rotations(gops)
     hkl = _conventional_hkl(_enumerate_unique_hkl(phase, gops, d_min, d_max), rots)
     sets, notes = _atom_sets(phase, form_factors)
     f = structure_factors(phase, hkl, form_factors=form_factors, atom_sets=sets)
