@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,49 @@ def apply_radiation(p: Pattern, given: Radiation | None, *, force: bool, require
     p.meta["wavelength_source"] = source
     p.wavelength_angstrom, p.wavelength2_angstrom, p.ka2_ratio = rad.as_tuple()
     return p
+
+
+def choose_block(blocks: list, frame: int | None, path: Path, what: str = "range") -> Any:
+    """The one block of a multi-block file (ranges, scans, data sets, CIF blocks) to read.
+
+    One block: it.  Several and ``frame`` None: `PatternFormatError` saying how many there are
+    and how to choose (``frame=`` / ``--frame`` for one, `read_series` for all) — never a
+    silent pick of the first.
+    """
+    n = len(blocks)
+    if n == 0:
+        raise EmptyPatternError(f"no {what} with data in the file", path=path)
+    if frame is None:
+        if n == 1:
+            return blocks[0]
+        raise PatternFormatError(
+            f"the file holds {n} {what}s; pass frame=0..{n - 1} to read one, or read them all "
+            "as a series with read_series(path)", path=path)
+    if not 0 <= frame < n:
+        raise PatternFormatError(f"{what} {frame} requested; the file holds {n} "
+                                 f"(frame=0..{n - 1})", path=path)
+    return blocks[frame]
+
+
+def header_info(wl1: float | None = None, wl2: float | None = None, ratio: float | None = None,
+                temperature_c: float | None = None, raw: dict | None = None) -> HeaderInfo:
+    """A `HeaderInfo` for a reader that decodes the beam itself (binary/XML formats).
+
+    λ values that are missing, zero or not X-ray/neutron lengths are dropped rather than
+    invented; a Kα2 without a ratio is dropped (see `xtal.beam.resolve_radiation`).
+    """
+    from xtal.beam import check_wavelength
+
+    def _ok(v):
+        try:
+            return check_wavelength(v) if v is not None and float(v) > 0 else None
+        except (XtalError, TypeError, ValueError):
+            return None
+    h = HeaderInfo(raw=dict(raw or {}))
+    h.wavelength_angstrom = _ok(wl1)
+    l2 = _ok(wl2) if h.wavelength_angstrom is not None else None
+    if l2 is not None and l2 != h.wavelength_angstrom and ratio is not None and \
+            math.isfinite(ratio) and 0 <= ratio <= 1:
+        h.wavelength2_angstrom, h.ka2_ratio = l2, float(ratio)
+    h.temperature_c = temperature_c
+    return h

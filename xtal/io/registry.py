@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from xtal.beam import parse_radiation, resolve_radiation
 from xtal.errors import EmptyPatternError, PatternError, PatternFormatError
-from xtal.io import columns, gsas, nexus, xrdml
+from xtal.io import bruker, columns, gsas, nexus, xrdml
 from xtal.io.common import apply_radiation, read_bytes, reading_errors
 from xtal.io.pattern import AXES, Pattern
 
@@ -29,6 +29,8 @@ class Format:
     sniff: Callable[[Path, bytes], bool]
     read: Callable[..., Pattern]
     extensions: tuple[str, ...] = ()
+    read_all: Callable[..., list[Pattern]] | None = None   # multi-range/scan/block formats
+    title: str = ""                                         # for `xtal formats` and the docs
 
 
 def _is_netcdf(path: Path, head: bytes) -> bool:
@@ -41,12 +43,21 @@ def _no_netcdf(path: Path, data: bytes, **_: Any) -> Pattern:
 
 #: In sniffing order: the first format whose ``sniff`` says yes reads the file.
 FORMATS: tuple[Format, ...] = (
-    Format("nexus", nexus.sniff, nexus.read, nexus.EXTENSIONS),
-    Format("netcdf", _is_netcdf, _no_netcdf),
-    Format("xrdml", xrdml.sniff, xrdml.read, xrdml.EXTENSIONS),
-    Format("gsas", gsas.sniff, gsas.read, gsas.EXTENSIONS),
-    Format("chi", columns.sniff_chi, columns.read_chi, columns.CHI_EXTENSIONS),
-    Format("columns", columns.sniff, columns.read, columns.EXTENSIONS),   # fallback: any text
+    Format("nexus", nexus.sniff, nexus.read, nexus.EXTENSIONS,
+           title="NeXus/HDF5 NXdata (1D or stacked 2D)"),
+    Format("netcdf", _is_netcdf, _no_netcdf, title="netCDF series (read_series)"),
+    Format("bruker_raw", bruker.sniff, bruker.read, bruker.RAW_EXTENSIONS, bruker.read_all,
+           "Bruker/Siemens RAW v1, v2, v3 (RAW1.01), v4 (RAW4.00), all ranges"),
+    Format("brml", bruker.sniff_brml, bruker.read_brml, bruker.BRML_EXTENSIONS,
+           bruker.read_brml_all, "Bruker BRML (DIFFRAC.SUITE zip of XML), all data sets"),
+    Format("xrdml", xrdml.sniff, xrdml.read, xrdml.EXTENSIONS, xrdml.read_all,
+           "PANalytical XRDML (Kα1/Kα2/ratio), all scans"),
+    Format("gsas", gsas.sniff, gsas.read, gsas.EXTENSIONS,
+           title="GSAS constant-wavelength STD/ESD/FXY/FXYE banks"),
+    Format("chi", columns.sniff_chi, columns.read_chi, columns.CHI_EXTENSIONS,
+           title="Fit2D .chi"),
+    Format("columns", columns.sniff, columns.read, columns.EXTENSIONS,   # fallback: any text
+           title="column text x y [σ] (xy, xye, csv, dat, txt, pyFAI 1D)"),
 )
 _ALIASES = {"xy": "columns", "xye": "columns", "csv": "columns", "pyfai": "columns",
             "dat": "columns", "txt": "columns"}
@@ -65,6 +76,25 @@ def sniff_format(path: Path, data: bytes) -> str:
     """Name of the format of ``data`` (the file's bytes, or its first `SNIFF_BYTES`)."""
     head = data[:SNIFF_BYTES]
     return next(f.name for f in FORMATS if f.sniff(path, head))
+
+
+def format_of(path: str | Path, fmt: str | None = None) -> Format:
+    """The `Format` that reads ``path`` (by ``fmt`` or by content)."""
+    path = Path(path)
+    return _format(fmt or sniff_format(path, read_bytes(path)), path)
+
+
+def read_all_patterns(path: str | Path, *, fmt: str | None = None, axis: str | None = None
+                      ) -> list[Pattern] | None:
+    """Every range/scan/block of a multi-block file as Patterns (beam as the file states it),
+    or None when the file's format holds one pattern per file."""
+    path = Path(path)
+    data = read_bytes(path)
+    reader = _format(fmt or sniff_format(path, data), path)
+    if reader.read_all is None:
+        return None
+    with reading_errors(path, reader.name):
+        return reader.read_all(path, data, axis=axis)
 
 
 def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bool = False,
