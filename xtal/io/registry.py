@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from xtal.beam import parse_radiation, resolve_radiation
 from xtal.errors import EmptyPatternError, PatternError, PatternFormatError
-from xtal.io import bruker, columns, gsas, nexus, xrdml
+from xtal.io import bruker, columns, gsas, nexus, pdcif, rigaku, uxd, xrdml
 from xtal.io.common import apply_radiation, read_bytes, reading_errors
 from xtal.io.pattern import AXES, Pattern
 
@@ -50,8 +50,16 @@ FORMATS: tuple[Format, ...] = (
            "Bruker/Siemens RAW v1, v2, v3 (RAW1.01), v4 (RAW4.00), all ranges"),
     Format("brml", bruker.sniff_brml, bruker.read_brml, bruker.BRML_EXTENSIONS,
            bruker.read_brml_all, "Bruker BRML (DIFFRAC.SUITE zip of XML), all data sets"),
+    Format("rasx", rigaku.sniff_rasx, rigaku.read_rasx, rigaku.RASX_EXTENSIONS,
+           rigaku.read_rasx_all, "Rigaku RASX (SmartLab Studio II zip), all profiles"),
     Format("xrdml", xrdml.sniff, xrdml.read, xrdml.EXTENSIONS, xrdml.read_all,
            "PANalytical XRDML (Kα1/Kα2/ratio), all scans"),
+    Format("ras", rigaku.sniff_ras, rigaku.read_ras, rigaku.RAS_EXTENSIONS, rigaku.read_ras_all,
+           "Rigaku RAS (SmartLab/MiniFlex text), all scans"),
+    Format("uxd", uxd.sniff, uxd.read, uxd.EXTENSIONS, uxd.read_all,
+           "Bruker/Siemens UXD text (_COUNTS, _2THETACOUNTS…), all ranges"),
+    Format("pdcif", pdcif.sniff, pdcif.read, pdcif.EXTENSIONS, pdcif.read_all,
+           "powder CIF (_pd_meas_*, _pd_proc_*, _pd_calc_*), all profile blocks"),
     Format("gsas", gsas.sniff, gsas.read, gsas.EXTENSIONS,
            title="GSAS constant-wavelength STD/ESD/FXY/FXYE banks"),
     Format("chi", columns.sniff_chi, columns.read_chi, columns.CHI_EXTENSIONS,
