@@ -108,7 +108,8 @@ def read_all_patterns(path: str | Path, *, fmt: str | None = None, axis: str | N
 def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bool = False,
                  fmt: str | None = None, require_wavelength: bool = False,
                  instrument: str | Path | None = None, axis: str | None = None,
-                 bank: int | None = None, frame: int | None = None) -> Pattern:
+                 bank: int | None = None, frame: int | None = None,
+                 columns: tuple | None = None) -> Pattern:
     """Read one measured pattern.
 
     fmt: "columns" | "gsas" | "xrdml" | "chi" | "nexus" (None: detect by content/extension).
@@ -118,7 +119,10 @@ def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bo
     instrument: GSAS .prm/.instprm giving λ when the data file has none.
     axis: the x axis of a headerless column file ("two_theta_deg" default, "q_inv_angstrom",
     "d_angstrom"); a contradiction with the file's declared axis raises.
-    bank: GSAS bank number; frame: frame of a stacked NXdata, or scan of an XRDML file.
+    bank: GSAS bank number; frame: which of several ranges/scans/blocks (RAW, BRML, UXD,
+    RAS/RASX, XRDML, pdCIF, stacked NXdata) — a file holding several refuses to guess.
+    columns: (x, y[, sigma]) as 0-based indices or names, for a column text file whose
+    columns are not evident from a header (more than 3 unnamed, or no intensity name).
     """
     path = Path(path)
     given = None if wavelength_angstrom is None else parse_radiation(wavelength_angstrom)
@@ -129,7 +133,10 @@ def read_pattern(path: str | Path, *, wavelength_angstrom: Any = None, force: bo
         raise EmptyPatternError("file is empty", path=path)
     reader = _format(fmt or sniff_format(path, data), path)
     with reading_errors(path, reader.name):
-        p = reader.read(path, data, axis=axis, bank=bank, frame=frame)
+        if columns is not None and reader.name != "columns":
+            raise PatternFormatError(f"columns= applies to column text; this is a {reader.name} "
+                                     "file", path=path)
+        p = reader.read(path, data, axis=axis, bank=bank, frame=frame, columns=columns)
     if instrument is not None:
         _apply_instrument(p, instrument, force, path)
     return apply_radiation(p, given, force=force, require=require_wavelength, path=path)
