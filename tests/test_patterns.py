@@ -1026,7 +1026,7 @@ finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 @st.composite
 def patterns(draw):
     n = draw(st.integers(1, 40))
-    steps = draw(st.lists(st.floats(1e-3, 10, allow_nan=False), min_size=n, max_size=n))
+    steps = draw(st.lists(st.floats(1e-3, 3, allow_nan=False), min_size=n, max_size=n))
     x = draw(st.floats(0.01, 50)) + np.cumsum(steps)
     y = np.array(draw(st.lists(st.floats(0, 1e7, allow_nan=False), min_size=n, max_size=n)))
     sig = None if draw(st.booleans()) else np.sqrt(y) + 1

@@ -12,7 +12,7 @@ import numpy as np
 
 from xtal.beam import Radiation, resolve_radiation
 from xtal.errors import EmptyPatternError, InvalidDataError, PatternError, PatternFormatError, XtalError
-from xtal.io.header import HeaderInfo
+from xtal.io.header import KELVIN_OFFSET, HeaderInfo
 from xtal.io.pattern import Pattern
 
 NEGATIVE_SIGMA_LIMIT = 5.0   # σ below zero beyond which a negative count is refused
@@ -59,7 +59,7 @@ def _checked_arrays(x, y, s, path, meta: dict) -> tuple[np.ndarray, np.ndarray, 
         if arr is not None and not np.all(np.isfinite(arr)):
             i = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise InvalidDataError(f"{name} value NaN/inf at data point {i + 1} "
-                                   f"(x = {x[i]!r})", path=path)
+                                   f"(x = {float(x[i]):g})", path=path)
     if x.size > 1:
         d = np.diff(x)
         if np.all(d < 0):
@@ -68,12 +68,12 @@ def _checked_arrays(x, y, s, path, meta: dict) -> tuple[np.ndarray, np.ndarray, 
             meta.setdefault("repairs", []).append("x was strictly decreasing; reversed")
         elif not np.all(d > 0):
             i = int(np.flatnonzero(d <= 0)[0])
-            raise InvalidDataError(f"x is not monotonic: data point {i + 2} (x = {x[i + 1]!r}) "
-                                   f"follows x = {x[i]!r}", path=path)
+            raise InvalidDataError(f"x is not monotonic: data point {i + 2} (x = {float(x[i + 1]):g}) "
+                                   f"follows x = {float(x[i]):g}", path=path)
     if s is not None:
         if np.any(s < 0):
             i = int(np.flatnonzero(s < 0)[0])
-            raise InvalidDataError(f"negative sigma at data point {i + 1} (x = {x[i]!r})",
+            raise InvalidDataError(f"negative sigma at data point {i + 1} (x = {float(x[i]):g})",
                                    path=path)
         neg = y < 0
         if neg.any():
@@ -82,7 +82,7 @@ def _checked_arrays(x, y, s, path, meta: dict) -> tuple[np.ndarray, np.ndarray, 
                 i = int(np.flatnonzero(bad)[0])
                 raise InvalidDataError(
                     f"negative counts inconsistent with their sigma at data point {i + 1}: "
-                    f"{y[i]!r} ± {s[i]!r} (more than {NEGATIVE_SIGMA_LIMIT:g} σ below zero)",
+                    f"{float(y[i]):g} ± {float(s[i]):g} (more than {NEGATIVE_SIGMA_LIMIT:g} σ below zero)",
                     path=path)
             meta["n_negative"] = int(neg.sum())
     elif np.any(y < 0):
@@ -107,6 +107,12 @@ def make_pattern(path: Path, x, y, s, axis: str, hdr: HeaderInfo, fmt: str,
     x, y, s = _checked_arrays(x, y, s, path, meta)
     if axis == "d_angstrom" and x.size and x[0] <= 0:
         raise InvalidDataError("d-spacings must be positive", path=path)
+    if axis == "two_theta_deg" and x.size and x[-1] > 180.0:
+        raise InvalidDataError(f"2θ up to {float(x[-1]):g}° (beyond 180°): not a 2θ axis in "
+                               "degrees (radians, Q, a channel number?); pass axis= or fix the "
+                               "file", path=path)
+    if hdr.temperature_c is not None and not hdr.temperature_c >= -KELVIN_OFFSET:
+        raise InvalidDataError(f"temperature {hdr.temperature_c:g} °C is below 0 K", path=path)
     return Pattern(x=x, intensity=y, sigma=s, axis=axis,
                    wavelength_angstrom=hdr.wavelength_angstrom,
                    wavelength2_angstrom=hdr.wavelength2_angstrom,
