@@ -15,7 +15,8 @@ from xtal.io import bruker, columns, gsas, nexus, pdcif, rigaku, uxd, xrdml
 from xtal.io.common import apply_radiation, read_bytes, reading_errors
 from xtal.io.pattern import AXES, Pattern
 
-__all__ = ["Format", "FORMATS", "PATTERN_EXTENSIONS", "sniff_format", "read_pattern"]
+__all__ = ["Format", "FORMATS", "WRITE_FORMATS", "PATTERN_EXTENSIONS", "sniff_format", "read_pattern",
+           "read_all_patterns", "formats_table"]
 
 SNIFF_BYTES = 16384   # bytes of the file a sniffer sees
 
@@ -69,7 +70,8 @@ FORMATS: tuple[Format, ...] = (
 )
 _ALIASES = {"xy": "columns", "xye": "columns", "csv": "columns", "pyfai": "columns",
             "dat": "columns", "txt": "columns"}
-PATTERN_EXTENSIONS = tuple(e for f in FORMATS for e in f.extensions)
+# extensions a directory listing takes as frames; .cif is left out (often a structure CIF)
+PATTERN_EXTENSIONS = tuple(e for f in FORMATS for e in f.extensions if e != ".cif")
 
 
 def _format(name: str, path: Path) -> Format:
@@ -153,3 +155,28 @@ def _apply_instrument(p: Pattern, instrument: str | Path, force: bool, path: Pat
     p.meta["wavelength_source"] = inst.label
     p.meta["instrument"] = str(instrument)
 
+
+
+#: What xtal writes: (name, extensions, what).
+WRITE_FORMATS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("xy", (".xy",), "pattern: x y, '#' header with λ, T, axis"),
+    ("xye", (".xye",), "pattern: x y σ"),
+    ("csv", (".csv",), "pattern: comma-separated with a header row"),
+    ("nexus", (".h5", ".hdf5", ".nxs"), "pattern or series: NeXus NXdata"),
+    ("netcdf", (".nc",), "series: xarray netCDF (write_series)"),
+    ("pdcif", (".cif", ".pdcif"), "simulated pattern: powder CIF (xtal simulate --out)"),
+)
+
+
+def formats_table() -> str:
+    """The formats read and written, with their extensions (README, ``xtal formats``, --help)."""
+    rows = [("read", f.name, " ".join(f.extensions) or "(by content)", f.title)
+            for f in FORMATS if f.title]
+    rows += [("write", n, " ".join(ext), what) for n, ext, what in WRITE_FORMATS]
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{'':{w[0]}}  {'format':{w[1]}}  {'extensions':{w[2]}}  description"]
+    lines += [f"{a:{w[0]}}  {b:{w[1]}}  {c:{w[2]}}  {d}" for a, b, c, d in rows]
+    lines.append("Files with several ranges/scans/blocks (RAW, BRML, UXD, RAS/RASX, XRDML, "
+                 "pdCIF) need frame= (--frame) or read_series; the content decides the format, "
+                 "not the extension.")
+    return "\n".join(lines)
