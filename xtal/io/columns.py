@@ -206,12 +206,11 @@ def _scan_header(text: str) -> tuple[list[str], str | None, int, int, str, dict]
             last = line
             continue
         toks = [t for t in _SPLIT_RE.split(line) if t]
-        if not _is_number(toks[0]) or (pending is None and len(toks) == 1 and not header
-                                       and not notes):
-            if len(toks) == 1 and _is_number(toks[0]):
-                pending = (lineno, pos, line)   # a lone number: header if data follow
-                notes["first_line_number"] = float(toks[0].replace(",", "."))
-                continue
+        if pending is None and len(toks) == 1 and _is_number(toks[0]):
+            pending = (lineno, pos, line)   # a lone number: header if data follow
+            notes["first_line_number"] = float(toks[0].replace(",", "."))
+            continue
+        if not _is_number(toks[0]):
             header.append(line)      # a title / column-name line before the data
             last = line
             continue
