@@ -1,7 +1,6 @@
 """Column text (.xy .xye .dat .txt .csv .asc, pyFAI 1D) and Fit2D .chi readers."""
 from __future__ import annotations
 
-import io
 import math
 import re
 import warnings
@@ -246,15 +245,14 @@ def _parse_block(text: str, first: str, start: int, lineno: int, path: Path) -> 
     decimal_comma = (";" in first and "," in first) or bool(
         re.fullmatch(r"\s*-?\d+,\d+([\s;]+-?\d+,\d+)*\s*", first))
     sep = ";" if ";" in first else ("," if "," in first and not decimal_comma else None)
-    block = text[start:]
+    lines = (ln for _, _, ln in _lines(text, start))     # no copy of the whole block
     if decimal_comma:
-        block = block.replace(",", ".")
+        lines = (ln.replace(",", ".") for ln in lines)
     comments = [c for c in ("#", "!", "'", "%", "//", ";") if c != sep]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            arr = np.loadtxt(io.BytesIO(block.encode("utf-8", "replace")), delimiter=sep,
-                             comments=comments, ndmin=2, encoding="utf-8")
+            arr = np.loadtxt(lines, delimiter=sep, comments=comments, ndmin=2)
     except ValueError:
         rows = [(n, ln.strip()) for n, _, ln in _lines(text, start)
                 if ln.strip() and not ln.strip().startswith(_COMMENT_CHARS)]
