@@ -30,18 +30,15 @@ scan type; λ (Kα1, Kα2, ratio) only when the file states it (v1 has no ratio:
 """
 from __future__ import annotations
 
-import io
-import re
 import struct
 import xml.etree.ElementTree as ET
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xtal.errors import InvalidDataError, PatternFormatError
-from xtal.io.common import choose_block, header_info, make_pattern
+from xtal.io.common import choose_block, header_info, make_pattern, zip_members
 from xtal.io.pattern import Pattern
 
 RAW_EXTENSIONS = (".raw",)
@@ -282,14 +279,7 @@ def read_brml_all(path: Path, data: bytes, *, axis: str | None = None, **_: Any
     """Every measured data set of a BRML file (RawData*.xml in name order, DataRoutes in order)."""
     if axis not in (None, "two_theta_deg"):
         raise PatternFormatError(f"BRML scans are on 2θ, not {axis}", path=path)
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise PatternFormatError("not a Bruker BRML file (not a zip archive)", path=path) from None
-    key = lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]  # noqa: E731
-    names = sorted((n for n in zf.namelist() if re.search(r"(^|/)RawData\d*\.xml$", n)), key=key)
-    if not names:
-        raise PatternFormatError("Bruker BRML archive without RawData*.xml", path=path)
+    zf, names = zip_members(data, path, r"(^|/)RawData\d*\.xml$", "Bruker BRML")
     out: list[Pattern] = []
     for name in names:
         try:

@@ -222,3 +222,20 @@ def header_info(wl1: float | None = None, wl2: float | None = None, ratio: float
         h.wavelength2_angstrom, h.ka2_ratio = l2, float(ratio)
     h.temperature_c = temperature_c
     return h
+
+
+def zip_members(data: bytes, path: Path, member_re: str, what: str):
+    """(open ZipFile, names matching ``member_re`` in natural order) of a zip-based format
+    (BRML, RASX); a non-zip or a zip without such members is refused naming ``what``."""
+    import io
+    import re
+    import zipfile
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise PatternFormatError(f"not a {what} file (not a zip archive)", path=path) from None
+    key = lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]  # noqa: E731
+    names = sorted((n for n in zf.namelist() if re.search(member_re, n)), key=key)
+    if not names:
+        raise PatternFormatError(f"{what} archive without {member_re!r} members", path=path)
+    return zf, names

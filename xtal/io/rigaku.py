@@ -19,17 +19,15 @@ attenuation) and ``Data<i>/MesurementConditions<i>.xml`` (sic; ``Measurement…`
 """
 from __future__ import annotations
 
-import io
 import re
 import xml.etree.ElementTree as ET
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xtal.errors import InvalidDataError, PatternFormatError
-from xtal.io.common import choose_block, header_info, make_pattern
+from xtal.io.common import choose_block, header_info, make_pattern, zip_members
 from xtal.io.pattern import Pattern
 
 RAS_EXTENSIONS = (".ras",)
@@ -156,14 +154,7 @@ def read_rasx_all(path: Path, data: bytes, *, axis: str | None = None, **_: Any
     """Every profile of a Rigaku RASX archive (Data<i>/Profile<j>.txt in numeric order)."""
     if axis not in (None, "two_theta_deg"):
         raise PatternFormatError(f"Rigaku RASX scans are read on 2θ, not {axis}", path=path)
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise PatternFormatError("not a Rigaku RASX file (not a zip archive)", path=path) from None
-    num = lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]  # noqa: E731
-    profiles = sorted((n for n in zf.namelist() if re.search(r"Profile\d*\.txt$", n)), key=num)
-    if not profiles:
-        raise PatternFormatError("Rigaku RASX archive without Data*/Profile*.txt", path=path)
+    zf, profiles = zip_members(data, path, r"Profile\d*\.txt$", "Rigaku RASX")
     out = []
     for name in profiles:
         folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
