@@ -405,3 +405,16 @@ def test_large_text_parsed_by_numpy_block(tmp_path):
     np.savetxt(f, np.c_[x, np.full(n, 7.0), np.ones(n)], header="2theta I sigma")
     p = read_pattern(f)
     assert len(p) == n and p.x[-1] == pytest.approx(150) and p.sigma[0] == 1.0
+
+
+@pytest.mark.parametrize("name,data,match", [
+    ("a.rd", b"V3RD\0\0\1\2", "Philips"),
+    ("frame.tif", b"II*\0\x08\0\0\0", "2D detector image"),
+    ("a.zip", _zip({"x.txt": "1 2"}), "neither Bruker BRML nor Rigaku RASX"),
+    ("p.gpx", b"\x80\x04binary pickle", "GSAS-II project"),
+])
+def test_unsupported_refused_by_name(tmp_path, name, data, match):
+    f = tmp_path / name
+    f.write_bytes(data)
+    with pytest.raises(PatternFormatError, match=match):
+        read_pattern(f)

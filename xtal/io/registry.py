@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from xtal.beam import parse_radiation, resolve_radiation
 from xtal.errors import EmptyPatternError, PatternError, PatternFormatError
-from xtal.io import bruker, columns, gsas, nexus, pdcif, rigaku, uxd, xrdml
+from xtal.io import bruker, columns, gsas, nexus, pdcif, rigaku, unsupported, uxd, xrdml
 from xtal.io.common import apply_radiation, read_bytes, reading_errors
 from xtal.io.pattern import AXES, Pattern
 
@@ -63,6 +63,7 @@ FORMATS: tuple[Format, ...] = (
            "powder CIF (_pd_meas_*, _pd_proc_*, _pd_calc_*), all profile blocks"),
     Format("gsas", gsas.sniff, gsas.read, gsas.EXTENSIONS,
            title="GSAS constant-wavelength STD/ESD/FXY/FXYE banks"),
+    Format("unsupported", unsupported.sniff, unsupported.read),   # refused by name
     Format("chi", columns.sniff_chi, columns.read_chi, columns.CHI_EXTENSIONS,
            title="Fit2D .chi"),
     Format("columns", columns.sniff, columns.read, columns.EXTENSIONS,   # fallback: any text
