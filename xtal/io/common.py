@@ -218,7 +218,7 @@ def header_info(wl1: float | None = None, wl2: float | None = None, ratio: float
     h.wavelength_angstrom = _ok(wl1)
     l2 = _ok(wl2) if h.wavelength_angstrom is not None else None
     if l2 is not None and l2 != h.wavelength_angstrom and ratio is not None and \
-            math.isfinite(ratio) and 0 <= ratio <= 1:
+            math.isfinite(ratio) and 0 < ratio <= 1:     # 0: a single line
         h.wavelength2_angstrom, h.ka2_ratio = l2, float(ratio)
     h.temperature_c = temperature_c
     return h
