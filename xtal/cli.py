@@ -214,7 +214,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     from xtal.report.identify import plot_identification, render_identification_markdown
     from xtal.util import atomic_write_text
 
-    pattern = read_pattern(args.pattern, instrument=args.instrument)
+    pattern = read_pattern(args.pattern, instrument=args.instrument, frame=args.frame,
+                           columns=_columns_arg(args.columns))
     phases, empty = _library_phases(args.library)
     result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
                       polarization=_polarization_arg(args.polarization))
@@ -358,12 +359,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _columns_arg(text: str | None) -> tuple | None:
+    """``--columns X,Y[,S]`` → (x, y[, σ]) with integers where the item is an index."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return tuple(int(t) if t.lstrip("-").isdigit() else t for t in items)
+
+
+def _cmd_formats(args: argparse.Namespace) -> int:
+    from xtal.io.registry import formats_table
+
+    print(formats_table())
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from xtal.io.registry import formats_table
+
     parser = argparse.ArgumentParser(prog="xtal", description="Crystallography and powder diffraction of "
-                                     "metal dodecaborates and their glyme solvates.")
+                                     "metal dodecaborates and their glyme solvates.",
+                                     epilog="Pattern formats:\n" + formats_table(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -413,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_id.add_argument("--wavelength", help="λ in Å (single line) or a tube name (CuKa, MoKa, … = Kα1/Kα2); "
                                            "default: the file's (an error if the file has none)")
     p_id.add_argument("--instrument", help="GSAS instrument parameter file holding the wavelength")
+    p_id.add_argument("--frame", type=int, help="which range/scan/block of a file that holds several")
+    p_id.add_argument("--columns", metavar="X,Y[,S]",
+                      help="x, intensity[, σ] columns of a text table (0-based indices or names)")
     p_id.add_argument("--library", default="bundled",
                       help="bundled (default), a group (dodecaborate, validation), ids or CIF files "
                            "separated by commas, or a directory of CIFs (ids = file stems)")
@@ -451,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_geo.add_argument("--report", help="write a Markdown report here (+ .html and .png beside it)")
     p_geo.add_argument("--no-chemenv", action="store_true", help="skip pymatgen ChemEnv (faster)")
     p_geo.set_defaults(func=_cmd_geometry)
+
+    p_fmt = sub.add_parser("formats", help="the pattern formats read and written, with extensions")
+    p_fmt.set_defaults(func=_cmd_formats)
     return parser
 
 
