@@ -146,6 +146,7 @@ class ScreenHit:
     strain: float
     n_reflections: int
     alternatives: tuple[float, ...] = ()   # strains of other local maxima within 2 % of the score
+    coverage: float = 1.0                  # share of the observed peaks it puts a reflection on
 
 
 @dataclass

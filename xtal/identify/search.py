@@ -135,7 +135,7 @@ class _Search:
             trial = [h.id for h in rescreen if h.score > 0.2][:4]
             for h in rescreen:
                 self.hit_by_id[h.id] = ScreenHit(h.id, self.hit_by_id[h.id].score, h.strain,
-                                                 h.n_reflections)
+                                                 h.n_reflections, coverage=h.coverage)
             parent_peaks: list | None = None
             for c in trial[:4 if parent_key == beam[0] else 2]:
                 key = parent_key | {c}
@@ -368,7 +368,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     hits = screen_models(list(search.models.values()), data.x, data.y - bg0, rad, max_strain, fw0,
                          data.sigma)
     search.hit_by_id = {h.id: h for h in hits}
-    cands = [h.id for h in hits if h.score > 0.2 and h.n_reflections > 0][:max_candidates]
+    cands = _distinct([h.id for h in hits if h.score > 0.2 and h.n_reflections > 0],
+                      search.by_id)[:max_candidates]
     beam = search.first_level(cands)
     level = 1
     while beam and level < max_phases:
@@ -390,6 +391,22 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     res.x_deg, res.observed = data.x, data.y
     res.elapsed_s = time.perf_counter() - t0
     return res
+
+
+def _distinct(ids: list[str], by_id: dict[str, Any]) -> list[str]:
+    """Candidates without duplicates: entries of one compound in one space group with cells within
+    1 % (the same phase from two sources) are fitted once, under the first id."""
+    seen: list[tuple] = []
+    out = []
+    for i in ids:
+        ph = by_id[i]
+        key = (tuple(sorted((ph.formula_from_sites() or {}).keys())), ph.spacegroup_number)
+        cell = np.array(ph.cell.parameters, dtype=float)
+        if any(k == key and np.allclose(c, cell, rtol=0.01) for k, c in seen):
+            continue
+        seen.append((key, cell))
+        out.append(i)
+    return out
 
 
 def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any,
