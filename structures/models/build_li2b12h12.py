@@ -435,7 +435,7 @@ def build_beta(alpha: Model | None = None, a: float | None = None) -> Model:
         f"volume jump (Paskevicius et al. 2013); no published beta lattice parameter verified offline. "
         f"ORDERED-ORIENTATION MODEL: the literature describes beta as orientationally disordered with an "
         f"fcc-like anion lattice (Verdal, Udovic et al.); this model keeps Pa-3 with two discrete "
-        f"orientations (see README). Disorder assembly A: group 1 = alpha orientation "
+        f"orientations; it puts intensity at mixed-parity reflections the study sees quenched (see README). Disorder assembly A: group 1 = alpha orientation "
         f"(phi = {phi1:.2f} deg), group 2 = its mirror image through the (111) plane normal to the 3-fold "
         f"axis, identical to phi = {phi2:.2f} deg (a 60 deg turn about [111]); occupancy 0.5 each; both keep "
         f"-3 site symmetry. (The (1-10) mirror partner, phi = {phi_alt:.2f} deg, was rejected: it lies "
