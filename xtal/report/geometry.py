@@ -9,7 +9,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from xtal.errors import GeometryError
-from xtal.geometry import CONTACT_KINDS, METAL_ORDER, Bond, GeometryResult, compare_metals, published_m_o_ranges
+from xtal.geometry import (BV_CUTOFF_VALENCE, CONTACT_KINDS, METAL_ORDER, Bond, GeometryResult, compare_metals,
+                           published_m_o_ranges)
 from xtal.report import markdown_to_html
 
 __all__ = ["render_geometry_markdown", "render_geometry_html", "plot_distance_distributions"]
@@ -113,7 +114,9 @@ def _site_md(s: Any) -> list[str]:
     out.append(f"- coordination: {s.coordination_mode}")
     out.append(f"- BVS = **{_f(s.bvs, 3)} v.u.** — {s.bvs_note}")
     for p in s.bv_parameters:
-        out.append(f"  - {p['pair']}: R0 = {p['r0']} Å, b = {p['b']} Å ({p['source']})")
+        reach = p["r0"] - p["b"] * math.log(BV_CUTOFF_VALENCE)
+        out.append(f"  - {p['pair']}: R0 = {p['r0']} Å, b = {p['b']} Å ({p['source']}); counted to "
+                   f"d ≤ {reach:.3f} Å (s ≥ {BV_CUTOFF_VALENCE} v.u.)")
     a = s.angles
     if a.get("n"):
         out.append(f"- L–M–L angles: min {a['min']:.1f}°, max {a['max']:.1f}°, mean {a['mean']:.1f}°")
