@@ -14,9 +14,7 @@ from xtal.geometry.bondvalence import BV_TABLE_FILE
 from xtal.report.geometry import render_geometry_markdown
 from xtal.structures import read_cif, read_cif_string
 
-REF = Path("/work/shared/reference/structures")
-if not REF.exists():  # the checkout's own copy
-    REF = Path(__file__).resolve().parents[1] / "structures" / "reference"
+from conftest import REF_STRUCTURES as REF  # noqa: E402
 
 
 def ref(name):
