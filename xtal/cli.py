@@ -267,11 +267,17 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     from xtal.library import Library
 
     published = Library.bundled().published_ranges()
-    results = []
-    for spec in args.structures:
+    results, no_metal = [], []
+    h_mode = {"auto": None, "normalise": True, "as-refined": False}[args.h_positions]
+    specs = [str(f) for spec in args.structures
+             for f in (sorted(Path(spec).glob("*.cif")) if Path(spec).is_dir() else [spec])]
+    batch = len(specs) > 1 or any(Path(spec).is_dir() for spec in args.structures)
+    for spec in specs:   # a batch completes the other structures when one has no metal (exit 1)
         phase = _load_phase(spec, block=args.block)
-        results.append(analyse_geometry(phase, metals=args.metal, cutoff_angstrom=args.cutoff,
-                                        chemenv=not args.no_chemenv))
+        r = analyse_geometry(phase, metals=args.metal, cutoff_angstrom=args.cutoff,
+                             chemenv=not args.no_chemenv, no_metal="empty" if batch else "raise",
+                             normalise_h=h_mode)
+        (results if r.sites else no_metal).append(r)
     for r in results:
         for site in r.to_json_dict()["sites"]:
             bonds = ", ".join(f"{b['to']}({b['symop']}) {b['text']} {b['kind']}"
@@ -290,6 +296,12 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     if args.report:
         _outputs_report(render_geometry_markdown(results, figure=figure.name, published=published),
                         args.report, "xtal coordination geometry")
+    for r in no_metal:
+        print(f"xtal geometry: {r.file or r.phase_id}: {r.message}", file=sys.stderr)
+    if no_metal:
+        print(f"xtal geometry: {len(no_metal)} of {len(specs)} structure(s) had no selected metal site; "
+              f"the other {len(results)} were analysed", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -473,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_geo.add_argument("--json", help="write the JSON result here")
     p_geo.add_argument("--report", help="write a Markdown report here (+ .html and .png beside it)")
     p_geo.add_argument("--no-chemenv", action="store_true", help="skip pymatgen ChemEnv (faster)")
+    p_geo.add_argument("--h-positions", choices=("auto", "normalise", "as-refined"), default="auto",
+                       help="H positions: auto (default) normalises X–H to neutron distances unless the CIF "
+                            "is neutron data; normalise or as-refined force it")
     p_geo.set_defaults(func=_cmd_geometry)
 
     p_fmt = sub.add_parser("formats", help="the pattern formats read and written, with extensions")
