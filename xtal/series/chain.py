@@ -29,6 +29,7 @@ class SeriesOptions:
     polarization: Any = None          # beam polarisation for LP (None: unpolarised lab beam)
     screen_every: int = 4
     switch_penalty: float = 8.0
+    min_run_frames: int = 3           # a phase appears/disappears only with evidence in ≥ this many frames
     min_share: float = 0.004          # minimum share of the Bragg intensity of a present phase
     enter_z: float = 8.0              # screen z for a phase to join the active set
     presence_z: float = 6.0           # z below which a frame counts as evidence of absence
