@@ -246,8 +246,8 @@ class _Search:
         (Rwp ≥ 1.5 Rexp). A minor phase that only absorbed the misfit of the textured phases is
         then removed (it must survive the texture of the others)."""
         o = self.opts
-        if f.rwp < 1.5 * f.rexp:
-            return f
+        if f.rwp < 1.5 * f.rexp or acc.signal_explained(f) < acc.MIN_SIGNAL_EXPLAINED:
+            return f          # noise-limited already, or no answer that texture could rescue
         order = [p.id for p in f.phases]
         best, profile, po = f, "auto", {}
         if getattr(self.rad.polarization, "kind", "unpolarized") != "synchrotron":
