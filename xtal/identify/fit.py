@@ -171,7 +171,7 @@ class WholePatternFit:
             for i, m in enumerate(self.models):
                 if m.id in prev and prev[m.id].cell:
                     q0[i] = m.q_from_cell(prev[m.id].cell)
-                po = prev[m.id].preferred_orientation if m.id in prev else None
+                po = getattr(prev[m.id], "preferred_orientation", None) if m.id in prev else None
                 if m.po_axis is not None and po and tuple(po.get("axis", ())) == m.po_axis:
                     g0[f"po{i}"] = float(po["r"])
             started = set(prev)

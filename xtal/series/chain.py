@@ -318,6 +318,9 @@ class Chain:
                     d["z"] = 0.0
                     rec.notes.append(f"frame {rec.index}: {p.id} lattice moved {100 * step:.2f} % "
                                      "in one frame; not counted as present")
+            if p.scale > 0 and d["z"] > 0 and fitting.peaks_absent(fit, p.id):
+                # the acceptance rule of identify: strong predicted peaks missing from the data
+                d["z"] = 0.0
 
     def frame(self, pattern, rec: FrameRecord, *, force_screen: bool = False,
               force_ids: Sequence[str] | None = None) -> FrameRecord:
