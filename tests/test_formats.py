@@ -418,3 +418,16 @@ def test_unsupported_refused_by_name(tmp_path, name, data, match):
     f.write_bytes(data)
     with pytest.raises(PatternFormatError, match=match):
         read_pattern(f)
+
+
+def test_comma_separated_integers_first_line_is_not_a_decimal_comma(tmp_path):
+    """`10,29` then `10.02,31`: two comma-separated columns (XRed's data.csv), not one number
+    written with a decimal comma; a file without any '.' and `d,d d,d` fields is decimal-comma."""
+    f = tmp_path / "data.csv"
+    f.write_text("10,29\r\n10.02,31\r\n10.04,41\r\n10.06,33\r\n")
+    p = read_pattern(f, wavelength_angstrom="CuKa")
+    assert p.x.tolist() == [10.0, 10.02, 10.04, 10.06] and p.intensity.tolist() == [29, 31, 41, 33]
+    g = tmp_path / "comma.txt"
+    g.write_text("".join(f"{10 + k / 50:.2f} {100 + k}.5\n".replace(".", ",") for k in range(20)))
+    q = read_pattern(g, wavelength_angstrom="CuKa")
+    assert q.x[1] == 10.02 and q.intensity[0] == 100.5

@@ -239,11 +239,23 @@ def _names_from(line: str | None, ncol: int) -> list[str] | None:
     return None
 
 
+def _decimal_comma(first: str, sample: list[str]) -> bool:
+    """Commas are decimal marks when fields are separated by semicolons, or when the first data
+    lines hold no '.' at all and several whitespace-separated fields each written ``d,d``.
+    ``10,29`` alone is two comma-separated columns (as in ``10.02,31`` on the next line)."""
+    if ";" in first and "," in first:
+        return True
+    lines = [ln.strip() for ln in sample if ln.strip() and not ln.strip().startswith(_COMMENT_CHARS)]
+    if not lines or any("." in ln for ln in lines):
+        return False
+    field = r"-?\d+,\d+"
+    return all(re.fullmatch(rf"{field}(\s+{field})+", ln) for ln in lines)
+
+
 def _parse_block(text: str, first: str, start: int, lineno: int, path: Path) -> np.ndarray:
     """The numeric block from ``start`` as a 2D array, parsed by numpy (memory ~ the numbers);
     a failure is re-parsed line by line for a message naming the line."""
-    decimal_comma = (";" in first and "," in first) or bool(
-        re.fullmatch(r"\s*-?\d+,\d+([\s;]+-?\d+,\d+)*\s*", first))
+    decimal_comma = _decimal_comma(first, [ln for _, (_, _, ln) in zip(range(50), _lines(text, start))])
     sep = ";" if ";" in first else ("," if "," in first and not decimal_comma else None)
     lines = (ln for _, _, ln in _lines(text, start))     # no copy of the whole block
     if decimal_comma:
