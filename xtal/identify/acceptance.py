@@ -119,8 +119,10 @@ def prune(keys: list[frozenset], fits: dict, width: int) -> list[frozenset]:
     return [k for k in keys if fits[k].rwp <= 1.5 * best + 0.02][:width]
 
 
-#: below this share of the observed net signal reproduced, no hypothesis is accepted
-MIN_SIGNAL_EXPLAINED = 0.5
+#: below this share of the observed net signal reproduced, no hypothesis is accepted (a phase
+#: forced onto a pattern it does not explain reproduces little of it; a right phase with texture or
+#: profile misfit still reproduces much more)
+MIN_SIGNAL_EXPLAINED = 0.3
 
 
 def confidence(hyps: list[Hypothesis], unexpl: list[dict[str, float]],
@@ -140,7 +142,7 @@ def confidence(hyps: list[Hypothesis], unexpl: list[dict[str, float]],
     alt = next((h for h in hyps[1:]), None)
     gap = alt.delta_score if alt else float("inf")
     model = any(p.model for p in b.phases)
-    if min(e, sig) < 0.5:
+    if e < 0.5 or sig < MIN_SIGNAL_EXPLAINED:
         names = ", ".join(f"{p.id}" for p in b.phases)
         return "none", (f"No library phase explains this pattern. Closest partial match: {names}, "
                         f"reproducing {min(e, sig):.0%} of the observed signal (Rwp {b.rwp:.1%}, "

@@ -453,11 +453,12 @@ def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any,
                 h.fit, unexpl if h is best else acc.unexplained_peaks(h.fit))
         signal = acc.signal_explained(best.fit)
         halo = halo_analysis(best.fit)
-        if min(best.explained_fraction, signal) < 0.5:
+        if best.explained_fraction < 0.5 or signal < acc.MIN_SIGNAL_EXPLAINED:
             # the zero shift of a fit that explains little is meaningless: d from the raw 2θ
             for p_ in unexpl:
                 p_["d"] = rad.primary / (2 * math.sin(math.radians(p_["two_theta"]) / 2))
-    if not hyps or (signal is not None and min(hyps[0].explained_fraction, signal) < 0.5):
+    if not hyps or (signal is not None and (hyps[0].explained_fraction < 0.5
+                                            or signal < acc.MIN_SIGNAL_EXPLAINED)):
         if not hyps or not unexpl:
             # nothing fits: every observed peak is unexplained
             lam = rad.primary
