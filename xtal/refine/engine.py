@@ -270,7 +270,11 @@ class Refinement:
         dof = max(n - p, 1)
         chi2 = float(r @ r) / dof
         wy = float(np.sum((self.y * self.w_sqrt) ** 2))
+        # Bérar & Lelann (J. Appl. Cryst. 24 (1991) 1): serially correlated residuals make the
+        # χ²-scaled s.u. too small by √((1+ρ)/(1−ρ)), ρ = lag-1 autocorrelation of the residuals
+        rho = float(np.clip(np.sum(r[1:] * r[:-1]) / max(float(r @ r), 1e-300), 0.0, 0.99))
         out = {"ev": ev, "rwp": math.sqrt(float(r @ r) / wy), "rexp": math.sqrt(dof / wy),
+               "berar_lelann": math.sqrt((1.0 + rho) / (1.0 - rho)),
                "rp": float(np.sum(np.abs(self.y - ev["calc"])) / np.sum(np.abs(self.y))),
                "chi2": chi2, "n_points": n, "n_params": p}
         Jw = ev["J"] * self.w_sqrt[:, None]

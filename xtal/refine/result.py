@@ -93,6 +93,9 @@ class RietveldResult:
     method: str = "rietveld"
     source: str | None = None
     stages: list[dict] = field(default_factory=list)
+    #: Bérar–Lelann factor √((1+ρ)/(1−ρ)) for serially correlated residuals: s.u. × this factor
+    #: (``su_corrected`` of each parameter) is the realistic s.u. of a profile refinement
+    berar_lelann: float = 1.0
 
     @property
     def gof(self) -> float:

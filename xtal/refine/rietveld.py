@@ -210,6 +210,8 @@ def make_result(ref: Refinement, res: Any, stages: list[dict]) -> RietveldResult
                "su": su_of(k), "determined": not (p.refine and su_of(k) is None)}
               for k, p in enumerate(ref.params)]
     undetermined = [n for n, u in zip(names, stats["undetermined"]) if u]
+    for prm in params:
+        prm["su_corrected"] = prm["su"] * stats["berar_lelann"] if prm["su"] is not None else None
     warnings = []
     if undetermined:
         warnings.append("not determined by the data (no s.u. reported): " + ", ".join(undetermined))
@@ -229,4 +231,5 @@ def make_result(ref: Refinement, res: Any, stages: list[dict]) -> RietveldResult
         high_correlations=stats["high_correlations"], undetermined=undetermined, converged=converged,
         nfev=ref.nfev, max_shift_over_su=maxshift, x_deg=ref.x, observed=ref.y, calculated=ev["calc"],
         background=bg, sigma=ref.sigma, per_phase={ps.id: c for ps, c in zip(ref.phases, ev["per_phase"])},
-        radiation=ref.rad, global_params=glob, warnings=warnings, stages=stages)
+        radiation=ref.rad, global_params=glob, warnings=warnings, stages=stages,
+        berar_lelann=stats["berar_lelann"])
