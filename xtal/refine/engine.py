@@ -218,6 +218,7 @@ class Refinement:
             it += 1
             A, grad = J.T @ J, J.T @ r
             d = np.sqrt(np.clip(np.diag(A), 1e-300, None))
+            d = np.maximum(d, 1e-6 * float(d.max()))     # a parameter the data barely see moves little
             An = A / np.outer(d, d)
             try:
                 step = np.linalg.solve(An + lam * np.eye(len(d)), grad / d) / d
@@ -292,8 +293,11 @@ class Refinement:
         sd = np.sqrt(np.clip(np.diag(cov), 0, None))
         corr = cov / np.outer(np.where(sd > 0, sd, 1), np.where(sd > 0, sd, 1))
         step = inv @ (Jw.T @ r)                    # the Gauss–Newton step left at the end
-        out.update(cov=cov, su=sd, corr=corr, undetermined=undetermined,
-                   shift_over_su=np.abs(step) / np.where(sd > 0, sd, np.inf))
+        prm = [self.params[i] for i in self.free]
+        at_bound = np.array([min(p.value - p.lo, p.hi - p.value) <= 1e-9 * (1 + abs(p.value))
+                             for p in prm], dtype=bool)
+        out.update(cov=cov, su=sd, corr=corr, undetermined=undetermined, at_bound=at_bound,
+                   shift_over_su=np.where(at_bound, 0.0, np.abs(step) / np.where(sd > 0, sd, np.inf)))
         names = [self.params[i].name for i in self.free]
         pairs = []
         for a in range(p):

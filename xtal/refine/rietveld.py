@@ -35,8 +35,10 @@ class RefinementError(XtalError):
 
 
 def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequence[str], *,
-                 width: float, eta: float = 0.5, displacement: bool = False) -> list[Param]:
-    """The flat parameter list, with ``refine`` flags from the groups in ``refine``."""
+                 width: float, eta: float = 0.5, displacement: bool = False,
+                 structure_of: Sequence[str] | None = None) -> list[Param]:
+    """The flat parameter list, with ``refine`` flags from the groups in ``refine``; the structure
+    groups (xyz, uiso, occ) only for the phases in ``structure_of`` (None: all)."""
     on = set(refine)
     unknown = on - {"scale", "background", "zero", "displacement", "cell", "profile", "po", *_STRUCTURE}
     if unknown:
@@ -45,11 +47,12 @@ def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequen
            Param("displacement", "displacement", 0.0, displacement or "displacement" in on, lo=-1.0, hi=1.0),
            Param("U", "U", 0.0, "profile" in on, lo=-0.5, hi=2.0),
            Param("V", "V", 0.0, "profile" in on, lo=-1.0, hi=1.0),
-           Param("W", "W", width * width, "profile" in on, lo=1e-7, hi=4.0),
+           Param("W", "W", width * width, "profile" in on, lo=-1.0, hi=4.0),
            Param("eta", "eta", eta, "profile" in on, lo=0.0, hi=1.0)]
     prm += [Param(f"bg{k}", "bg", 0.0, "background" in on, index=k) for k in range(n_background)]
     for i, ps in enumerate(phases):
         pid = ps.id
+        st = on if structure_of is None or pid in structure_of else on - set(_STRUCTURE)
         prm.append(Param(f"{pid}:scale", "scale", 1.0, "scale" in on, phase=i, lo=0.0))
         for k, nm in enumerate(ps.lattice.names):
             prm.append(Param(f"{pid}:{nm}", "cell", 0.0, "cell" in on, phase=i, index=k, lo=-0.1, hi=0.1))
@@ -57,11 +60,13 @@ def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequen
             prm.append(Param(f"{pid}:po_r", "po", 1.0, "po" in on, phase=i, lo=0.2, hi=5.0))
         for j, s in enumerate(ps.sites):
             for k, cn in enumerate(s.names):
-                prm.append(Param(f"{pid}:{s.label}:{cn}", "xyz", float(s.u[k]), "xyz" in on, phase=i,
-                                 index=j, sub=k))
+                prm.append(Param(f"{pid}:{s.label}:{cn}", "xyz", float(s.u[k]), "xyz" in st, phase=i,
+                                 index=j, sub=k, lo=-0.15, hi=0.15))
             if not s.aniso:
-                prm.append(Param(f"{pid}:{s.label}:Uiso", "uiso", s.uiso, "uiso" in on, phase=i, index=j))
-            prm.append(Param(f"{pid}:{s.label}:occ", "occ", s.occ, "occ" in on, phase=i, index=j))
+                prm.append(Param(f"{pid}:{s.label}:Uiso", "uiso", s.uiso, "uiso" in st, phase=i, index=j,
+                                 lo=-0.05, hi=0.5))
+            prm.append(Param(f"{pid}:{s.label}:occ", "occ", s.occ, "occ" in st, phase=i, index=j,
+                             lo=0.0, hi=2.0))
     return prm
 
 
@@ -80,12 +85,13 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
              refine: Sequence[str] = DEFAULT_REFINE, n_background: int | None = None,
              preferred_orientation: Mapping[str, Sequence[int]] | None = None,
              start: Any = None, staged: bool = True, max_iter: int = 40,
-             fwhm_deg: float | None = None, eta: float = 0.5) -> RietveldResult:
+             fwhm_deg: float | None = None, eta: float = 0.5,
+             structure_of: Sequence[str] | None = None) -> RietveldResult:
     """Rietveld refinement of ``phases`` (``xtal.structures.Phase``) against ``pattern``.
 
     ``refine``: groups among "scale", "background", "zero", "displacement", "cell", "profile"
     (U, V, W, η), "po" (March–Dollase r; axes in ``preferred_orientation`` {phase id: hkl}),
-    "xyz", "uiso", "occ". ``start``: a previous result (sequential refinement) or {name: value}.
+    "xyz", "uiso", "occ" (for the phases in ``structure_of``, None: all). ``start``: a previous result (sequential refinement) or {name: value}.
     ``staged``: profile/cell/background first, structure second (skipped when ``start`` is given).
     """
     t0 = time.perf_counter()
@@ -99,7 +105,7 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     setups = [setup_phase(p, dmin, po.get(str(p.id))) for p in phases]
     nb = n_background or default_n_background(data.x)
     width = fwhm_deg or initial_width(data)
-    params = build_params(setups, nb, refine, width=width, eta=eta)
+    params = build_params(setups, nb, refine, width=width, eta=eta, structure_of=structure_of)
     ref = Refinement(data.x, data.y, data.sigma, setups, rad, params, nb)
     start_values(ref, start)
     stages = []
@@ -215,6 +221,9 @@ def make_result(ref: Refinement, res: Any, stages: list[dict]) -> RietveldResult
     warnings = []
     if undetermined:
         warnings.append("not determined by the data (no s.u. reported): " + ", ".join(undetermined))
+    bound = [n for n, b in zip(names, stats["at_bound"]) if b]
+    if bound:
+        warnings.append("held at a bound (s.u. not meaningful): " + ", ".join(bound))
     for a, b, c in stats["high_correlations"]:
         warnings.append(f"|correlation| {abs(c):.3f} between {a} and {b}")
     maxshift = float(np.max(stats["shift_over_su"], initial=0.0))
