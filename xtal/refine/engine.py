@@ -21,9 +21,10 @@ from xtal.refine.model import (FD_STEP, PhaseSetup, chebyshev_basis, fmult_of, p
 GLOBAL_KINDS = ("zero", "displacement", "U", "V", "W", "eta")
 #: |correlation| above which a pair of parameters is flagged
 CORRELATION_LIMIT = 0.95
-#: a parameter whose share of a near-null eigenvector of the correlation matrix (eigenvalue below
-#: this fraction of the largest) exceeds 0.5 is not determined by the data
+#: a parameter whose share of the near-null eigenvectors of the scaled normal matrix (eigenvalue
+#: below this fraction of the largest) exceeds ``NULL_SHARE`` is not determined by the data
 NULL_EIGEN_FRACTION = 1e-7
+NULL_SHARE = 0.1
 
 
 @dataclass
@@ -285,9 +286,7 @@ class Refinement:
         evals, evecs = np.linalg.eigh(An)
         out["condition"] = float(evals[-1] / max(evals[0], 1e-300))
         weak = evals < NULL_EIGEN_FRACTION * evals[-1]
-        undetermined = np.zeros(p, dtype=bool)
-        for k in np.nonzero(weak)[0]:
-            undetermined |= evecs[:, k] ** 2 > 0.5
+        undetermined = np.sum(evecs[:, weak] ** 2, axis=1) > NULL_SHARE
         inv = np.linalg.pinv(An, rcond=1e-12) / np.outer(dg, dg)
         cov = inv * chi2
         sd = np.sqrt(np.clip(np.diag(cov), 0, None))

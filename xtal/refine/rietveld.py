@@ -28,6 +28,11 @@ from xtal.simulate import cell_volume
 #: what `rietveld` refines unless told otherwise
 DEFAULT_REFINE = ("scale", "background", "zero", "cell", "profile", "xyz", "uiso")
 _STRUCTURE = ("xyz", "uiso", "occ")
+#: the stages of a refinement from scratch (label, parameter kinds held): peak positions and
+#: intensities first, then the width, then its angle dependence, then the structure
+_STAGES = (("scale, background, zero, cell", ("U", "V", "W", "eta", "po", *_STRUCTURE)),
+           ("+ W, eta", ("U", "V", "po", *_STRUCTURE)),
+           ("+ U, V, preferred orientation", _STRUCTURE))
 
 
 class RefinementError(XtalError):
@@ -86,13 +91,15 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
              preferred_orientation: Mapping[str, Sequence[int]] | None = None,
              start: Any = None, staged: bool = True, max_iter: int = 40,
              fwhm_deg: float | None = None, eta: float = 0.5,
-             structure_of: Sequence[str] | None = None) -> RietveldResult:
+             structure_of: Sequence[str] | None = None, max_strain: float = 0.015) -> RietveldResult:
     """Rietveld refinement of ``phases`` (``xtal.structures.Phase``) against ``pattern``.
 
     ``refine``: groups among "scale", "background", "zero", "displacement", "cell", "profile"
     (U, V, W, η), "po" (March–Dollase r; axes in ``preferred_orientation`` {phase id: hkl}),
     "xyz", "uiso", "occ" (for the phases in ``structure_of``, None: all). ``start``: a previous result (sequential refinement) or {name: value}.
     ``staged``: profile/cell/background first, structure second (skipped when ``start`` is given).
+    Without ``start`` each phase's cell is first placed by a scan of isotropic strain within
+    ±``max_strain`` (a CIF cell from another temperature is often off by more than a peak width).
     """
     t0 = time.perf_counter()
     phases = list(phases)
@@ -110,14 +117,19 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     start_values(ref, start)
     stages = []
     if start is None:
+        if "cell" in refine:
+            strain_scan(ref, max_strain)
         ref.linear_start()
-    if staged and start is None and any(g in refine for g in _STRUCTURE):
+    if staged and start is None:
         wanted = {p.name: p.refine for p in ref.params}
-        for p in ref.params:
-            p.refine = wanted[p.name] and p.kind not in _STRUCTURE
-        res = ref.solve(max_iter=max_iter)
-        stages.append({"stage": "profile, cell, background", "iterations": res.iterations if res else 0,
-                       "rwp": _rwp(ref)})
+        for label, held in _STAGES:
+            for p in ref.params:
+                p.refine = wanted[p.name] and p.kind not in held
+            if not any(p.refine for p in ref.params) or all(
+                    p.refine == wanted[p.name] for p in ref.params):
+                continue
+            res = ref.solve(max_iter=max_iter)
+            stages.append({"stage": label, "iterations": res.iterations if res else 0, "rwp": _rwp(ref)})
         for p in ref.params:
             p.refine = wanted[p.name]
     res = ref.solve(max_iter=max_iter)
@@ -126,6 +138,28 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     out.source = data.source
     out.elapsed_s = time.perf_counter() - t0
     return out
+
+
+def strain_scan(ref: Refinement, max_strain: float, n: int = 61) -> None:
+    """Place each phase's cell at the isotropic strain (grid over ±``max_strain``) that best fits
+    with the scales and background solved linearly; one phase at a time, others as they are."""
+    if max_strain <= 0:
+        return
+    for i, ps in enumerate(ref.phases):
+        idx = [k for k in ref.find("cell", i) if ps.lattice.names[ref.params[k].index] in ("a", "b", "c")]
+        if not idx:
+            continue
+        best, best_cost = 0.0, np.inf
+        for eps in np.linspace(-max_strain, max_strain, n):
+            for k in idx:
+                ref.params[k].value = float(eps)
+            ref.linear_start()
+            r = (ref.y - ref.evaluate()["calc"]) * ref.w_sqrt
+            cost = float(r @ r)
+            if cost < best_cost:
+                best, best_cost = float(eps), cost
+        for k in idx:
+            ref.params[k].value = best
 
 
 def _rwp(ref: Refinement) -> float:
