@@ -247,17 +247,23 @@ class Refinement:
         self.set_vector(theta)
         return SolveReport(status=status, iterations=it, nfev=self.nfev, cost=cost)
 
-    def linear_start(self) -> None:
-        """Scales and background by linear least squares at the current non-linear values."""
+    def linear_start(self) -> float:
+        """Scales and background by linear least squares at the current non-linear values;
+        returns the weighted cost Σ w r² they give."""
         ev = self.evaluate()
         cols = [pp / max(self._scale(i), 1e-300) for i, pp in enumerate(ev["per_phase"])]
         A = np.concatenate([np.stack(cols, axis=1), self.B], axis=1) if cols else self.B
-        coef, *_ = np.linalg.lstsq(A * self.w_sqrt[:, None], self.y * self.w_sqrt, rcond=None)
+        Aw, yw = A * self.w_sqrt[:, None], self.y * self.w_sqrt
+        N = Aw.T @ Aw                     # normal equations: a few columns, many points
+        dn = np.sqrt(np.clip(np.diag(N), 1e-300, None))
+        coef = np.linalg.solve(N / np.outer(dn, dn) + 1e-12 * np.eye(len(dn)), (Aw.T @ yw) / dn) / dn
         for i in range(len(cols)):
             for pi in self.find("scale", i):
                 self.params[pi].value = float(max(coef[i], 1e-12))
         for pi in self.find("bg"):
             self.params[pi].value = float(coef[len(cols) + self.params[pi].index])
+        r = yw - Aw @ np.concatenate([np.maximum(coef[:len(cols)], 1e-12), coef[len(cols):]])
+        return float(r @ r)
 
     def _scale(self, i: int) -> float:
         idx = self.find("scale", i)

@@ -128,7 +128,7 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
             if not any(p.refine for p in ref.params) or all(
                     p.refine == wanted[p.name] for p in ref.params):
                 continue
-            res = ref.solve(max_iter=max_iter)
+            res = ref.solve(max_iter=min(max_iter, 12), ftol=1e-4)
             stages.append({"stage": label, "iterations": res.iterations if res else 0, "rwp": _rwp(ref)})
         for p in ref.params:
             p.refine = wanted[p.name]
@@ -140,7 +140,7 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     return out
 
 
-def strain_scan(ref: Refinement, max_strain: float, n: int = 61) -> None:
+def strain_scan(ref: Refinement, max_strain: float, n: int = 41) -> None:
     """Place each phase's cell at the isotropic strain (grid over ±``max_strain``) that best fits
     with the scales and background solved linearly; one phase at a time, others as they are."""
     if max_strain <= 0:
@@ -153,9 +153,7 @@ def strain_scan(ref: Refinement, max_strain: float, n: int = 61) -> None:
         for eps in np.linspace(-max_strain, max_strain, n):
             for k in idx:
                 ref.params[k].value = float(eps)
-            ref.linear_start()
-            r = (ref.y - ref.evaluate()["calc"]) * ref.w_sqrt
-            cost = float(r @ r)
+            cost = ref.linear_start()
             if cost < best_cost:
                 best, best_cost = float(eps), cost
         for k in idx:
