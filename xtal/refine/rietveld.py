@@ -234,10 +234,8 @@ def make_result(ref: Refinement, res: Any, stages: list[dict]) -> RietveldResult
         cell, csu, vol, vsu = cell_and_su(ps, st["ph"][i]["q"], cov_q)
         sc = ref.find("scale", i)[0]
         po = ref.find("po", i)
-        pk = ev["cache"][i][3]
         tt = two_theta_from_d(ps.lattice.d_spacings(cell), ref.rad.primary) + st["g"]["zero"]
         inr = np.isfinite(tt) & (tt >= ref.xr[0]) & (tt <= ref.xr[1])
-        del pk
         phases.append(RefinedPhase(
             ps.id, str(getattr(ps.phase, "name", "") or ps.id), str(ps.phase.spacegroup_hm), tuple(cell),
             csu, vol, vsu, ref.params[sc].value, su_of(sc), _site_results(ref, i, su_of), ps.po_axis,

@@ -108,16 +108,8 @@ def rietveld_figure(res: Any, *, title: str | None = None):
     ax.plot(x, res.observed, "+", color="k", ms=3, mew=0.6, label="observed")
     ax.plot(x, res.calculated, color="tab:red", lw=0.9, label="calculated", zorder=4)
     ax.plot(x, res.background, color="tab:green", lw=0.8, label="background")
-    colors = ["tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:cyan"]
-    for i, ph in enumerate(res.phases):
-        axt.vlines(ph.ticks_two_theta_deg, n_ph - i - 0.4, n_ph - i + 0.4, color=colors[i % 5], lw=0.8)
-    axt.set_yticks([n_ph - i for i in range(n_ph)])
-    axt.set_yticklabels([ph.id for ph in res.phases], fontsize=9)
-    axt.set_ylim(0.4, n_ph + 0.6)
-    axd.plot(x, res.observed - res.calculated, color="tab:blue", lw=0.7)
-    axd.axhline(0, color="grey", lw=0.5)
-    axd.set_ylabel("obs − calc")
-    axd.set_xlabel("2θ (°)")
+    _tick_rows(axt, [(ph.id, ph.ticks_two_theta_deg) for ph in res.phases])
+    _difference_panel(axd, x, res.observed - res.calculated)
     ax.set_ylabel("intensity")
     ax.set_title(title or f"{' + '.join(ph.id for ph in res.phases)} — Rwp {100 * res.rwp:.2f} %, "
                  f"χ² {res.chi2:.2f}", fontsize=11)
@@ -126,6 +118,25 @@ def rietveld_figure(res: Any, *, title: str | None = None):
     plt.setp(axt.get_xticklabels(), visible=False)
     ax.set_xlim(x[0], x[-1])
     return fig
+
+
+_TICK_COLOURS = ("tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:cyan")
+
+
+def _tick_rows(axt, rows: list[tuple[str, Any]]) -> None:
+    """One row of reflection ticks per phase, top row first."""
+    n = len(rows)
+    levels = np.arange(n, 0, -1)
+    for (label, pos), level, colour in zip(rows, levels, _TICK_COLOURS * (n // 5 + 1)):
+        axt.vlines(pos, level - 0.4, level + 0.4, color=colour, lw=0.8)
+    axt.set(yticks=levels, ylim=(0.4, n + 0.6))
+    axt.set_yticklabels([label for label, _ in rows], fontsize=9)
+
+
+def _difference_panel(axd, x, diff) -> None:
+    axd.axhline(0.0, color="grey", lw=0.5)
+    axd.plot(x, diff, color="tab:blue", lw=0.7)
+    axd.set(xlabel="2θ (°)", ylabel="obs − calc")
 
 
 def plot_rietveld(res: Any, path: Any, *, overwrite: bool = True, title: str | None = None) -> Any:
