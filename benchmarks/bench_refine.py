@@ -80,7 +80,12 @@ def main() -> None:
     print(f"b = c merging: {m['T_merge_C'] + 273.15:.1f} ± {m['sigma_C']:.1f} K (bracket "
           f"{m['T_last_split_C'] + 273.15:.1f}–{m['T_first_merged_C'] + 273.15:.1f} K); mean-field "
           f"{m.get('T_meanfield_C', float('nan')) + 273.15:.1f} ± {m.get('sigma_meanfield_C', float('nan')):.1f} K")
-    par = parametric_cell(ds, "CuCr2O4", t_range_k=(150.0, 300.0), order=1)
+    for order in (1, 2):
+        _parametric(parametric_cell(ds, "CuCr2O4", t_range_k=(150.0, 300.0), order=order))
+
+
+def _parametric(par: dict) -> None:
+    print(f"parametric cell(T) of {par['phase']}, order {par['order']}, 150–300 K:")
     for ax in ("a", "b", "c", "volume"):
         p = par[ax]
         print(f"  {ax}: value at {p['T0_K']:.1f} K = {p['value_at_T0']:.5f}({round(p['value_su'] * 1e5)}), "
