@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xtal.refine.model import (FD_STEP, PhaseSetup, chebyshev_basis, fmult_of, phase_peaks,
-                               po_factor, profile_matrix, shape_jacobian)
+from xtal.refine.model import (FD_STEP, PhaseSetup, apply_bodies, chebyshev_basis, fmult_of,
+                               phase_peaks, po_factor, profile_matrix, shape_jacobian)
 
 GLOBAL_KINDS = ("zero", "displacement", "U", "V", "W", "eta")
 #: |correlation| above which a pair of parameters is flagged
@@ -105,6 +105,16 @@ class Refinement:
                 self.phases[p.phase].sites[p.index].uiso = p.value
             elif p.kind == "occ":
                 self.phases[p.phase].sites[p.index].occ = p.value
+            elif p.kind == "rb":
+                body = self.phases[p.phase].bodies[p.index]
+                if p.sub < 3:
+                    body.angles[p.sub] = p.value
+                elif p.sub == 3:
+                    body.d_bb = p.value
+                else:
+                    body.d_bh = p.value
+        for i, ps in enumerate(self.phases):
+            apply_bodies(ps, ps.lattice.cell(ph[i]["q"]))
         return {"g": g, "bg": bg, "ph": ph}
 
     # --- model ------------------------------------------------------------------------------
@@ -181,10 +191,18 @@ class Refinement:
         """Forward differences of mult·|F|² w.r.t. coordinates, Uiso and occupancies."""
         ps = self.phases[i]
         for pi, p in enumerate(self.params):
-            if pi not in col or p.phase != i or p.kind not in ("xyz", "uiso", "occ"):
+            if pi not in col or p.phase != i or p.kind not in ("xyz", "uiso", "occ", "rb"):
+                continue
+            h = FD_STEP[p.kind]
+            if p.kind == "rb":          # a body moves several sites: re-apply the whole state
+                p.value += h
+                self.state()
+                d_inten = (fmult_of(ps, cell, ps.sites) - inten) / h
+                p.value -= h
+                self.state()
+                J[:, col[pi]] += s * (phi @ (d_inten[pk.ridx] * po[pk.ridx] * pk.lpw))
                 continue
             site = ps.sites[p.index]
-            h = FD_STEP[p.kind]
             saved = (site.u.copy(), site.uiso, site.occ)
             if p.kind == "xyz":
                 site.u[p.sub] += h
@@ -214,15 +232,16 @@ class Refinement:
         self.set_vector(theta)
         r, J = self._weighted(True)
         cost = float(r @ r)
-        lam, it, status = 1e-3, 0, 0
+        lam, it, status, small = 1e-3, 0, 0, 0
         while it < max_iter:
             it += 1
             A, grad = J.T @ J, J.T @ r
             d = np.sqrt(np.clip(np.diag(A), 1e-300, None))
-            d = np.maximum(d, 1e-6 * float(d.max()))     # a parameter the data barely see moves little
-            An = A / np.outer(d, d)
+            seen = d > 1e-12 * float(d.max())   # a parameter the data do not see at all is not moved
+            step = np.zeros_like(theta)
+            An = A[np.ix_(seen, seen)] / np.outer(d[seen], d[seen])
             try:
-                step = np.linalg.solve(An + lam * np.eye(len(d)), grad / d) / d
+                step[seen] = np.linalg.solve(An + lam * np.eye(int(seen.sum())), grad[seen] / d[seen]) / d[seen]
             except np.linalg.LinAlgError:
                 lam *= 10.0
                 continue
@@ -235,7 +254,8 @@ class Refinement:
                 theta, cost = new, cost2
                 r, J = self._weighted(True)
                 lam = max(lam / 5.0, 1e-9)
-                if rel < ftol:
+                small = small + 1 if rel < ftol else 0
+                if small >= 2:          # two accepted steps in a row that no longer gain
                     status = 1
                     break
             else:

@@ -26,7 +26,7 @@ from xtal.refine.constraints import allowed_shifts, coordinate_names
 from xtal.simulate import MarchDollase, _march_dollase, reciprocal_metric, reflection_table, structure_factors
 
 #: forward-difference steps of the structure parameters (fractional, Å², occupancy)
-FD_STEP = {"xyz": 1e-5, "uiso": 1e-5, "occ": 1e-5, "po": 1e-5}
+FD_STEP = {"xyz": 1e-5, "uiso": 1e-5, "occ": 1e-5, "po": 1e-5, "rb": 1e-5}
 
 
 class Lattice(PhaseModel):
@@ -70,6 +70,7 @@ class PhaseSetup:
     sites: list[SiteParams]
     po_axis: tuple[int, int, int] | None = None
     intensities: np.ndarray | None = None     # free intensities (Le Bail); None: from the structure
+    bodies: list = field(default_factory=list)  # rigid bodies (`rigid.Icosahedron`) on this phase
     _fcache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -105,6 +106,22 @@ def structure_with(ps: PhaseSetup, cell: Sequence[float], sites: Sequence[SitePa
         new_sites.append(dataclasses.replace(s0, **kw))
     new_cell = Cell(*(float(v) for v in cell))
     return dataclasses.replace(ps.phase, sites=new_sites, cell=new_cell, _images=None, _atoms=None)
+
+
+def apply_bodies(ps: PhaseSetup, cell: Sequence[float]) -> None:
+    """Move the sites carried by rigid bodies to the bodies' vertices (projected on each site's
+    symmetry-allowed shifts)."""
+    if not ps.bodies:
+        return
+    from xtal.structures.model import Cell
+
+    orth = Cell(*(float(v) for v in cell)).orthogonalization_matrix()
+    by_label = {s.label: s for s in ps.sites}
+    for body in ps.bodies:
+        for label, target in body.site_positions(orth).items():
+            sp = by_label[label]
+            if sp.basis.shape[1]:
+                sp.u = np.linalg.lstsq(sp.basis, target - sp.x0, rcond=None)[0]
 
 
 def fmult_of(ps: PhaseSetup, cell: Sequence[float], sites: Sequence[SiteParams]) -> np.ndarray:

@@ -27,7 +27,7 @@ from xtal.simulate import cell_volume
 
 #: what `rietveld` refines unless told otherwise
 DEFAULT_REFINE = ("scale", "background", "zero", "cell", "profile", "xyz", "uiso")
-_STRUCTURE = ("xyz", "uiso", "occ")
+_STRUCTURE = ("xyz", "uiso", "occ", "rb")
 #: the stages of a refinement from scratch (label, parameter kinds held): peak positions and
 #: intensities first, then the width, then its angle dependence, then the structure
 _STAGES = (("scale, background, zero, cell", ("U", "V", "W", "eta", "po", *_STRUCTURE)),
@@ -45,7 +45,8 @@ def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequen
     """The flat parameter list, with ``refine`` flags from the groups in ``refine``; the structure
     groups (xyz, uiso, occ) only for the phases in ``structure_of`` (None: all)."""
     on = set(refine)
-    unknown = on - {"scale", "background", "zero", "displacement", "cell", "profile", "po", *_STRUCTURE}
+    unknown = on - {"scale", "background", "zero", "displacement", "cell", "profile", "po", "rigid",
+                    *_STRUCTURE}
     if unknown:
         raise RefinementError(f"unknown parameter group(s) {sorted(unknown)}")
     prm = [Param("zero", "zero", 0.0, "zero" in on, lo=-1.0, hi=1.0),
@@ -57,15 +58,24 @@ def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequen
     prm += [Param(f"bg{k}", "bg", 0.0, "background" in on, index=k) for k in range(n_background)]
     for i, ps in enumerate(phases):
         pid = ps.id
-        st = on if structure_of is None or pid in structure_of else on - set(_STRUCTURE)
+        st = on if structure_of is None or pid in structure_of else on - {*_STRUCTURE, "rigid"}
         prm.append(Param(f"{pid}:scale", "scale", 1.0, "scale" in on, phase=i, lo=0.0))
         for k, nm in enumerate(ps.lattice.names):
             prm.append(Param(f"{pid}:{nm}", "cell", 0.0, "cell" in on, phase=i, index=k, lo=-0.1, hi=0.1))
         if ps.po_axis is not None:
             prm.append(Param(f"{pid}:po_r", "po", 1.0, "po" in on, phase=i, lo=0.2, hi=5.0))
+        carried = {lab for b in ps.bodies for lab in (*b.b_sites, *b.h_sites)}
+        for k, b in enumerate(ps.bodies):
+            for sub, (nm, v) in enumerate(zip(("rx", "ry", "rz", "dBB", "dBH"),
+                                              (*b.angles, b.d_bb, b.d_bh))):
+                free = "rigid" in st and (sub >= 3 or b.angle_free[sub])
+                prm.append(Param(f"{pid}:body{k}:{nm}", "rb", float(v), free, phase=i,
+                                 index=k, sub=sub, lo=-math.pi if sub < 3 else 0.5,
+                                 hi=math.pi if sub < 3 else 2.5))
         for j, s in enumerate(ps.sites):
             for k, cn in enumerate(s.names):
-                prm.append(Param(f"{pid}:{s.label}:{cn}", "xyz", float(s.u[k]), "xyz" in st, phase=i,
+                prm.append(Param(f"{pid}:{s.label}:{cn}", "xyz", float(s.u[k]),
+                                 "xyz" in st and s.label not in carried, phase=i,
                                  index=j, sub=k, lo=-0.15, hi=0.15))
             if not s.aniso:
                 prm.append(Param(f"{pid}:{s.label}:Uiso", "uiso", s.uiso, "uiso" in st, phase=i, index=j,
@@ -91,12 +101,15 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
              preferred_orientation: Mapping[str, Sequence[int]] | None = None,
              start: Any = None, staged: bool = True, max_iter: int = 40,
              fwhm_deg: float | None = None, eta: float = 0.5,
-             structure_of: Sequence[str] | None = None, max_strain: float = 0.015) -> RietveldResult:
+             structure_of: Sequence[str] | None = None, max_strain: float = 0.015,
+             rigid_bodies: Mapping[str, Sequence[Any]] | None = None) -> RietveldResult:
     """Rietveld refinement of ``phases`` (``xtal.structures.Phase``) against ``pattern``.
 
     ``refine``: groups among "scale", "background", "zero", "displacement", "cell", "profile"
     (U, V, W, η), "po" (March–Dollase r; axes in ``preferred_orientation`` {phase id: hkl}),
-    "xyz", "uiso", "occ" (for the phases in ``structure_of``, None: all). ``start``: a previous result (sequential refinement) or {name: value}.
+    "xyz", "uiso", "occ" (for the phases in ``structure_of``, None: all), "rigid" (the
+    ``rigid_bodies`` {phase id: [`rigid.Icosahedron`]}: orientation, B–B and B–H distances; the
+    sites they carry do not refine on their own). ``start``: a previous result (sequential refinement) or {name: value}.
     ``staged``: profile/cell/background first, structure second (skipped when ``start`` is given).
     Without ``start`` each phase's cell is first placed by a scan of isotropic strain within
     ±``max_strain`` (a CIF cell from another temperature is often off by more than a peak width).
@@ -110,6 +123,8 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     dmin = two_theta_dmin(float(data.x[-1]), rad)
     po = dict(preferred_orientation or {})
     setups = [setup_phase(p, dmin, po.get(str(p.id))) for p in phases]
+    for ps in setups:
+        ps.bodies = list((rigid_bodies or {}).get(ps.id, []))
     nb = n_background or default_n_background(data.x)
     width = fwhm_deg or initial_width(data)
     params = build_params(setups, nb, refine, width=width, eta=eta, structure_of=structure_of)
@@ -128,7 +143,7 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
             if not any(p.refine for p in ref.params) or all(
                     p.refine == wanted[p.name] for p in ref.params):
                 continue
-            res = ref.solve(max_iter=min(max_iter, 12), ftol=1e-4)
+            res = ref.solve(max_iter=min(max_iter, 25), ftol=1e-4)
             stages.append({"stage": label, "iterations": res.iterations if res else 0, "rwp": _rwp(ref)})
         for p in ref.params:
             p.refine = wanted[p.name]
@@ -142,9 +157,20 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
 
 def strain_scan(ref: Refinement, max_strain: float, n: int = 41) -> None:
     """Place each phase's cell at the isotropic strain (grid over ±``max_strain``) that best fits
-    with the scales and background solved linearly; one phase at a time, others as they are."""
+    with the scales and background solved linearly; one phase at a time, others as they are.
+
+    The grid step moves high-angle peaks by more than a narrow (synchrotron) width, so the scan is
+    done with peaks broadened to that shift; when a phase had to move, the refinement starts
+    from the broad width (the next stages narrow it)."""
     if max_strain <= 0:
         return
+    w_idx = ref.find("W")[0]
+    w0 = ref.params[w_idx].value
+    step = 2.0 * max_strain / (n - 1)
+    tan_hi = math.tan(math.radians(float(np.percentile(ref.x, 75)) / 2.0))
+    fwhm_scan = math.degrees(2.0 * step * tan_hi)
+    ref.params[w_idx].value = max(w0, fwhm_scan ** 2)
+    moved = False
     for i, ps in enumerate(ref.phases):
         idx = [k for k in ref.find("cell", i) if ps.lattice.names[ref.params[k].index] in ("a", "b", "c")]
         if not idx:
@@ -156,8 +182,11 @@ def strain_scan(ref: Refinement, max_strain: float, n: int = 41) -> None:
             cost = ref.linear_start()
             if cost < best_cost:
                 best, best_cost = float(eps), cost
+        moved |= abs(best) > 0.5 * step
         for k in idx:
             ref.params[k].value = best
+    if not moved:
+        ref.params[w_idx].value = w0
 
 
 def _rwp(ref: Refinement) -> float:
