@@ -267,3 +267,27 @@ def test_sequential_order_is_reversible():
     for ax in ("a", "b", "c", "volume"):
         diff = np.abs(ca.sel(axis=ax) - cb.sel(axis=ax))
         assert np.all(diff < 3 * np.hypot(sa.sel(axis=ax), sb.sel(axis=ax))), ax
+
+
+def test_rietveld_nac_11bm_standard():
+    """The NAC standard (11-BM, λ 0.413909 Å from its .prm): cell and coordinates within 3 s.u.
+    (Bérar–Lelann corrected) of the standard's CIF; Uij held at the CIF's values (not refined)."""
+    from xtal.refine import rietveld
+
+    d = REF_PATTERNS / "sync_NAC_11BM"
+    pat = read_pattern(d / "11BM_NAC.fxye", instrument=d / "11bm_gsas.prm")
+    nac = read_cif(REF_STRUCTURES / "NAC.cif")
+    res = rietveld(pat, [nac], polarization="synchrotron", two_theta_range=(2.0, 30.0),
+                   refine=("scale", "background", "zero", "cell", "profile", "xyz"))
+    assert res.converged
+    ph = res.phase(nac.id)
+    k = 3 * res.berar_lelann
+    assert abs(ph.cell[0] - nac.cell.a) < k * ph.cell_su[0], (ph.cell[0], ph.cell_su[0])
+    published = {s.label: s.frac for s in nac.sites}
+    n = 0
+    for s in ph.sites:
+        for j in range(3):
+            if s.frac_su[j] is not None:
+                n += 1
+                assert abs(s.frac[j] - published[s.label][j]) < k * s.frac_su[j], (s.label, j)
+    assert n == 16       # Ca x; Al, Na, F3 (x, x, x) → 3 each; F1, F2 x, y, z
