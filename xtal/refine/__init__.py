@@ -8,6 +8,8 @@ refinement of a series.
 ``lebail``       `le_bail`: free intensities on given cells (Le Bail partition + least squares)
 ``rietveld``     `rietveld`: scale, cell, zero, displacement, background, profile, March–Dollase,
                  coordinates, Uiso, occupancies
+``rigid``        `Icosahedron` (B12H12 rigid body), `fit_icosahedron`
+``restraints``   distance restraints as extra least-squares rows
 ``sequential``   `refine_sequential` (xarray.Dataset frame × phase × param), `parametric_cell`,
                  `axis_merging`
 ``result``       `RietveldResult`, `RefinedPhase`, `RefinedSite`, `LeBailResult`, `LeBailPhase`

@@ -66,6 +66,7 @@ class Refinement:
         self.B = chebyshev_basis(x, n_background)
         self.xr = (float(x[0]), float(x[-1]))
         self.nfev = 0
+        self.restraints: list = []          # `restraints.DistanceRestraint`, extra rows
 
     # --- parameter bookkeeping ----------------------------------------------------------------
     @property
@@ -218,7 +219,38 @@ class Refinement:
     def _weighted(self, jac: bool):
         ev = self.evaluate(jac=jac)
         r = (self.y - ev["calc"]) * self.w_sqrt
-        return r, (ev["J"] * self.w_sqrt[:, None] if jac else None)
+        J = ev["J"] * self.w_sqrt[:, None] if jac else None
+        if self.restraints:
+            rr, Jr = self._restraint_rows(ev["state"], jac)
+            r = np.concatenate([r, rr])
+            J = np.concatenate([J, Jr]) if jac else None
+        return r, J
+
+    def _cells(self, st: dict) -> list:
+        return [ps.lattice.cell(st["ph"][i]["q"]) for i, ps in enumerate(self.phases)]
+
+    def _restraint_rows(self, st: dict, jac: bool):
+        """(target − d)/σ of the distance restraints and, with ``jac``, ∂d/∂θ / σ (forward
+        differences over the coordinate and rigid-body parameters)."""
+        from xtal.refine.restraints import distances
+
+        sig = np.array([r.sigma for r in self.restraints])
+        d0 = distances(self.restraints, self.phases, self._cells(st))
+        rows = (np.array([r.target for r in self.restraints]) - d0) / sig
+        if not jac:
+            return rows, None
+        J = np.zeros((len(self.restraints), len(self.free)))
+        for j, pi in enumerate(self.free):
+            p = self.params[pi]
+            if p.kind not in ("xyz", "rb"):
+                continue
+            h = FD_STEP[p.kind]
+            p.value += h
+            st2 = self.state()
+            J[:, j] = (distances(self.restraints, self.phases, self._cells(st2)) - d0) / h / sig
+            p.value -= h
+        self.state()
+        return rows, J
 
     def solve(self, max_iter: int = 40, ftol: float = 1e-6) -> SolveReport | None:
         """Levenberg–Marquardt (Marquardt's scaling, normal equations of the few parameters,
@@ -306,6 +338,10 @@ class Refinement:
                "rp": float(np.sum(np.abs(self.y - ev["calc"])) / np.sum(np.abs(self.y))),
                "chi2": chi2, "n_points": n, "n_params": p}
         Jw = ev["J"] * self.w_sqrt[:, None]
+        if self.restraints:
+            rr, Jr = self._restraint_rows(ev["state"], True)
+            Jw, r = np.concatenate([Jw, Jr]), np.concatenate([r, rr])
+            out["restraint_residuals"] = rr
         A = Jw.T @ Jw
         dg = np.sqrt(np.clip(np.diag(A), 1e-300, None))
         An = A / np.outer(dg, dg)

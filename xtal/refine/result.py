@@ -96,6 +96,8 @@ class RietveldResult:
     #: Bérar–Lelann factor √((1+ρ)/(1−ρ)) for serially correlated residuals: s.u. × this factor
     #: (``su_corrected`` of each parameter) is the realistic s.u. of a profile refinement
     berar_lelann: float = 1.0
+    #: distance restraints: {"pair", "target", "sigma", "value"} (Å)
+    restraints: list[dict] = field(default_factory=list)
 
     @property
     def gof(self) -> float:

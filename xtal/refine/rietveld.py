@@ -102,14 +102,16 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
              start: Any = None, staged: bool = True, max_iter: int = 40,
              fwhm_deg: float | None = None, eta: float = 0.5,
              structure_of: Sequence[str] | None = None, max_strain: float = 0.015,
-             rigid_bodies: Mapping[str, Sequence[Any]] | None = None) -> RietveldResult:
+             rigid_bodies: Mapping[str, Sequence[Any]] | None = None,
+             restraints: Sequence[tuple] = ()) -> RietveldResult:
     """Rietveld refinement of ``phases`` (``xtal.structures.Phase``) against ``pattern``.
 
     ``refine``: groups among "scale", "background", "zero", "displacement", "cell", "profile"
     (U, V, W, η), "po" (March–Dollase r; axes in ``preferred_orientation`` {phase id: hkl}),
     "xyz", "uiso", "occ" (for the phases in ``structure_of``, None: all), "rigid" (the
     ``rigid_bodies`` {phase id: [`rigid.Icosahedron`]}: orientation, B–B and B–H distances; the
-    sites they carry do not refine on their own). ``start``: a previous result (sequential refinement) or {name: value}.
+    sites they carry do not refine on their own). ``restraints``: (phase id, site A, site B,
+    target Å, σ Å) distance restraints (extra least-squares rows). ``start``: a previous result (sequential refinement) or {name: value}.
     ``staged``: profile/cell/background first, structure second (skipped when ``start`` is given).
     Without ``start`` each phase's cell is first placed by a scan of isotropic strain within
     ±``max_strain`` (a CIF cell from another temperature is often off by more than a peak width).
@@ -130,6 +132,11 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     params = build_params(setups, nb, refine, width=width, eta=eta, structure_of=structure_of)
     ref = Refinement(data.x, data.y, data.sigma, setups, rad, params, nb)
     start_values(ref, start)
+    if restraints:
+        from xtal.refine.restraints import build_restraints
+
+        ref.state()
+        ref.restraints = build_restraints(setups, restraints)
     stages = []
     if start is None:
         if "cell" in refine:
@@ -300,4 +307,15 @@ def make_result(ref: Refinement, res: Any, stages: list[dict]) -> RietveldResult
         nfev=ref.nfev, max_shift_over_su=maxshift, x_deg=ref.x, observed=ref.y, calculated=ev["calc"],
         background=bg, sigma=ref.sigma, per_phase={ps.id: c for ps, c in zip(ref.phases, ev["per_phase"])},
         radiation=ref.rad, global_params=glob, warnings=warnings, stages=stages,
-        berar_lelann=stats["berar_lelann"])
+        berar_lelann=stats["berar_lelann"], restraints=_restraint_report(ref, st))
+
+
+def _restraint_report(ref: Refinement, st: dict) -> list[dict]:
+    if not ref.restraints:
+        return []
+    from xtal.refine.restraints import distances
+
+    d = distances(ref.restraints, ref.phases, [ps.lattice.cell(st["ph"][i]["q"])
+                                               for i, ps in enumerate(ref.phases)])
+    return [{"pair": r.label, "target": r.target, "sigma": r.sigma, "value": float(v)}
+            for r, v in zip(ref.restraints, d)]
