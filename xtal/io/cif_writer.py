@@ -39,6 +39,7 @@ def _refinement_lines(res: Any) -> list[str]:
         f"_pd_meas_2theta_range_min         {float(res.x_deg[0]):.4f}",
         f"_pd_meas_2theta_range_max         {float(res.x_deg[-1]):.4f}",
         f"_refine_ls_shift/su_max           {res.max_shift_over_su:.4f}",
+        f"_refine_ls_number_restraints      {len(res.restraints)}",
         "_pd_proc_ls_background_function   'Chebyshev polynomial'",
         "_pd_proc_ls_profile_function      'pseudo-Voigt, Caglioti FWHM (U V W), constant eta'",
         "_refine_ls_weighting_scheme       sigma",

@@ -41,6 +41,15 @@ def render_rietveld_markdown(res: Any, title: str = "Rietveld refinement") -> st
             out.append(f"| {s.label} | {xyz} | {_v(s.occupancy, s.occupancy_su, 3)} | "
                        f"{_v(s.uiso, s.uiso_su, 4)} |")
         out.append("")
+    if res.restraints:
+        out += ["## Distance restraints", "", "| pair | target (Å) | σ (Å) | refined (Å) |", "|---|---|---|---|"]
+        out += [f"| {r['pair']} | {r['target']:.3f} | {r['sigma']:.3f} | {r['value']:.3f} |" for r in res.restraints]
+        out.append("")
+    bodies = [p for p in res.params if ":body" in p["name"]]
+    if bodies:
+        out += ["## Rigid bodies", "", "| parameter | value |", "|---|---|"]
+        out += [f"| {p['name']} | {_v(p['value'], p['su'], 4)}{'' if p['refined'] else ' (fixed)'} |" for p in bodies]
+        out.append("")
     g = res.global_params
     out += ["## Instrument and profile", "", "| parameter | value |", "|---|---|"]
     out += [f"| {k} | {_v(v, s, 5)} |" for k, (v, s) in g.items()]
