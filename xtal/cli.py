@@ -362,6 +362,54 @@ def _cmd_series(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# refine
+# ------------------------------------------------------------------------------------------------
+def _cmd_refine(args: argparse.Namespace) -> int:
+    from xtal.io.cif_writer import write_refined_cif
+    from xtal.refine import le_bail, rietveld
+    from xtal.report.refine import plot_rietveld, render_lebail_markdown, render_rietveld_markdown
+    from xtal.structures import read_cif
+    from xtal.io import read_pattern
+
+    pattern = read_pattern(args.pattern, instrument=args.instrument)
+    phases = [read_cif(c) for c in args.cif]
+    rng = tuple(args.range) if args.range else None
+    pol = _polarization_arg(args.polarization)
+    if args.lebail:
+        lb = le_bail(pattern, phases, wavelength=args.wavelength, polarization=pol, two_theta_range=rng)
+        print(f"Le Bail: Rwp = {100 * lb.rwp:.2f} %, χ² = {lb.chi2:.3f}, {lb.cycles} cycles, "
+              f"{lb.elapsed_s:.2f} s")
+        for ph in lb.phases:
+            print(f"  {ph.id}: cell " + ", ".join(f"{v:.5f}" for v in ph.cell[:3]))
+        if args.report:
+            _outputs_report(render_lebail_markdown(lb), args.report, "xtal Le Bail fit")
+        return 0
+    refine = [g.strip() for g in args.refine.split(",")] if args.refine else None
+    kw = {"refine": refine} if refine else {}
+    po = {}
+    for spec in args.po or []:
+        pid, _, hkl = spec.partition(":")
+        po[pid] = tuple(int(v) for v in hkl.split(","))
+    res = rietveld(pattern, phases, wavelength=args.wavelength, polarization=pol, two_theta_range=rng,
+                   preferred_orientation=po or None, **kw)
+    print(f"Rietveld: Rwp = {100 * res.rwp:.2f} %, Rexp = {100 * res.rexp:.2f} %, χ² = {res.chi2:.3f}, "
+          f"converged: {res.converged}, {res.elapsed_s:.2f} s")
+    for ph in res.phases:
+        print(f"  {ph.id}: cell " + ", ".join(f"{v:.5f}" for v in ph.cell[:3]))
+    for w in res.warnings:
+        print(f"  warning: {w}")
+    if args.write_cif:
+        print(f"cif: {write_refined_cif(res, args.write_cif, overwrite=args.force)}")
+    plot = args.plot or (str(Path(args.report).with_suffix(".png")) if args.report else None)
+    if plot:
+        print(f"figure: {plot_rietveld(res, plot)}")
+    if args.report:
+        md = render_rietveld_markdown(res) + (f"\n![Rietveld plot]({Path(plot).name})\n" if plot else "")
+        _outputs_report(md, args.report, "xtal Rietveld refinement")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
 # demo
 # ------------------------------------------------------------------------------------------------
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -492,6 +540,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_fmt = sub.add_parser("formats", help="the pattern formats read and written, with extensions")
     p_fmt.set_defaults(func=_cmd_formats)
+    p_ref = sub.add_parser("refine", help="Rietveld refinement (or --lebail extraction) of CIF structures")
+    p_ref.add_argument("pattern")
+    p_ref.add_argument("--cif", action="append", required=True, help="a phase's CIF (repeat for several)")
+    p_ref.add_argument("--instrument", help="GSAS instrument parameter file holding the wavelength")
+    p_ref.add_argument("--wavelength", help="λ in Å or tube name, when the file does not state it")
+    p_ref.add_argument("--polarization", help=POLARIZATION_HELP)
+    p_ref.add_argument("--range", nargs=2, type=float, metavar=("LO", "HI"), help="2θ range (°)")
+    p_ref.add_argument("--refine", help="parameter groups, comma-separated (scale,background,zero,"
+                                        "displacement,cell,profile,po,xyz,uiso,occ)")
+    p_ref.add_argument("--po", action="append", metavar="PHASE:h,k,l", help="March–Dollase axis of a phase")
+    p_ref.add_argument("--lebail", action="store_true", help="Le Bail extraction instead of Rietveld")
+    p_ref.add_argument("--write-cif", help="write the refined structure(s) here")
+    p_ref.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
+    p_ref.add_argument("--plot", help="Rietveld figure")
+    p_ref.add_argument("--force", action="store_true", help="replace an existing CIF")
+    p_ref.set_defaults(func=_cmd_refine)
     return parser
 
 
