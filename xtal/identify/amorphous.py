@@ -12,9 +12,9 @@ polymers, molecular glasses). The test:
 2. background model: a Chebyshev series in Q whose degree lets it follow features broader than
    ≈ 1 Å⁻¹ (degree ⌈span_Q / 1 Å⁻¹⌉ + 2, 3–10) plus two low-angle decays (air scatter);
 3. every halo candidate (a Gaussian in Q, centre 0.6–5 Å⁻¹, FWHM 0.3–0.8 Å⁻¹) is added in turn;
-   the best one is kept when its χ² gain, in units of the reduced χ² of the fit (which absorbs
-   misfit), is at least ``Z_REQUIRED``² and its area is at least ``MIN_FRACTION`` of the
-   crystalline scattering.
+   the best one is kept when its χ² gain, in units of the reduced χ² (the larger of the
+   background region's and the whole fit's, so that a misfit-dominated fit raises the bar), is at
+   least ``Z_REQUIRED``² and its area is at least ``MIN_FRACTION`` of the crystalline scattering.
 
 Otherwise the result is "not detected" with an upper limit. Without a blank or an internal
 standard a real halo whose shape matches the allowed background cannot be told from one; the
@@ -113,7 +113,9 @@ def halo_analysis(fit: Any) -> HaloResult:
                 best = (float(gain[k]), float(centres[k]), fw, float(num[k] / den[k]), float(den[k]))
     gain, c, fw, amp, den = best
     dof = max(int(keep.sum()) - B.shape[1] - 1, 1)
-    chi_red = max((chi0 - gain) / dof, 1.0)
+    # the bar rises with the misfit of the whole fit: a halo must stand out against how well the
+    # crystalline model describes the pattern, not only against counting noise
+    chi_red = max((chi0 - gain) / dof, float(getattr(fit, "chi2", 1.0) or 1.0), 1.0)
     z = math.sqrt(gain / chi_red) if gain > 0 else 0.0
     if c is None:
         return HaloResult(False, None, None, None, 0.0, None, None, None,
