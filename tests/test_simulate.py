@@ -510,7 +510,7 @@ def test_element_without_form_factor_raises(cuo):
         reflection_table(bad, LAM)
     assert isinstance(exc.value, SimulationError) and "Es" in str(exc.value)
     unknown = replace(cuo, sites=[replace(cuo.sites[0], element="Xx")] + cuo.sites[1:], _images=None)
-    with pytest.raises(SimulationError):
+    with pytest.raises(XtalError, match="Xx"):   # refused at simulate's entry (UnknownElementError)
         simulate(unknown, LAM, form_factors="pymatgen")
 
 

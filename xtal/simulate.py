@@ -37,7 +37,8 @@ from xtal.errors import SimulationError
 from xtal.formfactors import (DEFAULT_FORM_FACTORS, FORM_FACTOR_SOURCES, FormFactorError,
                               element_for_scattering, form_factor)
 from xtal.profiles import caglioti_fwhm, pseudo_voigt_profile, tch_fwhm_eta
-from xtal.structures import MODEL_WARNING
+from xtal.structures import MODEL_WARNING, Phase
+from xtal.structures.validate import check_physical
 from xtal.util import atomic_path, check_figure_path, finite_float
 
 __all__ = [
@@ -483,6 +484,8 @@ def reflection_table(phase, wavelength_angstrom: float,
         d_min = min(d_min, v)
     if d_max_angstrom is not None:
         d_max = max(d_max, _finite("d_max_angstrom", d_max_angstrom))
+    if isinstance(phase, Phase):
+        check_physical(phase)   # a Phase built or edited in code gets the checks read_cif applies
     gops = _group_ops(phase)
     rots = _laue_rotations(gops)
     hkl = _conventional_hkl(_enumerate_unique_hkl(phase, gops, d_min, d_max), rots)
