@@ -82,6 +82,7 @@ def _cmd_library(args: argparse.Namespace) -> int:
         return 0
     if args.library_cmd == "add":
         target = add_user_cif(args.file, args.id, block=args.block, overwrite=args.force,
+                              accept_mismatch=args.force,
                               directory=Path(args.dir) if args.dir else None)
         print(f"added {args.file} as {args.id!r}: {target}")
         return 0
@@ -460,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_add.add_argument("--id", required=True)
     p_add.add_argument("--block", help="data block to take from a multi-block CIF")
     p_add.add_argument("--dir", help="user structure directory (default $XTAL_USER_STRUCTURES or ~/.xtal/structures)")
-    p_add.add_argument("--force", action="store_true", help="replace an existing user CIF with this id")
+    p_add.add_argument("--force", action="store_true", help="replace an existing user CIF with this id, and "
+                       "add a CIF that does not match the slot's formula or published M–O distances")
     p_check = lsub.add_parser("check", help="parse and validate CIFs (default: the whole library)")
     p_check.add_argument("files", nargs="*")
     p_lib.set_defaults(func=_cmd_library)
