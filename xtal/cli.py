@@ -347,7 +347,7 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
             print(f"{r.phase_id} {site['label']}: CN {site['cn']}, BVS "
                   f"{site['bvs'] if site['bvs'] is not None else 'n/a'}: {bonds}")
     if json_out:
-        payload = results[0].to_json_dict() if len(results) == 1 else \
+        payload = results[0].to_json_dict() if len(args.structures) == 1 else \
             {"structures": [r.to_json_dict() for r in results]}
         if failed:
             payload["failed"] = failed
