@@ -565,3 +565,12 @@ def test_a_phase_edited_in_code_is_checked_at_simulate_and_geometry_entry():
     with pytest.raises(StructureValidationError, match="Z"):
         analyse_geometry(zero, metals="Cu", chemenv=False)
     assert math.isfinite(simulate(cuo, 1.5406).intensity.max())
+
+
+def test_library_check_reports_each_file_and_goes_on(tmp_path, capsys):
+    bad = tmp_path / "bad.cif"
+    bad.write_text(_cuo(**{"_cell_formula_units_Z  4": "_cell_formula_units_Z  0"}))
+    assert main(["library", "check", str(bad), str(CUO)]) == 1
+    out = capsys.readouterr().out
+    assert "bad: ERROR" in out and "_cell_formula_units_Z" in out
+    assert "CuO: ok" in out
