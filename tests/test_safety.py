@@ -574,3 +574,20 @@ def test_library_check_reports_each_file_and_goes_on(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "bad: ERROR" in out and "_cell_formula_units_Z" in out
     assert "CuO: ok" in out
+
+
+def test_write_series_result_checks_every_name_before_writing_any(tmp_path):
+    from xtal.report.series import write_series_result
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("old")
+
+    class Boom:            # a result whose serialisation must never be reached
+        def to_dataset(self):
+            raise Called("write_series_result serialised before checking the outputs")
+
+    with pytest.raises(OverwriteError, match="report.md"):
+        write_series_result(Boom(), out)
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+    assert (out / "report.md").read_text() == "old"

@@ -369,11 +369,6 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 # series
 # ------------------------------------------------------------------------------------------------
-#: Every file `xtal series` may write into --out (checked before the first frame is fitted).
-SERIES_OUTPUT_NAMES = ("series.nc", "phases.csv", "events.json", "heatmap.png", "heatmap_q.png",
-                       "fractions.png", "lattice.png", "waterfall.png", "report.md", "report.html")
-
-
 class _FrameBar:
     """`analyse_series` progress callback: a tqdm bar of frames on stderr."""
 
@@ -394,7 +389,7 @@ class _FrameBar:
 
 def _cmd_series(args: argparse.Namespace) -> int:
     from xtal.report import markdown_to_html
-    from xtal.report.series import write_series_result
+    from xtal.report.series import SERIES_OUTPUT_NAMES, write_series_result
     from xtal.series import analyse_series
     from xtal.util import atomic_write_text
 
