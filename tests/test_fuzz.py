@@ -113,13 +113,14 @@ def assert_physical(phase) -> None:
     assert phase.sites
     for s in phase.sites:
         assert s.element == "D" or gemmi.Element(s.element).atomic_number > 0, s.element
-        assert all(math.isfinite(v) for v in s.frac), s
+        assert all(math.isfinite(v) and abs(v) <= 100 for v in s.frac), s
         assert 0.0 <= s.occupancy <= 1.0 + 1e-3, s
         if s.u_iso is not None:
             assert math.isfinite(s.u_iso) and -U_NEGATIVE_TOLERANCE_ANGSTROM2 <= s.u_iso <= U_MAX_ANGSTROM2, s
         if s.u_aniso is not None:
             assert all(math.isfinite(v) for v in s.u_aniso), s
             assert all(-U_NEGATIVE_TOLERANCE_ANGSTROM2 <= v <= U_MAX_ANGSTROM2 for v in s.u_aniso[:3]), s
+            assert all(abs(v) <= U_MAX_ANGSTROM2 for v in s.u_aniso[3:]), s
     ops = [gemmi.Op(t) for t in phase.symops]
     keys = {o.triplet() for o in ops}
     for o in ops:

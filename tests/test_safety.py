@@ -540,6 +540,11 @@ def test_uaniso_inf_and_negative_are_refused_and_large_u_is_a_warning():
     assert exc.value.field == "_atom_site_aniso_U_11"
     with pytest.raises(StructureValidationError, match="U11"):
         read_cif_string(CUO_TEXT + aniso.format(u="-0.5"))
+    # found by the fuzz run: U12 = 1e308 was accepted and made every intensity NaN
+    with pytest.raises(StructureValidationError, match="U12"):
+        read_cif_string(CUO_TEXT + aniso.format(u="0.01").replace("0.01 0 0 0", "0.01 1e308 0 0"))
+    with pytest.raises(StructureValidationError, match="coordinate"):
+        read_cif_string(_cuo(**{"Cu1    Cu2+ 0.25000": "Cu1    Cu2+ 1e308"}))
     p = read_cif_string(_cuo(**{"Uiso 0.001      4   \nO1": "Uiso 0.3      4   \nO1"}))
     assert any("very large" in w for w in p.warnings)
 

@@ -26,6 +26,8 @@ U_DOUBTFUL_ANGSTROM2 = 0.2
 #: −U_NEGATIVE_TOLERANCE the value is refused.
 U_NEGATIVE_TOLERANCE_ANGSTROM2 = 0.02
 Z_MAX = 1000.0
+#: Fractional coordinates are within a cell or two of the origin; 1e308 is not a position.
+FRAC_MAX = 100.0
 TEMPERATURE_MAX_K = 5000.0
 DENSITY_MAX_G_CM3 = 30.0
 WAVELENGTH_RANGE_ANGSTROM = (0.01, 10.0)
@@ -39,7 +41,7 @@ def check_physical(phase: Phase) -> None:
     Fatal: Z ≤ 0 or > `Z_MAX` or non-finite; formula weight or stated density ≤ 0 (or density
     > `DENSITY_MAX_G_CM3`); a wavelength outside `WAVELENGTH_RANGE_ANGSTROM`; a temperature ≤ 0 K or
     > `TEMPERATURE_MAX_K`; a cell length ≤ 0 or non-finite; a coordinate non-finite; an occupancy
-    outside [0, 1]; Uiso or a Uii < −`U_NEGATIVE_TOLERANCE_ANGSTROM2`, non-finite or
+    outside [0, 1]; a coordinate beyond ±`FRAC_MAX`; a |Uij| (i ≠ j) > `U_MAX_ANGSTROM2`; Uiso or a Uii < −`U_NEGATIVE_TOLERANCE_ANGSTROM2`, non-finite or
     > `U_MAX_ANGSTROM2`; a Uij non-finite; an
     element symbol gemmi does not know; a symmetry operator that is not a crystallographic
     isometry (integer rotation matrix with det ±1 and order 1, 2, 3, 4 or 6) or an operator set
@@ -92,9 +94,9 @@ def _check_site(phase: Phase, s: Site, fatal) -> None:
     if s.element != "D" and gemmi.Element(s.element).atomic_number == 0:
         raise fatal(UnknownElementError, f"site {s.label}: {s.element!r} is not a chemical element",
                     "_atom_site_type_symbol")
-    if not all(math.isfinite(v) for v in s.frac):
-        raise fatal(StructureValidationError, f"site {s.label}: coordinate {s.frac} is not finite",
-                    "_atom_site_fract_x")
+    if not all(math.isfinite(v) and abs(v) <= FRAC_MAX for v in s.frac):
+        raise fatal(StructureValidationError, f"site {s.label}: coordinate {s.frac} is not a finite "
+                    f"fractional coordinate (|x| ≤ {FRAC_MAX:g})", "_atom_site_fract_x")
     if not (math.isfinite(s.occupancy) and 0.0 <= s.occupancy <= 1.0 + 1e-3):
         raise fatal(OccupancyError, f"site {s.label}: occupancy {s.occupancy} is outside [0, 1]",
                     "_atom_site_occupancy")
@@ -113,6 +115,9 @@ def _check_site(phase: Phase, s: Site, fatal) -> None:
         if not all(math.isfinite(v) for v in u):
             raise fatal(StructureValidationError, f"site {s.label}: anisotropic U {u} is not finite",
                         "_atom_site_aniso_U_11")
+        if max(abs(v) for v in u[3:]) > U_MAX_ANGSTROM2:
+            raise fatal(StructureValidationError, f"site {s.label}: U12/U13/U23 {u[3:]} exceed "
+                        f"{U_MAX_ANGSTROM2:g} Å² in magnitude", "_atom_site_aniso_U_12")
         if min(u[:3]) < -U_NEGATIVE_TOLERANCE_ANGSTROM2 or max(u[:3]) > U_MAX_ANGSTROM2:
             raise fatal(StructureValidationError, f"site {s.label}: U11/U22/U33 {u[:3]} outside "
                         f"[{-U_NEGATIVE_TOLERANCE_ANGSTROM2:g}, {U_MAX_ANGSTROM2:g}] Å²",
