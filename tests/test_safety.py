@@ -24,7 +24,7 @@ from xtal.errors import (CifSyntaxError, GeometryError, IdentificationError, Mis
                          OverwriteError, SeriesError, SimulationError, StructureValidationError,
                          SymmetryError, UnknownElementError, XtalError)
 from xtal.structures import read_cif, read_cif_string
-from xtal.util import TEMP_MARKER, OutputPlan, atomic_path, atomic_write_text
+from xtal.util import TEMP_MARKER, OutputPlan, atomic_write_text
 
 PBSO4 = REPO / "patterns" / "measured" / "lab_PbSO4_CuKa"
 CUO = REF_STRUCTURES / "CuO.cif"
