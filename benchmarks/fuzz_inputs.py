@@ -29,9 +29,8 @@ def run(test: str, examples: int) -> int:
                           capture_output=True, text=True)
     dt = time.perf_counter() - t0
     out = proc.stdout + proc.stderr
-    keep = [ln for ln in out.splitlines() if "passing examples" in ln or "failing examples" in ln
-            or "invalid examples" in ln or "Stopped because" in ln or "passed" in ln or "failed" in ln
-            or "Error" in ln or "Falsifying" in ln]
+    keep = [ln for ln in out.splitlines() if "passing" in ln or "Typical runtimes" in ln
+            or "Stopped because" in ln or " passed" in ln or " failed" in ln or "Falsifying" in ln]
     print(f"== {test}  ({examples} examples requested, {dt:.0f} s wall)")
     print("\n".join(keep[-40:]))
     if proc.returncode:
