@@ -10,7 +10,7 @@ import pytest
 from xtal import beam
 from xtal.beam import (TUBES, WAVELENGTH_LIMITS_ANGSTROM, WAVELENGTH_RTOL, Polarization, Radiation,
                        parse_polarization, parse_radiation, resolve_radiation)
-from xtal.errors import (MissingWavelengthError, PatternError, PolarizationError, SimulationError,
+from xtal.errors import (MissingWavelengthError, PatternError, PolarizationError, SeriesError, SimulationError,
                          WavelengthError, WavelengthMismatchError)
 from xtal.io import read_gsas_instprm_wavelength, read_pattern
 
@@ -180,3 +180,49 @@ def test_read_pattern_bad_wavelength_text_names_the_problem(tmp_path):
     f = _xye(tmp_path / "p.xye", "# wavelength = 1.5406")
     with pytest.raises(WavelengthError, match="unknown wavelength 'copper'"):
         read_pattern(f, wavelength_angstrom="copper")
+
+
+@pytest.fixture(scope="module")
+def nio_frames():
+    """Three small SYNTHETIC NiO patterns whose files would state λ = 1.5406 Å (one line)."""
+    from xtal.library import Library
+    from xtal.synth import synthetic_pattern
+
+    nio = Library.bundled().phase("NiO")
+    pats = [synthetic_pattern([nio], [1.0], wavelength_angstrom=1.5406, two_theta_range_deg=(30, 80),
+                              step_deg=0.02, seed=k) for k in range(3)]
+    for k, p in enumerate(pats):
+        p.temperature_c = 25.0 + 10 * k
+    return nio, pats
+
+
+@pytest.mark.parametrize("given,accepted", [("1.542", True), ("CuKa1", True), ("MoKa", False),
+                                            (1.60, False)])
+def test_identify_series_and_simulate_decide_alike(nio_frames, given, accepted):
+    """Issue 11: one tolerance. `1.542` against a pattern stating 1.5406 Å is the same beam for
+    identify, for a series, for the reader and for simulate's parser; Mo Kα is refused by all."""
+    from xtal.identify import identify
+    from xtal.series import analyse_series
+    from xtal.simulate import simulate
+
+    nio, pats = nio_frames
+    decision = {}
+    try:
+        res = identify(pats[0], [nio], wavelength=given)
+        decision["identify"] = res.best is not None and res.best.ids == ["NiO"]
+    except WavelengthMismatchError:
+        decision["identify"] = False
+    try:
+        sr = analyse_series(pats, [nio], wavelength=given)
+        decision["series"] = bool(sr.present.all())
+    except (WavelengthMismatchError, SeriesError):
+        decision["series"] = False
+    try:
+        beam.resolve_radiation(pats[0].wavelength_lines, beam.parse_radiation(given))
+        decision["resolve_radiation"] = True
+    except WavelengthMismatchError:
+        decision["resolve_radiation"] = False
+    assert set(decision.values()) == {accepted}, decision
+    # simulate parses the same text to the same beam as the others
+    sim = simulate(nio, wavelength_angstrom=given, two_theta_range=(30, 80), step=0.02)
+    assert sim.wavelength_angstrom == pytest.approx(beam.parse_radiation(given).primary)

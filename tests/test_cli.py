@@ -123,3 +123,18 @@ def test_lazy_netcdf_series_reads_frames_on_demand():
     assert lazy.shape == eager.shape == (79, 1801)
     assert np.array_equal(lazy.isel(frame=40).values, eager.isel(frame=40).values)
     assert lazy.attrs["wavelength_angstrom"] == pytest.approx(0.71073)
+
+
+def test_geometry_batch_directory_with_metal_free_cif(tmp_path, capsys):
+    """A directory batch analyses every CIF with a metal, names the metal-free one on stderr and exits 1."""
+    import shutil
+    for name in ("NAC.cif", "S2dipyridyl_P21c_SHELXL.cif", "CaF2.cif"):
+        shutil.copy(REF_STRUCTURES / name, tmp_path / name)
+    js = tmp_path / "out.json"
+    assert main(["geometry", str(tmp_path), "--metal", "Na,Ca", "--no-chemenv", "--json", str(js)]) == 1
+    captured = capsys.readouterr()
+    assert "S2dipyridyl_P21c_SHELXL.cif" in captured.err and "no site matching" in captured.err
+    assert "1 of 3 structure(s) had no selected metal site; the other 2 were analysed" in captured.err
+    res = json.loads(js.read_text())
+    assert sorted(r["phase"].split("_")[0] for r in res["structures"]) == ["CaF2", "NAC"]
+    assert "NAC" in captured.out and "CaF2" in captured.out

@@ -144,15 +144,18 @@ def test_su_same_atom_at_both_ends_numerical():
 # ----------------------------------------------------------------------------------------------
 # bond-valence sums
 # ----------------------------------------------------------------------------------------------
-def test_bv_parameters_transcribed():
+def test_bv_parameters_from_the_complete_table():
+    """Same first-listed IUCr rows as the old hand subset; pairs the table lacks (Li–H) now come from
+    Brese & O'Keeffe's universal parameters (pymatgen's data file) instead of being None (issue 18)."""
     assert (bv_parameter("Li", 1, "O")["r0"], bv_parameter("Li", 1, "O")["b"]) == (1.466, 0.37)
     assert bv_parameter("Na", 1, "O")["r0"] == 1.803
     assert bv_parameter("K", 1, "O")["r0"] == 2.132
     assert bv_parameter("Na", 1, "F")["r0"] == 1.677
     assert bv_parameter("K", 1, "H")["r0"] == 2.10
     assert bv_parameter("Ga", 3, "N")["valence"] == 9          # only an unspecified-state row exists
-    assert bv_parameter("Li", 1, "H") is None                  # not in the IUCr table
-    assert "Brown & Altermatt" in bv_parameter("Li", 1, "O")["reference"]
+    li_h = bv_parameter("Li", 1, "H")                          # not in the IUCr table
+    assert li_h["table"] == "universal" and li_h["r0"] == pytest.approx(1.3795, abs=1e-3)
+    assert "Brown and Altermatt" in bv_parameter("Li", 1, "O")["reference"]
 
 
 def test_bvs_na_in_nac_hand_checked():
@@ -183,7 +186,8 @@ def test_bvs_mg_water_and_ca():
 
 
 def test_k2b12h12_hydride_bvs_and_contacts():
-    r = analyse_geometry(ref("K2B12H12_Fm-3.cif"), chemenv=False)
+    # as refined (normalisation off): the X-ray H positions of Wunderlich & Lipscomb (1960)
+    r = analyse_geometry(ref("K2B12H12_Fm-3.cif"), chemenv=False, normalise_h=False)
     k = r.sites[0]
     assert k.cn == 12
     assert {b.kind for b in k.donors()} == {"hydride-H"}
@@ -202,9 +206,15 @@ def test_alpha_li2b12h12_model():
     r = analyse_geometry(p, chemenv=False)
     li = r.sites[0]
     assert r.model and r.warnings[0].startswith("MODEL")
-    assert li.cn == 3 and all(b.kind == "hydride-H" for b in li.donors())
-    assert all(b.distance == pytest.approx(2.050, abs=0.002) for b in li.donors())
-    assert li.bvs is None and "no IUCr bond-valence parameter" in li.bvs_note   # no Li–H(−1) parameter
+    # issue 18: the coordination rule is s ≥ 0.04 v.u. (Li–H from Brese & O'Keeffe's universal
+    # parameters, R0 = 1.3795 Å), so the three 2.378 Å Li···H (s = 0.067 v.u.) now count with the three
+    # at 2.050 Å: CN 6 (was 3 under the old r_cov + 0.75 Å cutoff), BVS defined and indicative.
+    assert li.cn == 6 and all(b.kind == "hydride-H" for b in li.donors())
+    assert [round(b.distance, 3) for b in li.donors()] == [2.050] * 3 + [2.378] * 3
+    assert li.bvs == pytest.approx(3 * math.exp((1.3795 - 2.0499) / 0.37)
+                                   + 3 * math.exp((1.3795 - 2.3783) / 0.37), abs=0.005)   # 0.692
+    assert "indicative" in li.bvs_note and r.hydrogen["normalised"] is False    # models untouched
+    assert li.anion_coordination["cn"] == 3 and li.anion_coordination["hapticity"] == "κ2×3"
     md = render_geometry_markdown([r])
     assert "MODEL — NOT A REFINED STRUCTURE" in md
 
@@ -441,13 +451,15 @@ def test_ether_o_water_and_molecules_on_built_complex():
 
 def test_libh4_li_hydride_contacts_with_su():
     """HT-LiBH4 (P63mc, Soulié et al. 2002): six Li···H–B at 2.305(14)/2.306(14) Å, three Li···B at 2.496 Å
-    listed as contacts; Li–H(−1) has no IUCr parameter, so the BVS is undefined and says why."""
-    r = analyse_geometry(ref("LiBH4_P63mc_HT.cif"), chemenv=False)
+    listed as contacts (H as refined: normalisation off). Li–H(−1) is not in the IUCr table: the BVS uses
+    Brese & O'Keeffe's universal R0 = 1.3795 Å and is flagged indicative (was undefined before issue 18)."""
+    r = analyse_geometry(ref("LiBH4_P63mc_HT.cif"), chemenv=False, normalise_h=False)
     li = r.sites[0]
     assert li.cn == 6
     assert [b.text for b in li.donors()] == ["2.305(14)"] * 2 + ["2.306(14)"] * 4
     assert sorted(b.kind for b in li.bonds if b.kind not in ("hydride-H",)) == ["borane-B"] * 3
-    assert li.bvs is None and "H (hydride-H)" in li.bvs_note
+    assert li.bvs == pytest.approx(0.491, abs=0.002) and "indicative" in li.bvs_note
+    assert li.bv_parameters[0]["table"] == "universal"
     assert all(lig["name"] == "BH4(-)" for lig in li.ligands)
 
 

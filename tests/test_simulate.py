@@ -18,9 +18,9 @@ from xtal.beam import (Polarization, convert_two_theta, d_from_two_theta, lorent
 from xtal.errors import PatternFormatError
 from xtal.io import write_reflections_csv, write_simulated
 from xtal.profiles import pseudo_voigt_profile, pseudo_voigt_profile_loop, tch_fwhm_eta
-from xtal.simulate import (MODEL_FIGURE_TEXT, MODEL_WARNING, MarchDollase, ReflectionTable, d_spacings,
-                           multiplicities, pattern_figure, plot_pattern, reflection_table, simulate,
-                           structure_factors)
+from xtal.report.simulate import MODEL_FIGURE_TEXT, pattern_figure, plot_pattern
+from xtal.simulate import (MODEL_WARNING, MarchDollase, ReflectionTable, d_spacings, multiplicities,
+                           reflection_table, simulate, structure_factors)
 from xtal.structures import read_cif, read_cif_string
 
 LAM = 0.71073

@@ -192,7 +192,8 @@ def _polarization_arg(text: str | None):
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from xtal.io import write_reflections_csv, write_simulated
     from xtal.io.simulated import SIMULATED_SUFFIXES
-    from xtal.simulate import MarchDollase, plot_pattern, simulate
+    from xtal.report.simulate import plot_pattern
+    from xtal.simulate import MarchDollase, simulate
     from xtal.util import FIGURE_SUFFIXES
 
     plan = _plan([_input_path(args.structure)], args.force)
@@ -267,7 +268,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 
         raise IdentificationError(f"--max-phases must be at least 1, got {args.max_phases}",
                                   field="--max-phases")
-    pattern = read_pattern(args.pattern, instrument=args.instrument)
+    pattern = read_pattern(args.pattern, instrument=args.instrument, frame=args.frame,
+                           columns=_columns_arg(args.columns))
     phases, empty = _library_phases(args.library)
     result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
                       polarization=_polarization_arg(args.polarization))
@@ -318,7 +320,10 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
 
     from xtal.library import Library
 
-    plan = _plan([_input_path(s) for s in args.structures], args.force)
+    specs = [str(f) for spec in args.structures
+             for f in (sorted(Path(spec).glob("*.cif")) if Path(spec).is_dir() else [spec])]
+    batch = len(specs) > 1 or any(Path(spec).is_dir() for spec in args.structures)
+    plan = _plan([_input_path(s) for s in specs], args.force)
     json_out = plan.add(args.json, what="--json", suffixes=JSON_SUFFIXES)
     report = plan.add(args.report, what="--report", suffixes=REPORT_SUFFIXES)
     if report:
@@ -326,43 +331,46 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
         plan.add(report.with_suffix(".png"), what="--report (figure)")
     plan.check()  # before any structure is read
     published = Library.bundled().published_ranges()
-    results, failed = [], []
-    for spec in args.structures:
-        try:  # one bad file does not stop the batch; the exit code says that some failed
+    results, no_metal, failed = [], [], []
+    h_mode = {"auto": None, "normalise": True, "as-refined": False}[args.h_positions]
+    for spec in specs:   # a batch completes the other structures when one fails or has no metal (exit 1)
+        try:
             phase = _load_phase(spec, block=args.block)
-            results.append(analyse_geometry(phase, metals=args.metal, cutoff_angstrom=args.cutoff,
-                                            chemenv=not args.no_chemenv))
+            r = analyse_geometry(phase, metals=args.metal, cutoff_angstrom=args.cutoff,
+                                 chemenv=not args.no_chemenv, no_metal="empty" if batch else "raise",
+                                 normalise_h=h_mode)
         except XtalError as exc:
-            if len(args.structures) == 1:
+            if not batch:
                 raise
             failed.append(spec)
             print(f"xtal: error: {exc}", file=sys.stderr)
-    if not results:
-        print(f"xtal: error: none of the {len(failed)} structures could be analysed", file=sys.stderr)
-        return 2
+            continue
+        (results if r.sites else no_metal).append(r)
     for r in results:
         for site in r.to_json_dict()["sites"]:
             bonds = ", ".join(f"{b['to']}({b['symop']}) {b['text']} {b['kind']}"
                               for b in site["bonds"] if b["kind"] not in CONTACT_KINDS)
             print(f"{r.phase_id} {site['label']}: CN {site['cn']}, BVS "
                   f"{site['bvs'] if site['bvs'] is not None else 'n/a'}: {bonds}")
-    if json_out:
-        payload = results[0].to_json_dict() if len(args.structures) == 1 else \
+    if json_out and results:
+        payload = results[0].to_json_dict() if not batch else \
             {"structures": [r.to_json_dict() for r in results]}
         if failed:
             payload["failed"] = failed
         check_writable(json_out, overwrite=args.force, protected=tuple(plan.inputs))
         atomic_write_text(json_out, json.dumps(payload, indent=2))
         print(f"json: {json_out}")
-    if report:
+    if report and results:
         figure = report.with_suffix(".png")
         plot_distance_distributions(results, figure, published=published, overwrite=args.force)
         _outputs_report(render_geometry_markdown(results, figure=figure.name, published=published),
                         args.report, "xtal coordination geometry", plan)
-    if failed:
-        print(f"xtal: {len(failed)} of {len(args.structures)} structures failed: {', '.join(failed)}",
-              file=sys.stderr)
-        return 1
+    for r in no_metal:
+        print(f"xtal geometry: {r.file or r.phase_id}: {r.message}", file=sys.stderr)
+    if no_metal or failed:
+        print(f"xtal geometry: {len(failed)} of {len(specs)} structure(s) failed, {len(no_metal)} had no "
+              f"selected metal site; the other {len(results)} were analysed", file=sys.stderr)
+        return 1 if results else 2
     return 0
 
 
@@ -437,12 +445,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _columns_arg(text: str | None) -> tuple | None:
+    """``--columns X,Y[,S]`` → (x, y[, σ]) with integers where the item is an index."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return tuple(int(t) if t.lstrip("-").isdigit() else t for t in items)
+
+
+def _cmd_formats(args: argparse.Namespace) -> int:
+    from xtal.io.registry import formats_table
+
+    print(formats_table())
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from xtal.io.registry import formats_table
+
     parser = argparse.ArgumentParser(prog="xtal", description="Crystallography and powder diffraction of "
-                                     "metal dodecaborates and their glyme solvates.")
+                                     "metal dodecaborates and their glyme solvates.",
+                                     epilog="Pattern formats:\n" + formats_table(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -493,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_id.add_argument("--wavelength", help="λ in Å (single line) or a tube name (CuKa, MoKa, … = Kα1/Kα2); "
                                            "default: the file's (an error if the file has none)")
     p_id.add_argument("--instrument", help="GSAS instrument parameter file holding the wavelength")
+    p_id.add_argument("--frame", type=int, help="which range/scan/block of a file that holds several")
+    p_id.add_argument("--columns", metavar="X,Y[,S]",
+                      help="x, intensity[, σ] columns of a text table (0-based indices or names)")
     p_id.add_argument("--library", default="bundled",
                       help="bundled (default), a group (dodecaborate, validation), ids or CIF files "
                            "separated by commas, or a directory of CIFs (ids = file stems)")
@@ -533,8 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_geo.add_argument("--json", help="write the JSON result here")
     p_geo.add_argument("--report", help="write a Markdown report here (+ .html and .png beside it)")
     p_geo.add_argument("--no-chemenv", action="store_true", help="skip pymatgen ChemEnv (faster)")
+    p_geo.add_argument("--h-positions", choices=("auto", "normalise", "as-refined"), default="auto",
+                       help="H positions: auto (default) normalises X–H to neutron distances unless the CIF "
+                            "is neutron data; normalise or as-refined force it")
     p_geo.add_argument("--force", action="store_true", help="replace existing output files")
     p_geo.set_defaults(func=_cmd_geometry)
+
+    p_fmt = sub.add_parser("formats", help="the pattern formats read and written, with extensions")
+    p_fmt.set_defaults(func=_cmd_formats)
     return parser
 
 

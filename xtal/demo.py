@@ -370,8 +370,11 @@ def _step_simulate(lib, out: Path, res: DemoOutputs, say) -> None:
                                      "two_theta_deg": float(r.two_theta_deg[i])} for i in top],
                       "warnings": list(sim.warnings)}
     dodeca = [e.id for e in lib if e.group == "dodecaborate" and e.filled]
-    fig_path = _dodecaborate_figure([sims[i] for i in dodeca], [lib.phase(i) for i in dodeca],
-                                    d / "dodecaborate_phases_MoKa.png")
+    from xtal.report.simulate import plot_stacked_patterns
+
+    fig_path = plot_stacked_patterns([sims[i] for i in dodeca], [lib.phase(i) for i in dodeca],
+                                     d / "dodecaborate_phases_MoKa.png",
+                                     title="Simulated powder patterns of the dodecaborate-group phases, Mo Kα")
     res.add("simulate", "figure", fig_path)
     # a small table of what was simulated
     L = ["# Simulated powder patterns (λ = 0.71073 Å, Mo Kα)", "",
@@ -396,94 +399,6 @@ def _step_simulate(lib, out: Path, res: DemoOutputs, say) -> None:
                                           for k, v in info.items()}}
     say(f"simulated {len(phases)} phases; figure of the {len(dodeca)} dodecaborate-group phases: "
         f"{_rel(fig_path, out)}")
-
-
-def _hkl_label(hkl) -> str:
-    """'1 1 \\bar{1}' style label (mathtext overbar for negative indices)."""
-    return " ".join(rf"$\bar{{{-int(v)}}}$" if v < 0 else str(int(v)) for v in hkl)
-
-
-def _cell_text(c) -> str:
-    """'a = 9.577 Å' (cubic), 'a = 4.276, c = 6.948 Å' (a = b), else a, b, c (+ the angles ≠ 90°)."""
-    same = lambda u, v: abs(u - v) < 1e-4
-    if same(c.a, c.b) and same(c.a, c.c):
-        t = f"a = {c.a:.3f} Å"
-    elif same(c.a, c.b):
-        t = f"a = {c.a:.3f}, c = {c.c:.3f} Å"
-    else:
-        t = f"a = {c.a:.3f}, b = {c.b:.3f}, c = {c.c:.3f} Å"
-    ang = [f"{n} = {v:.2f}°" for n, v in (("α", c.alpha), ("β", c.beta), ("γ", c.gamma))
-           if not (same(v, 90.0) or same(v, 120.0))]
-    return t + (", " + ", ".join(ang) if ang else "")
-
-
-def _dodecaborate_figure(sims, phases, path: Path) -> Path:
-    """Stacked stick/profile panels (one per phase) on a common 2θ axis, d-spacing on top."""
-    from matplotlib.figure import Figure
-
-    from xtal.util import atomic_path
-
-    lam = sims[0].wavelength_angstrom
-    lo, hi = 3.0, 40.0
-    n = len(sims)
-    fig = Figure(figsize=(10.0, 1.75 * n + 1.5), dpi=130)
-    fig.set_layout_engine("constrained")
-    axes = fig.subplots(n, 1, sharex=True)
-    axes = np.atleast_1d(axes)
-    for k, (ax, sim, ph) in enumerate(zip(axes, sims, phases)):
-        x, y = sim.two_theta_deg, sim.intensity
-        m = (x >= lo) & (x <= hi)
-        ymax = float(y[m].max()) if m.any() and y[m].max() > 0 else 1.0
-        col = "#b00000" if sim.is_model else "#1f3b73"
-        ax.plot(x[m], 100 * y[m] / ymax, color=col, lw=0.9)
-        r = sim.reflections
-        sel = (r.two_theta_deg >= lo) & (r.two_theta_deg <= hi)
-        if sel.any():
-            # sticks: integrated intensity relative to the strongest reflection in the window, drawn below 0
-            rel = r.intensity[sel] / r.intensity[sel].max()
-            ax.vlines(r.two_theta_deg[sel], -4 - 16 * rel, -4, color="0.35", lw=0.8)
-            order = np.argsort(-r.intensity[sel])[:4]
-            tt_sel, hkl_sel = r.two_theta_deg[sel], r.hkl[sel]
-            placed = []
-            for i in order:
-                if any(abs(tt_sel[i] - q) < 0.6 for q in placed):
-                    continue
-                placed.append(tt_sel[i])
-                j = int(np.clip(np.searchsorted(x, tt_sel[i]), 0, len(x) - 1))
-                top = 100 * float(y[max(0, j - 3): j + 4].max()) / ymax
-                ax.annotate(_hkl_label(hkl_sel[i]), (tt_sel[i], min(top, 100)), xytext=(0, 3),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=8, color="0.2")
-        label = ph.name if not sim.is_model else ph.name.replace(" (MODEL)", "") + " — MODEL, not refined"
-        ax.text(0.995, 0.9, f"{label}\n{ph.spacegroup_hm.replace(' ', '')}, {_cell_text(ph.cell)}",
-                transform=ax.transAxes, ha="right", va="top", fontsize=9.5, color=col,
-                fontweight="bold" if sim.is_model else "normal",
-                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1.5))
-        ax.set_ylim(-24, 125)
-        ax.set_yticks([0, 50, 100])
-        ax.axhline(0, color="0.8", lw=0.5)
-        ax.set_ylabel("I (% of max)", fontsize=10)
-        ax.tick_params(labelsize=9)
-        ax.set_xlim(lo, hi)
-    axes[-1].set_xlabel(f"2θ (°)   λ = {lam:.5f} Å (Mo Kα)", fontsize=11)
-
-    def tt_to_d(t):
-        t = np.clip(np.asarray(t, float), 0.3, 179.0)
-        return lam / (2 * np.sin(np.radians(t) / 2))
-
-    def d_to_tt(dd):
-        dd = np.clip(np.asarray(dd, float), lam / 1.999, 1e4)
-        return 2 * np.degrees(np.arcsin(lam / (2 * dd)))
-
-    top = axes[0].secondary_xaxis("top", functions=(tt_to_d, d_to_tt))
-    top.set_xticks([10, 6, 4, 3, 2, 1.5, 1.2])
-    top.set_xlabel("d (Å)", fontsize=10)
-    top.tick_params(labelsize=9)
-    fig.suptitle("Simulated powder patterns of the dodecaborate-group phases (profile: line; "
-                 "reflections: sticks below 0)\nred = structural MODEL (intensities indicative only)",
-                 fontsize=11)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,20 +39,19 @@ from xtal.formfactors import (DEFAULT_FORM_FACTORS, FORM_FACTOR_SOURCES, FormFac
 from xtal.profiles import caglioti_fwhm, pseudo_voigt_profile, tch_fwhm_eta
 from xtal.structures import MODEL_WARNING, Phase
 from xtal.structures.validate import check_physical
-from xtal.util import atomic_path, check_figure_path, finite_float
+from xtal.util import finite_float
 
 __all__ = [
-    "MAX_ZERO_SHIFT_DEG", "MODEL_WARNING", "MODEL_FIGURE_TEXT",
+    "MAX_ZERO_SHIFT_DEG", "MODEL_WARNING",
     "FORM_FACTOR_SOURCES", "DEFAULT_FORM_FACTORS", "MarchDollase", "ReflectionTable", "SimulatedPattern",
     "FormFactorError", "reflection_table", "structure_factors", "multiplicities", "d_spacings",
-    "reciprocal_metric", "cell_volume", "simulate", "plot_pattern", "pattern_figure",
+    "reciprocal_metric", "cell_volume", "simulate",
 ]
 
 # No default wavelength: a simulation must state λ (a silent Mo Kα default gave wrong 2θ for Cu data).
 #: Largest |zero shift| (° 2θ) accepted: instrument zero errors are a few hundredths to tenths of a degree.
 MAX_ZERO_SHIFT_DEG = 5.0
 MAX_POINTS = 5_000_000
-MODEL_FIGURE_TEXT = "MODEL structure — intensities depend on modelled anion orientation"
 
 
 # =============================================================================
@@ -131,25 +130,38 @@ class MarchDollase:
                                   field="preferred_orientation")
 
 
+def march_dollase_cos2(hkl: np.ndarray, rotations: np.ndarray, gs: np.ndarray,
+                       axis: Sequence[float]) -> np.ndarray:
+    """cos² of the angle between every symmetry equivalent (n × m) of each hkl and ``axis`` (hkl),
+    in the reciprocal metric ``gs``; ``rotations`` as `laue_rotations` returns them."""
+    h = np.asarray(hkl, dtype=float).reshape(-1, 3)
+    eq = np.einsum("nj,mjk->nmk", h, rotations.astype(float))        # (n, m, 3)  h·R
+    ax = np.asarray(axis, dtype=float)
+    num = np.einsum("nmi,ij,j->nm", eq, gs, ax)
+    n1 = np.sqrt(np.einsum("nmi,ij,nmj->nm", eq, gs, eq))
+    n2 = math.sqrt(ax @ gs @ ax)
+    return np.clip((num / (n1 * n2)) ** 2, 0.0, 1.0)
+
+
+def march_dollase_factor(cos2: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """March–Dollase correction per reflection (mean over its equivalents) and its ∂/∂r."""
+    t = r * r * cos2 + (1.0 - cos2) / r
+    f = np.mean(t ** -1.5, axis=1)
+    df = np.mean(-1.5 * t ** -2.5 * (2.0 * r * cos2 - (1.0 - cos2) / (r * r)), axis=1)
+    return f, df
+
+
 def _march_dollase(po: MarchDollase | None, hkl: np.ndarray, rotations: np.ndarray,
                    gs: np.ndarray) -> np.ndarray:
     if po is None or po.r == 1.0 or len(hkl) == 0:
         return np.ones(len(hkl))
-    h = hkl.astype(float)
-    eq = np.einsum("nj,mjk->nmk", h, rotations.astype(float))        # (n, m, 3)  h·R
-    ax = np.asarray(po.axis, dtype=float)
-    num = np.einsum("nmi,ij,j->nm", eq, gs, ax)
-    n1 = np.sqrt(np.einsum("nmi,ij,nmj->nm", eq, gs, eq))
-    n2 = math.sqrt(ax @ gs @ ax)
-    cos2 = np.clip((num / (n1 * n2)) ** 2, 0.0, 1.0)
-    r = po.r
-    return np.mean((r * r * cos2 + (1.0 - cos2) / r) ** -1.5, axis=1)
+    return march_dollase_factor(march_dollase_cos2(hkl, rotations, gs, po.axis), po.r)[0]
 
 
 # =============================================================================
 # symmetry: reflections, multiplicities
 # =============================================================================
-def _group_ops(phase) -> gemmi.GroupOps:
+def group_ops(phase) -> gemmi.GroupOps:
     try:
         return gemmi.GroupOps([gemmi.Op(s) for s in phase.symops])
     except (RuntimeError, ValueError) as exc:
@@ -157,7 +169,7 @@ def _group_ops(phase) -> gemmi.GroupOps:
                               field="symops") from None
 
 
-def _laue_rotations(gops: gemmi.GroupOps) -> np.ndarray:
+def laue_rotations(gops: gemmi.GroupOps) -> np.ndarray:
     """Distinct point-group rotations R (integer 3×3) plus −R: the Laue group acting as h → h·R."""
     rots = {tuple(np.array(op.rot, dtype=int).ravel() // op.DEN) for op in gops.sym_ops}
     rots |= {tuple(-np.array(r)) for r in rots}
@@ -217,7 +229,7 @@ def _box_unique(phase, gops: gemmi.GroupOps, d_min: float) -> np.ndarray:
     hkl = np.stack([g.ravel() for g in grids], axis=1)
     hkl = hkl[np.any(hkl != 0, axis=1)]
     hkl = hkl[d_spacings(phase.cell.parameters, hkl) >= d_min]
-    rots = _laue_rotations(gops)
+    rots = laue_rotations(gops)
     base = 2 * max(lim) + 1
     keys = []
     for start in range(0, len(hkl), 20000):
@@ -486,8 +498,8 @@ def reflection_table(phase, wavelength_angstrom: float,
         d_max = max(d_max, _finite("d_max_angstrom", d_max_angstrom))
     if isinstance(phase, Phase):
         check_physical(phase)   # a Phase built or edited in code gets the checks read_cif applies
-    gops = _group_ops(phase)
-    rots = _laue_rotations(gops)
+    gops = group_ops(phase)
+    rots = laue_rotations(gops)
     hkl = _conventional_hkl(_enumerate_unique_hkl(phase, gops, d_min, d_max), rots)
     sets, notes = _atom_sets(phase, form_factors)
     f = structure_factors(phase, hkl, form_factors=form_factors, atom_sets=sets)
@@ -701,72 +713,3 @@ def simulate(phase, wavelength_angstrom: float | tuple,
 # =============================================================================
 # figure
 # =============================================================================
-def _hkl_label(hkl) -> str:
-    """'1 1 \bar{1}' style label (mathtext overbar for negative indices)."""
-    parts = [rf"$\bar{{{-int(v)}}}$" if v < 0 else str(int(v)) for v in hkl]
-    return " ".join(parts)
-
-
-def plot_pattern(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False,
-                 label_top: int = 12, dpi: int = 200, title: str | None = None) -> Path:
-    """Publication-ready PNG/PDF/SVG of the profile with hkl tick marks (matplotlib, Agg backend).
-
-    Format from the extension; refuses to overwrite an existing file unless ``overwrite``."""
-    p = check_figure_path(path, overwrite=overwrite)
-    fig = pattern_figure(sim, label_top=label_top, dpi=dpi, title=title)
-    fmt = p.suffix.lower().lstrip(".") or "png"
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, format=fmt)
-    return p
-
-
-def pattern_figure(sim: SimulatedPattern, *, label_top: int = 12, dpi: int = 200, title: str | None = None):
-    """The matplotlib `Figure` drawn by `plot_pattern` (not attached to pyplot: no global state)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.0, 4.6), dpi=dpi)
-    fig.set_layout_engine("constrained")
-    ax = fig.add_subplot(111)
-    x, y = sim.two_theta_deg, sim.intensity
-    ymax = float(y.max()) if len(y) and y.max() > 0 else 1.0
-    yn = y / ymax * 100.0
-    lam_txt = f"λ = {sim.wavelength_angstrom:.5f} Å"
-    ax.plot(x, yn, color="#1f3b73", lw=1.0, label=f"simulated ({lam_txt})")
-    r = sim.reflections
-    shift = sim.meta.get("zero_shift_deg", 0.0)
-    tick_y0, tick_y1 = -9.0, -3.0
-    if len(r):
-        pos = r.two_theta_deg + shift
-        ax.vlines(pos, tick_y0, tick_y1, color="#b22222", lw=0.7, label=f"{sim.phase_id} reflections")
-        # label the strongest reflections (by integrated intensity) that are not too crowded
-        order = np.argsort(-r.intensity)
-        placed: list[float] = []
-        span = x[-1] - x[0]
-        for k in order[: max(0, label_top) * 3]:
-            if len(placed) >= label_top or r.intensity[k] <= 0:
-                break
-            if any(abs(pos[k] - q) < 0.012 * span for q in placed):
-                continue
-            placed.append(pos[k])
-            ipk = int(np.clip(np.searchsorted(x, pos[k]), 0, len(x) - 1))
-            lo_i, hi_i = max(0, ipk - 3), min(len(x), ipk + 4)
-            top = float(yn[lo_i:hi_i].max())
-            ax.annotate(_hkl_label(r.hkl[k]), (pos[k], top), xytext=(0, 4), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7.5, rotation=90, color="#333333")
-    if sim.reflections_ka2 is not None and len(sim.reflections_ka2):
-        ax.vlines(sim.reflections_ka2.two_theta_deg + shift, tick_y0, tick_y1 - 3, color="#e08080", lw=0.5,
-                  label="Kα2")
-    ax.set_xlim(x[0], x[-1])
-    ax.set_ylim(-11.0, 132.0)
-    ax.set_xlabel("2θ (°)", fontsize=12)
-    ax.set_ylabel("Intensity (arb. units)", fontsize=12)
-    ax.tick_params(labelsize=10)
-    ax.axhline(0.0, color="0.7", lw=0.5)
-    ttl = title or f"{sim.phase_name or sim.phase_id} — simulated powder pattern, {lam_txt}"
-    if sim.is_model:
-        fig.suptitle(ttl, fontsize=12)
-        ax.set_title(MODEL_FIGURE_TEXT, fontsize=10.5, color="#b00000", fontweight="bold")
-    else:
-        ax.set_title(ttl, fontsize=12)
-    ax.legend(fontsize=9, loc="upper right", frameon=False)
-    return fig

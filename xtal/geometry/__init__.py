@@ -14,7 +14,9 @@ Symmetry codes are numbered in the order of the CIF's symmetry-operator list *as
 their offsets); when the file had no operator loop the order of ``Phase.symops`` is used. Nothing here
 reads or writes a file: the ``_geom_bond`` loop and printed precisions also come from the Phase, and the
 reports and figure are rendered by `xtal.report.geometry`.
-Bond-valence parameters: ``xtal/data/bvparm.csv`` (transcribed subset of the IUCr bvparm table).
+Bond-valence parameters: the IUCr bvparm table (2011 edition, shipped whole as ``xtal/data/bvparm2011.cif``),
+else Brese & O'Keeffe's universal parameters from pymatgen; H normalisation in `hydrogen`, cluster-anion
+centroid coordination in `clusters`.
 
 Modules: `symmetry` (codes, images, neighbour search, distance s.u.), `chemistry` (covalent graph,
 molecules, donor kinds), `polyhedra` (CShM, angles, ChemEnv), `bondvalence` (parameters, sums),
@@ -24,10 +26,12 @@ from __future__ import annotations
 
 from xtal.geometry.analysis import (DISTANCE_FACTOR, HYDRIDE_TOLERANCE_ANGSTROM, RADII_TOLERANCE_ANGSTROM,
                                     analyse_geometry, compare_metals, published_m_o_ranges)
-from xtal.geometry.bondvalence import (ANION_VALENCE, BV_CUTOFF_VALENCE, DEFAULT_OXIDATION, bv_parameter,
+from xtal.geometry.bondvalence import (ANION_VALENCE, BV_CUTOFF_VALENCE, bv_parameter, oxidation_states,
                                        load_bv_parameters)
 from xtal.geometry.chemistry import COVALENT_TOLERANCE_ANGSTROM, MOLECULE_NAMES, NON_METALS
 from xtal.geometry.cifcheck import compare_cif_bonds
+from xtal.geometry.clusters import anion_coordination
+from xtal.geometry.hydrogen import NEUTRON_XH_ANGSTROM, normalise_hydrogens
 from xtal.geometry.model import (CONTACT_KINDS, DEFAULT_METALS, METAL_ORDER, Bond, GeometryResult,
                                  NoMetalError, SiteGeometry)
 from xtal.geometry.polyhedra import IDEAL_POLYHEDRA, continuous_shape_measure
@@ -38,6 +42,6 @@ __all__ = [
     "analyse_geometry", "compare_metals", "bv_parameter", "load_bv_parameters", "continuous_shape_measure",
     "IDEAL_POLYHEDRA", "parse_symop_code", "format_symop_code", "compare_cif_bonds",
     "bond_from_code", "DEFAULT_METALS", "published_m_o_ranges", "CONTACT_KINDS", "METAL_ORDER",
-    "DEFAULT_OXIDATION", "ANION_VALENCE", "NON_METALS", "COVALENT_TOLERANCE_ANGSTROM", "BV_CUTOFF_VALENCE",
+    "oxidation_states", "normalise_hydrogens", "NEUTRON_XH_ANGSTROM", "anion_coordination", "ANION_VALENCE", "NON_METALS", "COVALENT_TOLERANCE_ANGSTROM", "BV_CUTOFF_VALENCE",
     "RADII_TOLERANCE_ANGSTROM", "HYDRIDE_TOLERANCE_ANGSTROM", "DISTANCE_FACTOR", "MOLECULE_NAMES",
 ]

@@ -9,13 +9,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from xtal.geometry.bondvalence import (ANION_VALENCE, BV_CUTOFF_VALENCE, bond_valence_sum, bv_parameter,
-                                       oxidation_state)
+from xtal.geometry.bondvalence import (ANION_VALENCE, BV_CUTOFF_VALENCE, BV_TABLE_FILE, UNIVERSAL_SOURCE,
+                                       bond_valence_sum, bv_parameter, oxidation_states)
+from xtal.geometry.clusters import anion_coordination
+from xtal.geometry.hydrogen import normalise_hydrogens
 from xtal.geometry.chemistry import NON_METALS, _Chem, _classify, _compatible, _no_group, _rcov, molecule_name
 from xtal.geometry.cifcheck import compare_cif_bonds
 from xtal.geometry.model import (CONTACT_KINDS, DEFAULT_METALS, METAL_ORDER, Bond, GeometryResult,
                                  NoMetalError, SiteGeometry, _alt_key, _in_alternative)
-from xtal.geometry.polyhedra import _angles, _run_chemenv, _shape_summary
+from xtal.geometry.polyhedra import _angles, _run_chemenv, _shape_summary, polyhedron_verdict
 from xtal.geometry.symmetry import _raw_ops, _Sym
 from xtal.errors import GeometryError
 from xtal.structures import Phase, Site
@@ -27,8 +29,8 @@ __all__ = ["analyse_geometry", "compare_metals", "published_m_o_ranges", "RADII_
 
 #: Default M–X cutoff otherwise: r_cov(M) + r_cov(X) + this (Å).
 RADII_TOLERANCE_ANGSTROM = 0.6
-#: ... and for M···H without a bond-valence parameter (e.g. Li···H–B): r_cov(M) + r_cov(H) + this (Å).
-#: 0.75 Å keeps the 2.31 Å Li···H of HT-LiBH4 and stops before the second shell of α-Li2B12H12.
+#: ... and for M···H only when no bond-valence parameter exists at all (every element pymatgen's universal
+#: table covers has one, Li–H included): r_cov(M) + r_cov(H) + this (Å).
 HYDRIDE_TOLERANCE_ANGSTROM = 0.75
 #: Default mode only: donors farther than this × the shortest donor distance are dropped (dense
 #: structures where the 0.04-v.u. distance reaches the second shell); ChemEnv uses 1.41 the same way.
@@ -41,7 +43,7 @@ MAX_CUTOFF_ANGSTROM = 6.0
 def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
                      cutoff_angstrom: float | None = None, *, chemenv: bool = True,
                      chemenv_timeout_s: float = 30.0, compare_cif: bool = True,
-                     no_metal: str = "raise") -> GeometryResult:
+                     no_metal: str = "raise", normalise_h: bool | None = None) -> GeometryResult:
     """Coordination geometry of the metal sites of ``phase``.
 
     Parameters
@@ -55,6 +57,8 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
     compare_cif : compare with the CIF's own ``_geom_bond`` loop when present.
     no_metal : "raise" (default) raises `NoMetalError` naming the file when no selected metal exists;
         "empty" returns a result with no sites and a ``message``.
+    normalise_h : move H to neutron X–H distances (`xtal.geometry.hydrogen`); None (default): on unless
+        the CIF says neutron; the decision is in ``result.hydrogen``.
     """
     if cutoff_angstrom is not None:
         c = float(cutoff_angstrom) if isinstance(cutoff_angstrom, (int, float, np.floating)) else math.nan
@@ -64,19 +68,32 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
     check_physical(phase)
     warnings: list[str] = []
     ops, op_source = _raw_ops(phase, warnings)
-    sym = _Sym(phase, ops)
+    sym0 = _Sym(phase, ops)
     idxs = _select_metals(phase, metals)
     if not idxs:
         return _no_metal_result(phase, metals, no_metal, warnings, op_source, ops)
     su_available, coord_su = _structure_warnings(phase, warnings)
+    work, h_info = normalise_hydrogens(phase, sym0, normalise_h)
+    sym = _Sym(work, ops) if work is not phase else sym0
     chem = _Chem(sym)
+    ox_map, ox_source = oxidation_states(phase, [phase.sites[i].label for i in idxs])
     cut_modes: set[str] = set()
-    sites_out = [_site_geometry(phase, sym, chem, i, cutoff_angstrom, coord_su, cut_modes) for i in idxs]
-    _attach_chemenv(phase, sites_out, chemenv, chemenv_timeout_s, warnings)
-    check = compare_cif_bonds(phase, _sym=sym) if compare_cif else None
+    sites_out = [_site_geometry(work, sym, chem, i, ox_map.get(phase.sites[i].label), cutoff_angstrom,
+                                coord_su, cut_modes) for i in idxs]
+    _attach_chemenv(work, sites_out, chemenv, chemenv_timeout_s, warnings)
+    for s in sites_out:
+        s.polyhedron["verdict"] = polyhedron_verdict(s.polyhedron, [b.distance for b in s.donors()])
+    check = compare_cif_bonds(phase, _sym=sym0) if compare_cif else None
     return GeometryResult(phase.id, phase.name, phase.provenance.file, phase.is_model, phase.provenance.note,
                           phase.spacegroup_hm, _cutoff_description(cutoff_angstrom, cut_modes), sites_out,
-                          warnings, su_available, op_source, [o.triplet() for o in ops], check)
+                          warnings, su_available, op_source, [o.triplet() for o in ops], check,
+                          hydrogen=h_info, oxidation_source=ox_source,
+                          bv_source=_bv_source_text())
+
+
+def _bv_source_text() -> str:
+    return (f"IUCr bvparm table, edition 2011-06-01 (I. D. Brown), shipped whole as xtal/{BV_TABLE_FILE}; "
+            f"pairs it lacks: {UNIVERSAL_SOURCE}")
 
 
 def _no_metal_result(phase: Phase, metals: Any, no_metal: str, warnings: list[str], op_source: str,
@@ -157,6 +174,7 @@ class _Molecules:
         self.chem = chem
         self.ids: dict[frozenset, str] = {}
         self.info: dict[str, dict[str, Any]] = {}
+        self.anchor: dict[str, tuple[int, np.ndarray]] = {}
 
     def assign(self, site: int, y: np.ndarray, label: str) -> str | None:
         """Molecule id of the atom (site, y) with donor ``label``; None for a lone atom or a metal."""
@@ -171,6 +189,7 @@ class _Molecules:
             n_same = sum(1 for v in self.info.values() if v["name"] == name)
             found = f"{name}#{n_same + 1}"
             self.ids[keys] = found
+            self.anchor[found] = (site, np.array(y, dtype=float))
             self.info[found] = {"name": name, "formula": formula if complete else None,
                                 "complete": complete, "donors": []}
         self.info[found]["donors"].append(label)
@@ -237,23 +256,22 @@ def _drop_far_donors(bonds: list[Bond], label: str, mols: _Molecules, site_warn:
 def _bvs_note(bvs: float | None, skipped: set[str], metal: str, ox: int | None, donors: list[Bond]) -> str:
     """What the BVS covers: all donors, those with parameters, or nothing (and why)."""
     if bvs is None:
-        note = ("BVS undefined: no IUCr bond-valence parameter for "
+        note = ("BVS undefined: no bond-valence parameter for "
                 + (", ".join(sorted(skipped)) if skipped else "any neighbour") + f" with {metal}({ox})")
     elif skipped:
-        note = "BVS over anions with IUCr parameters only; skipped (no parameter): " + ", ".join(sorted(skipped))
+        note = "BVS over anions with parameters only; skipped (no parameter): " + ", ".join(sorted(skipped))
     else:
         note = "BVS over all donors"
     if bvs is not None and any(b.kind == "hydride-H" and b.bond_valence is not None for b in donors):
-        note += ("; M–H(−1) parameters are Brese & O'Keeffe (1991) extrapolations for hydrides, "
-                 "applied to B–H hydrogens: indicative only")
+        note += ("; hydride: M–H(−1) parameters are Brese & O'Keeffe (1991) extrapolations, applied to "
+                 "B–H hydrogens that carry only a fraction of the anion charge: indicative only")
     return note
 
 
-def _site_geometry(phase: Phase, sym: _Sym, chem: _Chem, i: int, cutoff_angstrom: float | None,
-                   coord_su: bool, cut_modes: set[str]) -> SiteGeometry:
+def _site_geometry(phase: Phase, sym: _Sym, chem: _Chem, i: int, ox: int | None,
+                   cutoff_angstrom: float | None, coord_su: bool, cut_modes: set[str]) -> SiteGeometry:
     """Coordination of metal site ``i``: bonds, CN and BVS per disorder alternative, angles, polyhedron."""
     m = phase.sites[i]
-    ox = oxidation_state(m)
     site_warn: list[str] = []
     if m.occupancy < 0.999 and _no_group(m):
         site_warn.append(f"{m.label}: partial occupancy {m.occupancy:g} without a disorder group")
@@ -294,7 +312,8 @@ def _site_geometry(phase: Phase, sym: _Sym, chem: _Chem, i: int, cutoff_angstrom
         bvs_alternatives=bvs_alt, bvs_note=_bvs_note(bvs, skipped, m.element, ox, donors),
         bv_parameters=list(used_pars.values()), angles=_angles(vecs), polyhedron=_shape_summary(vecs),
         ligands=ligands, coordination_mode=_coordination_mode(donors, mols.info), warnings=site_warn,
-        major_alternative=major)
+        major_alternative=major,
+        anion_coordination=anion_coordination(sym, chem, i, donors, mols.info, mols.anchor))
 
 
 def _attach_chemenv(phase: Phase, sites: list[SiteGeometry], chemenv: bool, timeout_s: float,
@@ -319,8 +338,10 @@ def _cutoff_description(cutoff_angstrom: float | None, cut_modes: set[str]) -> d
     """The cutoff rule as reported in `GeometryResult.cutoff`."""
     if cutoff_angstrom is not None:
         return {"mode": "explicit", "angstrom": float(cutoff_angstrom)}
-    return {"mode": "default", "rule": f"bond valence s = {BV_CUTOFF_VALENCE} v.u. where an IUCr parameter "
-                                       f"exists, else r_cov(M) + r_cov(X) + {RADII_TOLERANCE_ANGSTROM} Å "
+    return {"mode": "default", "rule": f"a donor counts when its bond valence s ≥ {BV_CUTOFF_VALENCE} v.u. "
+                                       "(IUCr parameter, else Brese & O'Keeffe universal), i.e. "
+                                       "d ≤ R0 − b ln 0.04; without any parameter "
+                                       f"r_cov(M) + r_cov(X) + {RADII_TOLERANCE_ANGSTROM} Å "
                                        f"({HYDRIDE_TOLERANCE_ANGSTROM} Å for H); "
                                        f"donors beyond {DISTANCE_FACTOR} × the shortest M–X of the same X dropped",
             "used": sorted(cut_modes)}

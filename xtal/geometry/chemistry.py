@@ -20,12 +20,12 @@ COVALENT_TOLERANCE_ANGSTROM = 0.45
 #: Names of common solvent molecules by Hill formula of the connected component.
 MOLECULE_NAMES = {"C6H14O3": "diglyme", "C4H10O2": "monoglyme (DME)", "H2O": "water", "C2H6OS": "DMSO",
                   "C5H11NO": "DEF", "C4H8O": "THF", "C8H18O4": "triglyme", "C10H22O5": "tetraglyme",
-                  "C2H3N": "acetonitrile", "CH4O": "methanol", "C2H6O": "ethanol", "C3H7NO": "DMF",
+                  "C2H3N": "acetonitrile", "B10H10": "B10H10(2-)", "CH4O": "methanol", "C2H6O": "ethanol", "C3H7NO": "DMF",
                   "B12H12": "B12H12(2-)", "BH4": "BH4(-)", "O4S": "sulfate",
                   "O4P": "phosphate", "CO3": "carbonate", "NO3": "nitrate"}
 
 _HEAVY_NAMES = {"C6O3": "diglyme", "C4O2": "monoglyme (DME)", "C2OS": "DMSO", "C5NO": "DEF",
-                "C4O": "THF", "C3NO": "DMF", "B12": "B12H12(2-)", "C8O4": "triglyme"}
+                "C4O": "THF", "C3NO": "DMF", "B12": "B12H12(2-)", "B10": "B10H10(2-)", "C8O4": "triglyme"}
 
 
 def _no_group(s: Site) -> bool:
@@ -123,30 +123,81 @@ def _hill(counts: Mapping[str, float]) -> str:
 
 
 def _classify(chem: _Chem, site: int, y: np.ndarray) -> tuple[str, bool]:
-    """Donor kind of the atom (site, y) and whether it is a donor at all (C–H hydrogens are not)."""
+    """Donor kind of the atom (site, y) and whether it is a donor at all (C–H hydrogens are not).
+
+    Kinds: hydride-H, halide, ether-O, water, hydroxyl-O, carbonyl-O, sulfoxide-O, phosphate-O,
+    sulfate-O, oxoanion-O (other X–O), oxide-O, amide-N, amine-N, nitrile-N, cage-B, borane-B, metal, other.
+    """
     s = chem.sym.sites[site]
     el = s.element
     if el not in NON_METALS:
         return "metal", True
-    nb = [chem.sym.sites[k].element for k, _ in chem.covalent_neighbours(site, y)]
+    nbs = chem.covalent_neighbours(site, y)
+    nb = [chem.sym.sites[k].element for k, _ in nbs]
     if el in ("H", "D"):
         if any(e == "B" for e in nb) or not nb:
             return "hydride-H", True
         return "H (C/N/O-bound)", False
     if el in ("F", "Cl", "Br", "I") and not nb:
         return "halide", True
+    if el not in ("O", "N", "H", "D") and nb.count("O") >= 2:
+        return "oxoanion centre", False      # S of SO4, P of PO4, C of CO3: bonded to its O, not a donor
     if el == "O":
-        n_c, n_h = nb.count("C"), sum(1 for e in nb if e in ("H", "D"))
-        if n_c == 2 and len(nb) == 2:
-            return "ether-O", True
-        if n_h >= 1 and n_h == len(nb):
-            return "water", True
-        return "other", True
+        return _classify_o(chem, nbs, nb), True
+    if el == "N":
+        return _classify_n(chem, nbs, nb), True
     if el == "B":
         if nb.count("B") >= 4:
             return "cage-B", True
         return ("borane-B" if any(e in ("H", "D") for e in nb) else "other"), True
     return "other", True
+
+
+def _second(chem: _Chem, k: int, yk: np.ndarray) -> list[str]:
+    return [chem.sym.sites[j].element for j, _ in chem.covalent_neighbours(k, yk)]
+
+
+def _classify_o(chem: _Chem, nbs: list, nb: list[str]) -> str:
+    n_c, n_h = nb.count("C"), sum(1 for e in nb if e in ("H", "D"))
+    if not nb:
+        return "oxide-O"
+    if n_c == 2 and len(nb) == 2:
+        return "ether-O"
+    if n_h >= 1 and n_h == len(nb):
+        return "water"
+    if n_c == 1 and n_h == 1 and len(nb) == 2:
+        return "hydroxyl-O"
+    if len(nb) == 1:
+        k, yk = nbs[0]
+        centre, second = nb[0], _second(chem, k, yk)
+        n_o = second.count("O")
+        if centre == "C":
+            return "carbonyl-O" if "N" in second or n_o <= 1 or "C" in second else "oxoanion-O"
+        if centre == "S" and n_o <= 1 and second.count("C") >= 2:
+            return "sulfoxide-O"
+        if centre == "P" and n_o >= 3:
+            return "phosphate-O"
+        if centre == "S" and n_o >= 3:
+            return "sulfate-O"
+        if n_o >= 2:
+            return "oxoanion-O"
+    if "P" in nb:
+        return "phosphate-O"
+    if "S" in nb:
+        return "sulfate-O"
+    return "other"
+
+
+def _classify_n(chem: _Chem, nbs: list, nb: list[str]) -> str:
+    heavy = [(k, yk) for (k, yk), e in zip(nbs, nb) if e not in ("H", "D")]
+    if len(heavy) == 1 and nb.count("C") == 1 and len(nb) == 1:
+        return "nitrile-N"
+    for k, yk in heavy:
+        if chem.sym.sites[k].element == "C" and "O" in _second(chem, k, yk):
+            return "amide-N"
+    if nb and all(e in ("C", "H", "D") for e in nb):
+        return "amine-N"
+    return "other"
 
 
 def molecule_name(counts: Mapping[str, float], complete: bool) -> tuple[str, str]:

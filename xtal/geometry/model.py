@@ -34,7 +34,7 @@ class Bond:
     symop: str
     distance: float
     su: float | None
-    kind: str                      # ether-O | water | hydride-H | cage-B | metal | other
+    kind: str                      # ether-O | water | hydride-H | cage-B | metal | oxo-anion-O | ...
     occupancy: float = 1.0
     disorder_assembly: str | None = None
     disorder_group: str | None = None
@@ -79,6 +79,8 @@ class SiteGeometry:
     coordination_mode: str
     warnings: list[str] = field(default_factory=list)
     major_alternative: str | None = None
+    #: coordination by whole cluster anions (centroid CN, hapticity, M···centroid), None without them
+    anion_coordination: dict[str, Any] | None = None
 
     def donors(self, alternative: str | None = None) -> list[Bond]:
         """Bonds counted in CN (no M···M or M···B contacts) of one disorder alternative such as ``'A:1'``
@@ -97,6 +99,7 @@ class SiteGeometry:
                 "bvs_note": self.bvs_note, "bv_parameters": self.bv_parameters,
                 "angles": self.angles, "polyhedron": self.polyhedron, "ligands": self.ligands,
                 "coordination_mode": self.coordination_mode, "major_alternative": self.major_alternative,
+                "anion_coordination": self.anion_coordination,
                 "bonds": [b.to_json_dict() for b in self.bonds], "warnings": self.warnings}
 
 
@@ -118,13 +121,20 @@ class GeometryResult:
     symops: list[str]
     cif_bond_check: dict[str, Any] | None = None
     message: str | None = None
+    #: H normalisation: probe, decision, neutron X–H distances, sites moved (`xtal.geometry.hydrogen`)
+    hydrogen: dict[str, Any] = field(default_factory=dict)
+    #: how the oxidation states were chosen (CIF type symbols, BVAnalyzer, element default)
+    oxidation_source: str | None = None
+    #: the bond-valence parameter tables used
+    bv_source: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {"phase": self.phase_id, "name": self.phase_name, "file": self.file,
                 "model": self.model, "model_note": self.model_note, "spacegroup": self.spacegroup,
                 "cutoff": self.cutoff, "su_available": self.su_available,
                 "symop_source": self.symop_source, "symops": self.symops,
-                "bv_source": "xtal/data/bvparm.csv (transcribed from IUCr bvparm.cif, I. D. Brown)",
+                "bv_source": self.bv_source, "oxidation_source": self.oxidation_source,
+                "hydrogen": self.hydrogen,
                 "warnings": self.warnings, "message": self.message,
                 "sites": [s.to_json_dict() for s in self.sites],
                 "cif_bond_check": self.cif_bond_check}

@@ -10,7 +10,10 @@ import numpy as np
 
 from xtal.structures import Phase
 
-__all__ = ["IDEAL_POLYHEDRA", "continuous_shape_measure"]
+__all__ = ["IDEAL_POLYHEDRA", "continuous_shape_measure", "polyhedron_verdict", "CHEMENV_NAMES"]
+
+#: Largest CN for which every vertex permutation is tried; above it, assignment + rotation search.
+_MAX_EXHAUSTIVE = 8
 
 
 def _unit(v) -> np.ndarray:
@@ -65,7 +68,50 @@ def _ideal_polyhedra() -> dict[int, dict[str, np.ndarray]]:
         8: {"CU-8 (cube)": cube, "SAPR-8 (square antiprism)": sapr(),
             "TDD-8 (triangular dodecahedron)": tdd,
             "HBPY-8 (hexagonal bipyramid)": np.array([(0, 0, 1), (0, 0, -1)] + ring(6))},
+        **_large_polyhedra(tpr, sapr(), ring),
     }
+
+
+def _large_polyhedra(tpr: np.ndarray, sap: np.ndarray, ring) -> dict[int, dict[str, np.ndarray]]:
+    """Reference polyhedra for CN 9–12 (vertices on the unit sphere, equal edges where the shape allows)."""
+    phi = (1 + math.sqrt(5)) / 2
+    ico = _unit([p for a, b in itertools.product((1, -1), repeat=2)
+                 for p in ((0, a, b * phi), (a, b * phi, 0), (b * phi, 0, a))])
+    top = ico[np.argmax(ico[:, 2])]
+    axis_ico = _rotate_to_z(ico, top)                      # two vertices on the z axis
+    pap = axis_ico[np.abs(axis_ico[:, 2]) < 0.99]          # pentagonal antiprism = ico minus the poles
+    cico = axis_ico[axis_ico[:, 2] < 0.99]                 # capped pentagonal antiprism = ico minus one
+    coc = _unit([p for p in itertools.product((1, -1, 0), repeat=3) if sorted(map(abs, p)) == [0, 1, 1]])
+    tt = _unit([p for p in set(itertools.permutations((3, 1, 1))) for sg in itertools.product((1, -1), repeat=3)
+                for p in [tuple(v * g for v, g in zip(p, sg))] if np.prod(sg) > 0])
+    rh = 2 / math.sqrt(5)                                  # hexagonal prism with square faces
+    hpr = np.array(ring(6, rh / 2) + ring(6, -rh / 2)) * np.array([rh, rh, 1.0])
+    r5 = 1 / math.sqrt(1 + math.sin(math.pi / 5) ** 2)     # pentagonal prism with square faces
+    ppr = np.array(ring(5, r5 * math.sin(math.pi / 5)) + ring(5, -r5 * math.sin(math.pi / 5))) \
+        * np.array([r5, r5, 1.0])
+    caps3 = np.array([(math.cos(a), math.sin(a), 0.0) for a in (math.pi / 3, math.pi, 5 * math.pi / 3)])
+    return {
+        9: {"TCTPR-9 (tricapped trigonal prism)": np.vstack([tpr, caps3]),
+            "CSAPR-9 (capped square antiprism)": np.vstack([sap, [(0, 0, 1)]])},
+        10: {"PAPR-10 (pentagonal antiprism)": pap, "PPR-10 (pentagonal prism)": _unit(ppr),
+             "BSAPR-10 (bicapped square antiprism)": np.vstack([sap, [(0, 0, 1), (0, 0, -1)]])},
+        11: {"CPAPR-11 (capped pentagonal antiprism)": cico},
+        12: {"IC-12 (icosahedron)": ico, "COC-12 (cuboctahedron)": coc,
+             "TT-12 (truncated tetrahedron, Friauf)": tt, "HPR-12 (hexagonal prism)": _unit(hpr)},
+    }
+
+
+def _rotate_to_z(pts: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate ``pts`` so that the unit vector ``v`` points along +z (Rodrigues)."""
+    z = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(v, z)
+    s, c = np.linalg.norm(axis), float(v @ z)
+    if s < 1e-12:
+        return pts.copy()
+    k = axis / s
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    rot = np.eye(3) + s * kx + (1 - c) * kx @ kx
+    return pts @ rot.T
 
 
 IDEAL_POLYHEDRA: dict[int, dict[str, np.ndarray]] = _ideal_polyhedra()
@@ -88,6 +134,8 @@ def continuous_shape_measure(ligands: np.ndarray, ideal: np.ndarray, centre: np.
         p = np.vstack([np.zeros((1, 3)), p])
     q = q - q.mean(axis=0)
     p = p - p.mean(axis=0)
+    if n > _MAX_EXHAUSTIVE:
+        return _cshm_search(q, p, 1 if centre is not None else 0)
     if n not in _PERMS:
         _PERMS[n] = np.array(list(itertools.permutations(range(n))), dtype=int)
     perms = _PERMS[n]
@@ -104,17 +152,103 @@ def continuous_shape_measure(ligands: np.ndarray, ideal: np.ndarray, centre: np.
     return max(0.0, 100.0 * (1.0 - best * best / (qq * pp)))
 
 
+def _kabsch_overlap(q: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
+    """max over proper rotations R of Σ q_i · R p_i (scale-free overlap), and that R."""
+    u, s, vt = np.linalg.svd(p.T @ q)
+    d = 1.0 if np.linalg.det(vt.T @ u.T) > 0 else -1.0
+    return float(s[0] + s[1] + d * s[2]), vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+
+
+def _cshm_search(q: np.ndarray, p: np.ndarray, off: int, n_starts: int = 120, seed: int = 7) -> float:
+    """CShM for large CN: alternate optimal assignment (Hungarian) and optimal rotation (Kabsch) from
+    many starting rotations (deterministic seed). Rows before ``off`` (the centre, if any) stay fixed."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.transform import Rotation
+
+    qq, pp = float(np.sum(q * q)), float(np.sum(p * p))
+    best = -np.inf
+    for rot in Rotation.random(n_starts, random_state=seed).as_matrix():
+        perm, val = None, -np.inf
+        for _ in range(30):
+            _, cols = linear_sum_assignment(-(q[off:] @ (p[off:] @ rot.T).T))
+            if perm is not None and np.array_equal(cols, perm):
+                break
+            perm = cols
+            val, rot = _kabsch_overlap(q, np.vstack([p[:off], p[off:][perm]]))
+        best = max(best, val)
+    return max(0.0, 100.0 * (1.0 - best * best / (qq * pp)))
+
+
 def _shape_summary(vectors: list[np.ndarray]) -> dict[str, Any]:
     n = len(vectors)
-    if not 3 <= n <= 8:
+    if not 3 <= n <= 12:
         return {"cshm": {}, "best": None, "best_cshm": None,
-                "note": f"CShM computed for CN 3–8 only (CN = {n})"}
+                "note": f"CShM computed for CN 3–12 only (CN = {n})"}
     pts = np.array(vectors)
     values = {name: round(continuous_shape_measure(pts, ideal, centre=np.zeros(3)), 3)
               for name, ideal in IDEAL_POLYHEDRA[n].items()}
     best = min(values, key=values.get)
     return {"cshm": values, "best": best, "best_cshm": values[best],
             "note": "xtal CShM: metal included, ideal polyhedra with unit M–L distances"}
+
+
+#: ChemEnv symbols → the xtal reference polyhedron of the same shape (where xtal has one).
+CHEMENV_NAMES = {"T:4": "T-4", "S:4": "SP-4", "SS:4": "SS-4", "T:5": "TBPY-5", "S:5": "SPY-5",
+                 "PP:5": "PP-5", "O:6": "OC-6", "T:6": "TPR-6", "PP:6": "HP-6", "PB:7": "PBPY-7",
+                 "ST:7": "CTPR-7", "ET:7": "COC-7", "C:8": "CU-8", "SA:8": "SAPR-8", "DD:8": "TDD-8",
+                 "HB:8": "HBPY-8", "TT_1:9": "TCTPR-9", "C:9": "CSAPR-9", "PA:10": "PAPR-10",
+                 "PP:10": "PPR-10", "SA:10": "BSAPR-10", "I:12": "IC-12", "C:12": "COC-12",
+                 "TT:12": "TT-12", "H:12": "HPR-12"}
+
+
+def polyhedron_verdict(poly: dict[str, Any], distances: list[float]) -> dict[str, Any]:
+    """One verdict per site: xtal's lowest CShM among the reference polyhedra of that CN (the reason),
+    ChemEnv as second opinion with its own CSM, and when they disagree a sentence saying which to
+    trust and why. ``distances``: the counted M–L distances (Å)."""
+    n = len(distances)
+    ce = poly.get("chemenv") or {}
+    envs = ce.get("environments") or []
+    if not poly.get("best"):
+        return {"shape": None, "reason": poly.get("note", "no polyhedron"), "second_opinion": None,
+                "agree": None, "comment": ""}
+    ranked = sorted(poly["cshm"].items(), key=lambda kv: kv[1])
+    reason = (f"lowest continuous shape measure among the {len(ranked)} reference polyhedra of CN {n}: "
+              f"{ranked[0][0]} S = {ranked[0][1]:.2f}"
+              + (f" (next {ranked[1][0]} S = {ranked[1][1]:.2f})" if len(ranked) > 1 else ""))
+    out = {"shape": ranked[0][0], "cshm": ranked[0][1], "reason": reason, "second_opinion": None,
+           "agree": None, "comment": ""}
+    if ce.get("status") != "ok" or not envs:
+        out["comment"] = ("ChemEnv gave no second opinion (" + str(ce.get("status", "not run")) + ")")
+        return out
+    top = max(envs, key=lambda e: e.get("fraction", 1.0))
+    sym, csm = str(top.get("ce_symbol")), float(top.get("csm", float("nan")))
+    ce_cn = int(sym.split(":")[1]) if ":" in sym and sym.split(":")[1].isdigit() else None
+    mapped = CHEMENV_NAMES.get(sym)
+    out["second_opinion"] = {"ce_symbol": sym, "csm": round(csm, 3), "cn": ce_cn, "xtal_name": mapped}
+    agree = mapped is not None and ranked[0][0].startswith(mapped + " ")
+    out["agree"] = agree
+    if agree:
+        out["comment"] = f"ChemEnv agrees ({sym}, CSM {csm:.2f})."
+        return out
+    ce_d = sorted(top.get("distances") or [])
+    dropped = [d for d in distances if all(abs(d - e) > 0.01 for e in ce_d)] if ce_d else []
+    if ce_cn is not None and ce_cn != n:
+        what = (f"ChemEnv ({sym}, CSM {csm:.2f}) describes a {ce_cn}-coordinate environment while xtal "
+                f"counts {n} bonds by the stated coordination rule")
+        if dropped and ce_cn < n and min(dropped) < max(ce_d):
+            what += (f"; ChemEnv left out the bond(s) at {', '.join(f'{d:.3f}' for d in sorted(dropped))} Å, "
+                     f"shorter than its own longest ({max(ce_d):.3f} Å)")
+        out["comment"] = (what + ". Trust xtal's " + ranked[0][0] + ": it is measured on the ligand set "
+                          "the rule counts, and a polyhedron that omits a shorter bond while keeping a "
+                          "longer one is not the coordination polyhedron.")
+    else:
+        own = poly["cshm"].get(next((k for k in poly["cshm"] if mapped and k.startswith(mapped + " ")), ""), None)
+        out["comment"] = (f"ChemEnv prefers {sym} (CSM {csm:.2f}) on the same CN; xtal's S for that shape is "
+                          + (f"{own:.2f}" if own is not None else "not computed (no xtal reference)")
+                          + f" vs {ranked[0][1]:.2f} for {ranked[0][0]}. Trust the lower measure on the same "
+                          "ligands: xtal's, which minimises over all vertex assignments with the metal at the "
+                          "centre; ChemEnv's CSM uses the ligand centroid and its own neighbour weighting.")
+    return out
 
 
 def _angles(vectors: list[np.ndarray]) -> dict[str, float | None]:
@@ -159,8 +293,12 @@ def _chemenv_worker(phase: Phase, labels: list[str], queue) -> None:  # pragma: 
         out = {}
         for lab, i in idx.items():
             envs = lse.coordination_environments[i] or []
+            ns = (lse.neighbors_sets[i] or [None])[0]
+            dists = ([] if ns is None else
+                     [float(np.linalg.norm(c - s[i].coords)) for c in ns.neighb_coords])
             out[lab] = [{"ce_symbol": e.get("ce_symbol"), "csm": float(e.get("csm")),
-                         "fraction": float(e.get("ce_fraction", 1.0))} for e in envs]
+                         "fraction": float(e.get("ce_fraction", 1.0)), "distances": sorted(dists)}
+                        for e in envs]
         queue.put({"result": out})
     except Exception as exc:  # noqa: BLE001 - report any failure to the parent
         queue.put({"error": f"{type(exc).__name__}: {exc}"})

@@ -119,38 +119,100 @@ def prune(keys: list[frozenset], fits: dict, width: int) -> list[frozenset]:
     return [k for k in keys if fits[k].rwp <= 1.5 * best + 0.02][:width]
 
 
-def confidence(hyps: list[Hypothesis], unexpl: list[dict[str, float]]) -> tuple[str, str]:
+#: below this share of the observed net signal reproduced, no hypothesis is accepted (a phase
+#: forced onto a pattern it does not explain reproduces little of it; a right phase with texture or
+#: profile misfit still reproduces much more)
+MIN_SIGNAL_EXPLAINED = 0.3
+
+
+def confidence(hyps: list[Hypothesis], unexpl: list[dict[str, float]],
+               explained_signal: float | None = None) -> tuple[str, str]:
+    """Confidence level ("high" | "medium" | "low" | "none") and a sentence that says why.
+
+    "none" when nothing fits, or the best hypothesis reproduces less than half of the observed
+    Bragg intensity or net signal: the closest candidates are then partial matches, not answers.
+    """
     if not hyps:
-        return "none", ("no library phase explains the pattern: every peak is unexplained "
-                        "(the phase is probably missing from the library)")
+        return "none", ("No library phase explains this pattern: every peak is unexplained (the phase "
+                        "is probably missing from the library).")
     b = hyps[0]
     e = b.explained_fraction
+    sig = 1.0 if explained_signal is None else explained_signal
     strong = [p for p in unexpl if p.get("relative_intensity", 0) >= 0.05]
     alt = next((h for h in hyps[1:]), None)
     gap = alt.delta_score if alt else float("inf")
-    names = " + ".join(f"{p.id} ({(p.weight_fraction or 0):.0%})" for p in b.phases)
-    parts = [f"{names} explain {e:.0%} of the Bragg intensity (Rwp {b.rwp:.1%}, "
-             f"Rexp {b.fit.rexp:.1%})"]
+    model = any(p.model for p in b.phases)
+    if e < 0.5 or sig < MIN_SIGNAL_EXPLAINED:
+        names = ", ".join(f"{p.id}" for p in b.phases)
+        return "none", (f"No library phase explains this pattern. Closest partial match: {names}, "
+                        f"reproducing {min(e, sig):.0%} of the observed signal (Rwp {b.rwp:.1%}, "
+                        f"Rexp {b.fit.rexp:.1%}) — not accepted.")
+    names = " + ".join(f"{p.id} ({100 * (p.weight_fraction or 0):.0f} wt%)" for p in b.phases)
+    verb = "explains" if len(b.phases) == 1 else "explain"
+    parts = [f"{names} {verb} {e:.0%} of the Bragg intensity and {sig:.0%} of the net signal "
+             f"(Rwp {b.rwp:.1%}, Rexp {b.fit.rexp:.1%})"]
     if alt is not None:
-        parts.append(f"next hypothesis ({' + '.join(alt.ids)}) is worse by ΔBIC = {gap:.0f}")
+        parts.append(f"the next hypothesis ({' + '.join(alt.ids)}) is worse by ΔBIC = {gap:.0f}")
     if strong:
         parts.append(f"{len(strong)} unexplained peak(s) ≥ 5 % of the strongest, e.g. at "
                      + ", ".join(f"{p['two_theta']:.2f}°" for p in strong[:3]))
-    if any(p.model for p in b.phases):
+    if model:
         parts.append("includes a structural MODEL")
-    if e >= 0.95 and not strong and gap >= NEAR_TIE_DELTA and not any(p.model for p in b.phases):
+    if e >= 0.95 and sig >= 0.75 and not strong and gap >= NEAR_TIE_DELTA and not model:
         level = "high"
-    elif e >= 0.8 and not any(p.get("relative_intensity", 0) >= 0.2 for p in unexpl):
+    elif e >= 0.8 and sig >= 0.6 and not any(p.get("relative_intensity", 0) >= 0.2 for p in unexpl):
         level = "medium"
-    elif e >= 0.5:
-        level = "low"
     else:
-        level = "none"
-        parts.insert(0, "no library phase explains the pattern; the best partial match is")
+        level = "low"
     if 0 < gap < NEAR_TIE_DELTA and level == "high":
         level = "medium"
-    return level, f"{level} confidence: " + "; ".join(parts) + "."
+    return level, "; ".join(parts) + "."
 
 
-# ----------------------------------------------------------------------------------------------
-# report and figure
+#: a predicted peak is "absent" when the data show less than this fraction of its calculated height
+ABSENT_RATIO = 0.3
+#: a phase whose strongest predicted intensity is absent beyond this fraction is not in the sample
+MAX_ABSENT_FRACTION = 0.5
+
+
+def missing_peak_fraction(fit: FitResult, pid: str) -> float:
+    """Fraction of a phase's detectable predicted peak intensity that the data do not show.
+
+    The phase's own calculated contribution is compared, peak by peak (maxima of its column above
+    10 % of its strongest), with what the data leave for it: observed − background − the other
+    phases, both smoothed over the peak width. A peak counts as absent when the data show less than
+    `ABSENT_RATIO` of its calculated height; only peaks that would rise 5σ above the noise are
+    judged. A phase put in to absorb misfit (texture, profile) predicts strong peaks where there
+    are none; a real phase, even textured, shows most of its strong peaks.
+    """
+    from scipy.signal import find_peaks
+
+    col = fit.per_phase.get(pid)
+    if col is None or col.size == 0 or float(col.max()) <= 0:
+        return 1.0
+    x = fit.x_deg
+    step = float(np.median(np.diff(x)))
+    fw = max(math.sqrt(max(fit.profile.get("W", 0.01), 1e-8)), 2 * step)
+    spts = max(0.5, fw / 2.355 / step / 2.0)
+    others = fit.calculated - fit.background - col
+    left = smooth(fit.observed - fit.background - others, spts)
+    mine = smooth(col, spts)
+    sig = fit.sigma if fit.sigma is not None else np.sqrt(np.maximum(fit.calculated, 1.0))
+    idx, _ = find_peaks(mine, height=0.1 * float(mine.max()), distance=max(1, int(0.5 * fw / step)))
+    judged = [i for i in idx if mine[i] >= 5.0 * sig[i]]
+    if not judged:
+        return 0.0
+    total = sum(float(mine[i]) for i in judged)
+    absent = sum(float(mine[i]) for i in judged if left[i] < ABSENT_RATIO * mine[i])
+    return absent / total
+
+
+def signal_explained(fit: FitResult) -> float:
+    """Share of the observed net signal (observed − background, where it rises 3σ above the noise)
+    that the calculated pattern reproduces: 1 − Σ|obs − calc| / Σ (obs − bg) over those points."""
+    sig = fit.sigma if fit.sigma is not None else np.sqrt(np.maximum(fit.calculated, 1.0))
+    net = fit.observed - fit.background
+    m = net > 3.0 * sig
+    if not np.any(m):
+        return 0.0
+    return float(max(0.0, 1.0 - np.sum(np.abs(fit.observed[m] - fit.calculated[m])) / np.sum(net[m])))

@@ -21,7 +21,8 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
 
     def evaluate(theta, deriv=False):
         g, qs = fitter.unpack(theta, g0, q0)
-        ev = [fitter.phase_eval(m, q, g, deriv) for m, q in zip(models, qs)]
+        ev = [fitter.phase_eval(m, q, g, deriv, g.get(f"po{k}"))
+              for k, (m, q) in enumerate(zip(models, qs))]
         cols = [e["values"] for e in ev]
         s, b, calc = fitter.solve_linear(cols)
         fitter.nfev += 1
@@ -41,6 +42,8 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
             for j, name in enumerate(fitter.free_global):
                 if name == "zero":
                     D[j] += s[i] * e["centre"]
+                elif name == "disp":
+                    D[j] += s[i] * e["dcentre"][-1]
                 elif name == "eta":
                     D[j] += s[i] * e["eta"]
                 else:
@@ -48,6 +51,8 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
             sl = fitter.lat_slices[i]
             for k in range(sl.stop - sl.start):
                 D[sl.start + k] += s[i] * e["dcentre"][k]
+            if i in fitter.po_index:
+                D[fitter.po_index[i]] += s[i] * e["dpo"]
         Dw = D * fitter.w[None, :]
         H = Dw @ D.T
         grad = -(Dw @ st["r"])

@@ -28,8 +28,11 @@ from xtal.simulate import cell_volume
 #: Relative lattice strain a phase may take in the screen and the fit (thermal expansion, solvent).
 DEFAULT_MAX_STRAIN = 0.05
 
-_GLOBAL = ("zero", "U", "V", "W", "eta")
-_PROFILE_SETS = {"auto": ["zero", "U", "V", "W", "eta"], "width": ["zero", "W", "eta"], "none": []}
+_GLOBAL = ("zero", "disp", "U", "V", "W", "eta")
+#: bounds of the March–Dollase r refined per phase (r < 1 platelets, r > 1 needles)
+PO_BOUNDS = (0.3, 3.0)
+_PROFILE_SETS = {"auto": ["zero", "U", "V", "W", "eta"], "width": ["zero", "W", "eta"], "none": [],
+                 "displacement": ["zero", "disp", "U", "V", "W", "eta"]}
 
 
 class EmptyLibraryError(IdentificationError):
@@ -60,7 +63,8 @@ class WholePatternFit:
     or ``fixed_background`` given); ``max_strain`` (relative) and ``zero_max_deg`` bounds;
     ``exact_profile`` (exact Lorentzian tails on a uniform grid, ~3× slower); ``min_rel_area``
     (search fits skip reflections weaker than this fraction of the phase's strongest);
-    ``fwhm_hint_deg`` (width for the background estimate).
+    ``fwhm_hint_deg`` (width for the background estimate); ``preferred_orientation``: phase id →
+    hkl axis along which a March–Dollase r is refined for that phase.
     """
 
     def __init__(self, data: PreparedData, phases: Sequence[Any], radiation: Any, *,
@@ -68,7 +72,8 @@ class WholePatternFit:
                  n_background: int | None = None, fixed_background: np.ndarray | None = None,
                  max_strain: float = DEFAULT_MAX_STRAIN, zero_max_deg: float = 0.5,
                  exact_profile: bool = False, min_rel_area: float = 0.0,
-                 fwhm_hint_deg: float | None = None):
+                 fwhm_hint_deg: float | None = None,
+                 preferred_orientation: dict[str, Sequence[int]] | None = None):
         phases = list(phases)
         if not phases:
             raise EmptyLibraryError("no phase to fit")
@@ -89,6 +94,8 @@ class WholePatternFit:
         self.zero_max_deg = float(zero_max_deg)
         dmin = dmin_for(data, radiation, max_strain)
         self.models = [PhaseModel(p, dmin, mode) for p in phases]
+        for m in self.models:
+            m.set_preferred_orientation((preferred_orientation or {}).get(m.id))
         self._init_arrays(data, radiation, fixed_background,
                           1 if fixed_background is not None else (n_background or default_n_background(data.x)),
                           exact_profile, min_rel_area)
@@ -152,16 +159,21 @@ class WholePatternFit:
 
     def _start(self, start, strains, fwhm_deg, eta, zero_shift_deg):
         """Starting global parameters g0 and lattice parameters q0 (one array per phase)."""
-        g0 = {"zero": float(zero_shift_deg), "U": 0.0, "V": 0.0, "W": 0.01, "eta": 0.5}
+        g0 = {"zero": float(zero_shift_deg), "disp": 0.0, "U": 0.0, "V": 0.0, "W": 0.01, "eta": 0.5}
+        g0.update({f"po{i}": 1.0 for i, m in enumerate(self.models) if m.po_axis is not None})
         q0 = [np.zeros(m.n_params) for m in self.models]
         started = set()
         if start is not None:
             g0["zero"] = float(start.zero_shift_deg)
+            g0["disp"] = float(getattr(start, "displacement_deg", 0.0) or 0.0)
             g0.update({k: float(start.profile[k]) for k in ("U", "V", "W", "eta") if k in start.profile})
             prev = {p.id: p for p in start.phases}
             for i, m in enumerate(self.models):
                 if m.id in prev and prev[m.id].cell:
                     q0[i] = m.q_from_cell(prev[m.id].cell)
+                po = getattr(prev[m.id], "preferred_orientation", None) if m.id in prev else None
+                if m.po_axis is not None and po and tuple(po.get("axis", ())) == m.po_axis:
+                    g0[f"po{i}"] = float(po["r"])
             started = set(prev)
         else:
             fw = fwhm_deg if fwhm_deg else initial_width(self.d)
@@ -180,41 +192,48 @@ class WholePatternFit:
         return g0, q0
 
     # --- model pieces ---------------------------------------------------------------------
-    def peaks(self, m: PhaseModel, q: np.ndarray, g: dict[str, float], deriv: bool):
-        """Peak centres, areas, FWHM (and centre/FWHM derivatives) of one phase, all lines."""
+    def peaks(self, m: PhaseModel, q: np.ndarray, g: dict[str, float], deriv: bool,
+              po_r: float | None = None):
+        """Peak centres, areas, FWHM of one phase over all lines; with ``deriv`` also the centre
+        derivatives (lattice parameters, then displacement), FWHM derivatives (U, V, W) and
+        ∂ln(area)/∂r of the preferred orientation."""
         if deriv and len(q):
             d, dd = m.d_spacings_and_derivatives(q)
         else:
             d, dd = m.d_spacings(m.cell(q)), np.zeros((m.hkl.shape[0], 0))
-        cs, ar, fw, dcs, dfs = [], [], [], [], []
+        po, dpo = m.po_factor(po_r if po_r is not None else 1.0)
+        cs, ar, fw, dcs, dfs, dlp = [], [], [], [], [], []
         margin = 1.0 + WINDOW_FWHM
         for lam, wt in zip(self.rad.wavelengths, self.rad.weights):
             tth_all = two_theta_from_d(d, lam)
             ok = np.isfinite(tth_all) & (lam / (2.0 * d) < 0.99999)
             tth = tth_all[ok]
             f = fit_fwhm(tth, g["U"], g["V"], g["W"])
-            c = tth + g["zero"]
+            cos_t = np.cos(np.radians(tth) / 2.0)
+            c = tth + g["zero"] + g.get("disp", 0.0) * cos_t
             sel = (c > self.xmin - margin * f) & (c < self.xmax + margin * f)
             if self.min_rel_area > 0:
                 sel &= self._strong(m)[ok]
             if not np.any(sel):
                 continue
             idx = np.nonzero(ok)[0][sel]
-            tth, c, f = tth[sel], c[sel], f[sel]
+            tth, c, f, cos_t = tth[sel], c[sel], f[sel], cos_t[sel]
             cs.append(c)
-            ar.append(m.fmult[idx] * lorentz_polarization(tth, self.rad.polarization) * wt)
+            ar.append(m.fmult[idx] * lorentz_polarization(tth, self.rad.polarization) * wt * po[idx])
             fw.append(f)
             if deriv:
-                # d(2θ)/dd = −2 tanθ / d (rad) → degrees
+                # d(2θ)/dd = −2 tanθ / d (rad) → degrees; displacement moves centres by cos θ
                 tt = np.tan(np.radians(tth) / 2.0)
-                dcs.append(-np.degrees(2.0 * tt / d[idx])[:, None] * dd[idx])
+                dcs.append(np.concatenate([-np.degrees(2.0 * tt / d[idx])[:, None] * dd[idx],
+                                           cos_t[:, None]], axis=1))
                 # FWHM derivatives w.r.t. U, V, W
                 dfs.append(np.stack([tt * tt, tt, np.ones_like(tt)], axis=1) / (2.0 * f[:, None]))
+                dlp.append(dpo[idx] / po[idx])
         if not cs:
             return None
         out = [np.concatenate(cs), np.concatenate(ar), np.concatenate(fw)]
         if deriv:
-            out += [np.concatenate(dcs), np.concatenate(dfs)]
+            out += [np.concatenate(dcs), np.concatenate(dfs), np.concatenate(dlp)]
         return out
 
     def _strong(self, m: PhaseModel) -> np.ndarray:
@@ -233,18 +252,25 @@ class WholePatternFit:
             self._strong_cache[key] = mask
         return mask
 
-    def phase_eval(self, m: PhaseModel, q: np.ndarray, g: dict[str, float], deriv: bool = False):
-        """Profile of one phase at unit scale (``values``) and, with ``deriv``, its derivatives."""
-        pk = self.peaks(m, q, g, deriv)
+    def phase_eval(self, m: PhaseModel, q: np.ndarray, g: dict[str, float], deriv: bool = False,
+                   po_r: float | None = None):
+        """Profile of one phase at unit scale (``values``) and, with ``deriv``, its derivatives:
+        ``dcentre`` (lattice parameters, then displacement), ``dfwhm`` (U, V, W), ``eta``,
+        ``centre`` (zero shift) and ``dpo`` (March–Dollase r)."""
+        pk = self.peaks(m, q, g, deriv, po_r)
         if pk is None:
             z = np.zeros(self.x.size)
             out: dict[str, Any] = {"values": z}
             if deriv:
-                out.update(eta=z, centre=z, dcentre=[z] * len(q), dfwhm=[z] * 3)
+                out.update(eta=z, centre=z, dcentre=[z] * (len(q) + 1), dfwhm=[z] * 3, dpo=z)
             return out
-        return pseudo_voigt(self.x, pk[0], pk[1], pk[2], g["eta"], derivatives=deriv,
-                            dcentre=pk[3] if deriv else None, dfwhm=pk[4] if deriv else None,
-                            tails=self.tails)
+        out = pseudo_voigt(self.x, pk[0], pk[1], pk[2], g["eta"], derivatives=deriv,
+                           dcentre=pk[3] if deriv else None, dfwhm=pk[4] if deriv else None,
+                           tails=self.tails)
+        if deriv:
+            out["dpo"] = (pseudo_voigt(self.x, pk[0], pk[1] * pk[5], pk[2], g["eta"])["values"]
+                          if m.po_axis is not None else np.zeros(self.x.size))
+        return out
 
     def solve_linear(self, cols: list[np.ndarray]):
         """Scales (≥ 0) and Chebyshev coefficients for fixed columns (normal equations, Schur
@@ -275,6 +301,7 @@ class WholePatternFit:
 
     # --- parameter vector ------------------------------------------------------------------
     def setup(self, free_global: Sequence[str], refine_lattice: bool):
+        """Layout of the parameter vector: global names, per-phase lattice, per-phase PO r."""
         self.free_global = [g for g in _GLOBAL if g in free_global]
         self.lat_slices = []
         i = len(self.free_global)
@@ -282,12 +309,19 @@ class WholePatternFit:
             n = m.n_params if refine_lattice else 0
             self.lat_slices.append(slice(i, i + n))
             i += n
+        self.po_index = {}
+        for k, m in enumerate(self.models):
+            if m.po_axis is not None:
+                self.po_index[k] = i
+                i += 1
         self.n_theta = i
 
     def unpack(self, theta: np.ndarray, g0: dict[str, float], q0: list[np.ndarray]):
         g = dict(g0)
         for j, name in enumerate(self.free_global):
             g[name] = float(theta[j])
+        for k, j in self.po_index.items():
+            g[f"po{k}"] = float(theta[j])
         qs = []
         for sl, q in zip(self.lat_slices, q0):
             qs.append(np.array(theta[sl], dtype=float) if sl.stop > sl.start else np.asarray(q))
@@ -298,12 +332,13 @@ class WholePatternFit:
         for sl, q in zip(self.lat_slices, qs):
             if sl.stop > sl.start:
                 th.extend(list(q))
+        th.extend(g.get(f"po{k}", 1.0) for k in self.po_index)
         return np.array(th, dtype=float)
 
     def bounds(self, max_strain: float, zero_max: float):
         lo, hi = [], []
-        lim = {"zero": (-zero_max, zero_max), "U": (0.0, 2.0), "V": (-1.0, 1.0),
-               "W": (1e-8, 4.0), "eta": (0.0, 1.0)}
+        lim = {"zero": (-zero_max, zero_max), "disp": (-zero_max, zero_max), "U": (0.0, 2.0),
+               "V": (-1.0, 1.0), "W": (1e-8, 4.0), "eta": (0.0, 1.0)}
         for n in self.free_global:
             lo.append(lim[n][0])
             hi.append(lim[n][1])
@@ -317,6 +352,9 @@ class WholePatternFit:
                 else:
                     lo.append(-max_strain)
                     hi.append(max_strain)
+        for _ in self.po_index:
+            lo.append(PO_BOUNDS[0])
+            hi.append(PO_BOUNDS[1])
         return np.array(lo), np.array(hi)
 
 
@@ -363,8 +401,9 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
     n = int(x.size)
     active = [i for i in range(len(s)) if s[i] > 0]
     n_lin = len(active) + fitter.B.shape[1]
-    n_nl = len(fitter.free_global) + sum((sl.stop - sl.start) for i, sl in enumerate(fitter.lat_slices)
-                                         if i in active)
+    n_nl = (len(fitter.free_global) + sum((sl.stop - sl.start) for i, sl in enumerate(fitter.lat_slices)
+                                          if i in active)
+            + sum(1 for i in fitter.po_index if i in active))
     npar = n_lin + n_nl
     dof = max(n - npar, 1)
     chi2 = rss / dof
@@ -395,12 +434,14 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
 
     phase_fits = []
     per_phase = {}
-    zero_su = None
+    zero_su = disp_su = None
     prof_su: dict[str, float | None] = {}
     for j, name in enumerate(fitter.free_global):
         su = math.sqrt(cov_nl[j, j]) if cov_nl is not None and cov_nl[j, j] >= 0 else None
         if name == "zero":
             zero_su = su
+        elif name == "disp":
+            disp_su = su
         else:
             prof_su[name] = su
     total_bragg = 0.0
@@ -428,7 +469,8 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
             fwhm_deg=fwhm_ref, model=m.model, name=str(getattr(m.phase, "name", "") or m.id),
             lattice_mode=m.mode, crystal_system=m.system, library_cell=m.cell0,
             bragg_intensity=inten, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")},
-            reflections_two_theta_deg=_reflection_positions(m, cell, rad, g["zero"], x)))
+            reflections_two_theta_deg=_reflection_positions(m, cell, rad, g["zero"], x),
+            preferred_orientation=_po_result(fitter, i, g, cov_nl)))
     amorph = (estimate_amorphous_fraction(x, bg, fixed_bg is None, total_bragg, fitter.B.shape[1])
               if amorphous else None)
     warnings = []
@@ -442,10 +484,21 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
         phases=phase_fits, rwp=rwp, chi2=chi2, bic=bic, n_points=n, n_params=npar,
         x_deg=x, observed=y, calculated=calc, background=bg, per_phase=per_phase,
         zero_shift_deg=float(g["zero"]), amorphous_fraction=amorph, bragg_intensity=total_bragg,
-        zero_shift_su=zero_su, rexp=rexp, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")},
+        zero_shift_su=zero_su, rexp=rexp, displacement_deg=float(g.get("disp", 0.0)),
+        displacement_su=disp_su, noise_model=data.noise_model, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")},
         profile_su=prof_su, background_kind="chebyshev" if fixed_bg is None else "fixed",
         background_coefficients=np.asarray(b), radiation=rad, sigma=data.sigma, success=success,
         nfev=fitter.nfev, warnings=warnings)
+
+
+def _po_result(fitter: "WholePatternFit", i: int, g: dict, cov_nl: np.ndarray | None) -> dict | None:
+    """{"axis": hkl, "r": r, "r_su": s.u.} of a phase whose March–Dollase r was refined."""
+    m = fitter.models[i]
+    if m.po_axis is None:
+        return None
+    j = getattr(fitter, "po_index", {}).get(i)
+    su = math.sqrt(cov_nl[j, j]) if (j is not None and cov_nl is not None and cov_nl[j, j] > 0) else None
+    return {"axis": list(m.po_axis), "r": float(g.get(f"po{i}", 1.0)), "r_su": su}
 
 
 def _weight_fractions(s: np.ndarray, mv: np.ndarray, cov_s: np.ndarray | None,

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xtal.simulate import reciprocal_metric, reflection_table
+from xtal.simulate import (group_ops, laue_rotations, march_dollase_cos2, march_dollase_factor,
+                           reciprocal_metric, reflection_table)
 
 def _base_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray]:
     """hkl (n×3) and mult·|F|² of every reflection with d ≥ dmin, from ``xtal.simulate``."""
@@ -92,6 +93,26 @@ class PhaseModel:
         except Exception:  # pragma: no cover - a phase without sites cannot be simulated anyway
             self.cell_mass = float("nan")
         self.model = bool(getattr(phase, "is_model", False))
+
+    # --- preferred orientation ---------------------------------------------------------------
+    po_axis: tuple[int, int, int] | None = None
+
+    def set_preferred_orientation(self, axis: Sequence[int] | None) -> None:
+        """Refine a March–Dollase r along ``axis`` (hkl, reciprocal-lattice direction); None: none.
+
+        cos²α of every symmetry equivalent of every reflection is computed once, on the library
+        cell (a strain of a few % changes the angles negligibly)."""
+        self.po_axis = None if axis is None else tuple(int(v) for v in axis)
+        if axis is not None:
+            rots = laue_rotations(group_ops(self.phase))
+            self._po_cos2 = march_dollase_cos2(self.hkl, rots, reciprocal_metric(self.cell0), axis)
+
+    def po_factor(self, r: float) -> tuple[np.ndarray, np.ndarray]:
+        """March–Dollase correction of each reflection at r and its derivative ∂/∂r."""
+        if self.po_axis is None:
+            n = self.hkl.shape[0]
+            return np.ones(n), np.zeros(n)
+        return march_dollase_factor(self._po_cos2, r)
 
     @property
     def n_params(self) -> int:

@@ -45,6 +45,7 @@ class PreparedData:
     y: np.ndarray
     sigma: np.ndarray
     source: str | None
+    noise_model: str = "given"       # where σ comes from (see `noise_model`)
 
 
 def prepare_pattern(pattern: Any, two_theta_range: tuple[float, float] | None = None,
@@ -85,13 +86,64 @@ def prepare_pattern(pattern: Any, two_theta_range: tuple[float, float] | None = 
     if np.ptp(y) <= 0:
         raise NoSignalError("the intensity is constant: no diffraction signal", path=src)
     if sig is None:
-        # Poisson counts; a floor so that zero-count points keep a finite weight
-        floor = max(1.0, 0.5 * float(np.median(np.abs(y[y != 0])) ** 0.5) if np.any(y != 0) else 1.0)
-        sig = np.sqrt(np.maximum(np.abs(y), floor ** 2))
-        # data that are clearly not counts (normalised) get a uniform relative σ instead
-        if float(np.max(np.abs(y))) < 50:
-            sig = np.full_like(y, max(1e-3 * float(np.max(np.abs(y))), 1e-12)) + 0.02 * np.abs(y)
-    return PreparedData(x, y, sig, src)
+        sig, how = noise_model(y)
+    else:
+        how = "σ given by the file"
+    return PreparedData(x, y, sig, src, how)
+
+
+#: median of a χ²(1) variable: turns the median of squared normalised residuals into a variance
+_CHI2_1_MEDIAN = 0.4549364231195724
+
+
+def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
+    """σ of each point of a pattern that states none, and a sentence saying how it was obtained.
+
+    Poisson σ = √counts applies only to raw counts. The point-to-point scatter says which case
+    holds: r_i = y_i − (y_{i−1} + y_{i+1})/2 has variance ≈ 1.5 σ_i² for white noise, and the
+    smooth signal contributes little to it away from the peaks. The variance is measured robustly
+    in bins of intensity (lower 80 % of the points, i.e. background and peak flanks) and fitted by
+    σ² = a + g·I:
+
+    * non-negative integers with g ≈ 1 and a ≈ 0 (within a factor 2): **raw counts**, σ = √I;
+    * otherwise **estimated from the data**: σ² = a + g·I (scaled counts, rebinned or normalised
+      data, detector gain, background-subtracted data: the scatter decides, not an assumption).
+    """
+    y = np.asarray(y, dtype=float)
+    n = y.size
+    floor_counts = max(1.0, float(np.percentile(np.abs(y), 5)))
+    if n < 30:
+        return np.sqrt(np.maximum(np.abs(y), floor_counts)), "Poisson σ = √I (too few points to estimate)"
+    r = y[1:-1] - 0.5 * (y[:-2] + y[2:])
+    yc = y[1:-1]
+    keep = yc <= np.percentile(yc, 80)
+    yk, rk = yc[keep], r[keep]
+    edges = np.unique(np.percentile(yk, np.linspace(0, 100, 9)))
+    xs, vs = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (yk >= lo) & (yk <= hi)
+        if m.sum() >= 20:
+            xs.append(float(np.median(yk[m])))
+            vs.append(float(np.median(rk[m] ** 2)) / _CHI2_1_MEDIAN / 1.5)
+    xs, vs = np.array(xs), np.array(vs)
+    if xs.size >= 2 and np.ptp(xs) > 0:
+        A = np.stack([np.ones_like(xs), xs], axis=1)
+        coef, *_ = np.linalg.lstsq(A, vs, rcond=None)
+        a, g = float(coef[0]), float(coef[1])
+        if g < 0 or a < 0:       # one term only: whichever explains the variance alone
+            g = max(float(np.median(vs / np.maximum(xs, 1e-300))), 0.0) if g >= 0 or a < 0 else 0.0
+            a = 0.0 if g > 0 else float(np.median(vs))
+    else:
+        a, g = (float(vs[0]) if vs.size else 0.0), 0.0
+    integers = bool(np.all(y >= 0) and np.mean(np.abs(y - np.round(y)) < 1e-6) > 0.99)
+    ref = max(float(np.median(y)), 1.0)
+    if integers and 0.5 <= g <= 2.0 and a <= 0.5 * g * ref:
+        return np.sqrt(np.maximum(y, floor_counts)), "raw counts: Poisson σ = √I (scatter agrees, gain %.2f)" % g
+    var = a + g * np.maximum(y, 0.0)
+    vfloor = max(float(np.percentile(var, 5)), 1e-12 * max(float(np.max(np.abs(y))) ** 2, 1e-300))
+    sig = np.sqrt(np.maximum(var, vfloor))
+    return sig, (f"estimated from the point-to-point scatter: σ² = {a:.3g} + {g:.3g}·I "
+                 "(the intensities are not raw counts)")
 
 
 def estimate_background(x: np.ndarray, y: np.ndarray, method: str = "snip",

@@ -40,6 +40,8 @@ class PhaseFit:
     profile: dict[str, float] = field(default_factory=dict)
     #: primary-line 2θ (°) of the phase's reflections in the fitted range (refined cell, zero shift)
     reflections_two_theta_deg: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: March–Dollase preferred orientation refined for this phase: {"axis", "r", "r_su"}, or None
+    preferred_orientation: dict | None = None
 
     @property
     def strain_isotropic(self) -> float:
@@ -57,6 +59,9 @@ class PhaseFit:
             "volume_angstrom3": json_float(self.volume_angstrom3), "volume_su": json_float(self.volume_su),
             "fwhm_deg": json_float(self.fwhm_deg), "model": self.model, "lattice_mode": self.lattice_mode,
             "crystal_system": self.crystal_system, "bragg_intensity": json_float(self.bragg_intensity),
+            "preferred_orientation": None if not self.preferred_orientation else {
+                "axis": self.preferred_orientation["axis"], "r": json_float(self.preferred_orientation["r"]),
+                "r_su": json_float(self.preferred_orientation["r_su"])},
         }
 
 
@@ -91,6 +96,9 @@ class FitResult:
     nfev: int = 0
     elapsed_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    displacement_deg: float = 0.0          # sample displacement term: 2θ shift = displacement·cos θ
+    displacement_su: float | None = None
+    noise_model: str = ""                  # where σ (hence Rexp, χ²) comes from
 
     @property
     def wavelength_angstrom(self) -> float | None:
@@ -112,6 +120,8 @@ class FitResult:
             "rexp": json_float(self.rexp), "chi2": json_float(self.chi2), "bic": json_float(self.bic),
             "n_points": self.n_points, "n_params": self.n_params,
             "zero_shift_deg": json_float(self.zero_shift_deg), "zero_shift_su": json_float(self.zero_shift_su),
+            "displacement_deg": json_float(self.displacement_deg),
+            "displacement_su": json_float(self.displacement_su), "noise_model": self.noise_model,
             "profile": {k: json_float(v) for k, v in self.profile.items()},
             "amorphous_fraction": json_float(self.amorphous_fraction),
             "bragg_intensity": json_float(self.bragg_intensity), "background": self.background_kind,
@@ -136,6 +146,7 @@ class ScreenHit:
     strain: float
     n_reflections: int
     alternatives: tuple[float, ...] = ()   # strains of other local maxima within 2 % of the score
+    coverage: float = 1.0                  # share of the observed peaks it puts a reflection on
 
 
 @dataclass
@@ -185,6 +196,12 @@ class IdentificationResult:
     source: str | None = None
     x_deg: np.ndarray | None = None
     observed: np.ndarray | None = None
+    amorphous_fraction_su: float | None = None
+    amorphous: dict | None = None          # the halo test (`xtal.identify.amorphous.HaloResult`)
+    explained_signal: float | None = None  # share of the observed net signal the best fit reproduces
+    noise_model: str = ""                  # where σ comes from (counts or estimated)
+    #: with confidence "none": the closest hypotheses, NOT accepted (no phase is claimed)
+    partial_matches: list[Hypothesis] = field(default_factory=list)
 
     @property
     def best(self) -> Hypothesis | None:
@@ -197,8 +214,13 @@ class IdentificationResult:
             "radiation": self.radiation.to_json() if self.radiation else None,
             "source": self.source,
             "hypotheses": [h.to_json_dict() for h in self.hypotheses],
+            "partial_matches": [h.to_json_dict(detail=False) for h in self.partial_matches],
             "unexplained_peaks": [{k: json_float(v) for k, v in p.items()} for p in self.unexplained_peaks],
             "amorphous_fraction_estimate": json_float(self.amorphous_fraction_estimate),
+            "amorphous_fraction_su": json_float(self.amorphous_fraction_su),
+            "amorphous": self.amorphous,
+            "explained_signal": json_float(self.explained_signal),
+            "noise_model": self.noise_model,
             "confidence": self.confidence,
             "confidence_statement": self.confidence_statement,
             "warnings": list(self.warnings),

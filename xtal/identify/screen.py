@@ -13,7 +13,8 @@ import numpy as np
 
 from xtal.identify.fit import DEFAULT_MAX_STRAIN, dmin_for
 from xtal.identify.model import PhaseModel
-from xtal.identify.prepare import estimate_background, initial_width, prepare_pattern, smooth
+from xtal.identify.prepare import (estimate_background, find_peaks, initial_width, prepare_pattern,
+                                   smooth)
 from xtal.beam import lorentz_polarization
 from xtal.identify.prepare import radiation_from
 from xtal.identify.result import ScreenHit
@@ -59,8 +60,31 @@ def _screen_one(m: PhaseModel, x: np.ndarray, obs_blur: np.ndarray, rad: Any,
     return ScreenHit(m.id, float(cos[k]), float(eps[k]), int(order.size), tuple(alts))
 
 
+def _coverage(m: PhaseModel, hit: ScreenHit, rad: Any, x: np.ndarray, peaks: Any, fwhm: float) -> float:
+    """Share of the observed peaks (weighted by √height) that the phase puts a reflection on at its
+    best strain: a phase with few reflections can sit on some peaks of a rich pattern (high cosine)
+    without explaining the others."""
+    if peaks is None or peaks.pos.size == 0:
+        return 1.0
+    d = m.d_spacings(m.cell0) * (1.0 + hit.strain)
+    s = rad.primary / (2.0 * d)
+    ok = s < 0.9999
+    tth = 2.0 * np.degrees(np.arcsin(s[ok]))
+    inten = m.fmult[ok] * lorentz_polarization(tth, rad.polarization)
+    inr = (tth > x[0]) & (tth < x[-1])
+    if not np.any(inr):
+        return 0.0
+    tth = np.sort(tth[inr & (inten > 1e-3 * float(inten[inr].max()))])
+    j = np.clip(np.searchsorted(tth, peaks.pos), 1, max(tth.size - 1, 1))
+    near = np.minimum(np.abs(peaks.pos - tth[j - 1]), np.abs(peaks.pos - tth[np.minimum(j, tth.size - 1)]))
+    w = np.sqrt(np.clip(peaks.height, 0, None))
+    return float(np.sum(w[near <= max(fwhm, 1e-6)]) / max(float(np.sum(w)), 1e-300))
+
+
 def screen_models(models: list[PhaseModel], x: np.ndarray, net: np.ndarray, rad: Any,
-                   max_strain: float, fwhm: float, noise: np.ndarray) -> list[ScreenHit]:
+                  max_strain: float, fwhm: float, noise: np.ndarray) -> list[ScreenHit]:
+    """Screen score of every phase: the best cosine match of its strongest reflections over the
+    strain range, times √(coverage of the observed peaks) (see `_coverage`); best first."""
     step = float(np.median(np.diff(x)))
     blur = smooth(np.clip(net, 0, None), max(1.0, 0.5 * fwhm / step))
     # compress the dynamic range (a strong peak must not dominate the match) and ignore noise
@@ -68,7 +92,13 @@ def screen_models(models: list[PhaseModel], x: np.ndarray, net: np.ndarray, rad:
     if blur.max() <= 0:
         return [ScreenHit(m.id, 0.0, 0.0, 0) for m in models]
     blur = blur / blur.max()
-    hits = [_screen_one(m, x, blur, rad, max_strain, fwhm) for m in models]
+    peaks = find_peaks(x, net, noise, nsig=4.0)
+    hits = []
+    for m in models:
+        h = _screen_one(m, x, blur, rad, max_strain, fwhm)
+        cov = _coverage(m, h, rad, x, peaks, fwhm)
+        hits.append(ScreenHit(h.id, h.score * math.sqrt(cov), h.strain, h.n_reflections,
+                              h.alternatives, cov))
     return sorted(hits, key=lambda h: -h.score)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from xtal.errors import IdentificationError
 from xtal.identify import acceptance as acc
+from xtal.identify.amorphous import halo_analysis, internal_standard_amorphous
 from xtal.identify.blas import one_blas_thread
 from xtal.identify.fit import DEFAULT_MAX_STRAIN, EmptyLibraryError, WholePatternFit, dmin_for
 from xtal.identify.model import PhaseModel
@@ -134,7 +135,7 @@ class _Search:
             trial = [h.id for h in rescreen if h.score > 0.2][:4]
             for h in rescreen:
                 self.hit_by_id[h.id] = ScreenHit(h.id, self.hit_by_id[h.id].score, h.strain,
-                                                 h.n_reflections)
+                                                 h.n_reflections, coverage=h.coverage)
             parent_peaks: list | None = None
             for c in trial[:4 if parent_key == beam[0] else 2]:
                 key = parent_key | {c}
@@ -160,6 +161,9 @@ class _Search:
               and not acc.at_strain_bound(f, o.max_strain))
         if ok:
             ok = acc.positive_support(f.per_phase[c], rpos) >= o.min_support
+        if ok:
+            # the added phase must not predict strong peaks that the data do not show
+            ok = acc.missing_peak_fraction(f, c) <= acc.MAX_ABSENT_FRACTION
         if ok and parent.rwp >= 1.2 * parent.rexp:
             # misfit-dominated parent: the new phase must also explain a residual peak
             # (in a noise-limited fit the BIC is a reliable judge on its own)
@@ -198,23 +202,133 @@ class _Search:
                         break
 
     def hypotheses(self) -> list[Hypothesis]:
-        """Final refinement of the best distinct hypotheses; supersets that do not beat their
-        subsets after it are dropped."""
+        """Final refinement of the best distinct hypotheses (texture and displacement where the
+        data ask for them, phases that only absorb misfit removed); supersets that do not beat
+        their subsets after it are dropped."""
         o = self.opts
         hyps: list[Hypothesis] = []
-        for key in sorted(self.valid, key=lambda k: self.fits[k].bic)[:o.n_hypotheses]:
+        for rank, key in enumerate(sorted(self.valid, key=lambda k: self.fits[k].bic)[:o.n_hypotheses]):
             q = self.fits[key]
-            f = self.final([p.id for p in q.phases], q)
+            order = [p.id for p in q.phases]
+            f = self.final(order, q)
             if not all(p.scale > 0 for p in f.phases) or acc.at_strain_bound(f, o.max_strain):
+                continue
+            if rank == 0:         # the terms of a real sample, for the leading hypothesis
+                f = self.real_sample_terms(f)
+            f = self.drop_absent(f)
+            if f is None:
                 continue
             hyps.append(Hypothesis(phases=f.phases, rwp=f.rwp, score=f.bic, fit=f))
         hyps.sort(key=lambda h: h.score)
         kept: list[Hypothesis] = []
         for h in hyps:
-            if any(set(k.ids) < set(h.ids) and h.score > k.score - o.min_delta_bic for k in kept):
+            if any(set(k.ids) <= set(h.ids) and h is not k and h.score > k.score - o.min_delta_bic
+                   for k in kept):
                 continue
             kept.append(h)
         return kept
+
+    # --- terms of a real sample ------------------------------------------------------------
+    def _refit(self, order: list[str], start: FitResult, po: dict, *, exact: bool,
+               profile: str = "auto", max_iter: int = 25) -> FitResult:
+        data, bg = (self.data, self.fixed_bg) if exact else (self.qdata, self.qfixed_bg)
+        fit = WholePatternFit(data, [self.by_id[i] for i in order], self.rad,
+                              lattice=self.opts.refine_lattice, fixed_background=bg,
+                              max_strain=self.opts.max_strain, exact_profile=exact,
+                              preferred_orientation=po)
+        self.n_fits += 1
+        return fit.run(start=start, refine_profile=profile, max_iter=max_iter)
+
+    def real_sample_terms(self, f: FitResult) -> FitResult:
+        """Sample displacement (lab, Bragg–Brentano beam) and preferred orientation per phase
+        (March–Dollase along the low-index axis that would lower χ² most), each kept only when it
+        lowers the BIC by ``min_delta_bic``; tried only when the fit is misfit-dominated
+        (Rwp ≥ 1.5 Rexp). A minor phase that only absorbed the misfit of the textured phases is
+        then removed (it must survive the texture of the others)."""
+        o = self.opts
+        if f.rwp < 1.5 * f.rexp or acc.signal_explained(f) < acc.MIN_SIGNAL_EXPLAINED:
+            return f          # noise-limited already, or no answer that texture could rescue
+        order = [p.id for p in f.phases]
+        best, profile, po = f, "auto", {}
+        if getattr(self.rad.polarization, "kind", "unpolarized") != "synchrotron":
+            fd = self._refit(order, f, {}, exact=True, profile="displacement", max_iter=10)
+            if fd.bic < best.bic - o.min_delta_bic:
+                best, profile = fd, "displacement"
+        for p in sorted(best.phases, key=lambda p: -(p.weight_fraction or 0)):
+            if (p.weight_fraction or 0) < 0.05:
+                continue
+            ax = self._best_axis(best, p)
+            if ax is None:
+                continue
+            ft = self._refit(order, best, dict(po, **{p.id: ax}), exact=True, profile=profile,
+                             max_iter=10)
+            if ft.bic < best.bic - o.min_delta_bic:
+                po[p.id], best = ax, ft
+        if po and len(order) > 1:
+            for p in sorted(best.phases, key=lambda p: p.weight_fraction or 0)[:-1]:
+                sub = [i for i in order if i != p.id]
+                fs = self._refit(sub, best, {k: v for k, v in po.items() if k != p.id}, exact=True,
+                                 profile=profile, max_iter=10)
+                if not best.bic < fs.bic - o.min_delta_bic:
+                    order, best = sub, fs
+                    po.pop(p.id, None)
+        return best
+
+    def _best_axis(self, f: FitResult, p: Any) -> tuple[int, int, int] | None:
+        """The low-index axis along which a little texture would lower χ² the most: the gain
+        (Dᵀ W r)² / Dᵀ W D of the derivative D of the phase's pattern with respect to the
+        March–Dollase r at r = 1, one profile evaluation per axis (no fits)."""
+        from xtal.profiles import pseudo_voigt
+
+        resid = f.observed - f.calculated
+        w = 1.0 / np.square(f.sigma)
+        best, best_gain = None, 0.0
+        for ax in candidate_axes(self.by_id[p.id]):
+            wpf = WholePatternFit(PreparedData(f.x_deg, f.observed, f.sigma, None), [self.by_id[p.id]],
+                                  self.rad, lattice=self.opts.refine_lattice,
+                                  fixed_background=np.zeros_like(f.x_deg),
+                                  max_strain=self.opts.max_strain, preferred_orientation={p.id: ax})
+            m = wpf.models[0]
+            g = dict(zero=f.zero_shift_deg, disp=f.displacement_deg, **f.profile)
+            pk = wpf.peaks(m, m.q_from_cell(p.cell), g, True, 1.0)
+            if pk is None:
+                continue
+            d = pseudo_voigt(f.x_deg, pk[0], pk[1] * pk[5], pk[2], g["eta"])["values"] * p.scale
+            den = float(np.sum(w * d * d))
+            gain = float(np.sum(w * d * resid)) ** 2 / den if den > 0 else 0.0
+            if gain > best_gain:
+                best, best_gain = ax, gain
+        return best
+
+    def drop_absent(self, f: FitResult) -> FitResult | None:
+        """Remove phases whose strong predicted peaks the data do not show (missing-peak test)."""
+        while f.phases:
+            frac = {p.id: acc.missing_peak_fraction(f, p.id) for p in f.phases}
+            worst = max(frac, key=frac.get)
+            if frac[worst] <= acc.MAX_ABSENT_FRACTION:
+                return f
+            order = [p.id for p in f.phases if p.id != worst]
+            if not order:
+                return None
+            po = {p.id: tuple(p.preferred_orientation["axis"]) for p in f.phases
+                  if p.preferred_orientation and p.id != worst}
+            f = self._refit(order, f, po, exact=True)
+        return None
+
+
+def candidate_axes(phase: Any) -> list[tuple[int, int, int]]:
+    """Low-index preferred-orientation axes of a phase, one per set of symmetry equivalents."""
+    from xtal.simulate import group_ops, laue_rotations
+
+    rots = laue_rotations(group_ops(phase))
+    seen, out = set(), []
+    for ax in ((0, 0, 1), (1, 0, 0), (0, 1, 0), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)):
+        eq = np.einsum("j,mjk->mk", np.array(ax), rots)
+        key = max(map(tuple, np.abs(eq).tolist()))
+        if key not in seen:
+            seen.add(key)
+            out.append(ax)
+    return out
 
 
 @one_blas_thread
@@ -224,7 +338,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
              min_support: float = 0.2, refine_lattice: bool | str = True, n_hypotheses: int = 4,
              n_first: int = 4, min_rwp_gain: float = 0.025, min_intensity_fraction: float = 0.01,
              two_theta_range: tuple[float, float] | None = None,
-             polarization: Any = None) -> IdentificationResult:
+             polarization: Any = None,
+             internal_standard: tuple[str, float] | None = None) -> IdentificationResult:
     """Which library phases are in ``pattern``, how much of each, what is left unexplained.
 
     Parameters
@@ -247,6 +362,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     refine_lattice : final refinement of the lattice: True (per axis, by crystal system),
         "isotropic", or False (library cell). The search itself uses isotropic strain.
     polarization : beam polarisation for the LP factor (None = unpolarised lab beam).
+    internal_standard : (phase id, known weight fraction) of a crystalline standard mixed into the
+        sample: the absolute amorphous fraction of the sample follows from its refined fraction.
 
     Raises ``EmptyLibraryError`` (no phases), ``NoSignalError`` (all zero / constant),
     ``NoPeaksError`` (nothing above the noise), ``MissingWavelengthError``.
@@ -281,7 +398,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     hits = screen_models(list(search.models.values()), data.x, data.y - bg0, rad, max_strain, fw0,
                          data.sigma)
     search.hit_by_id = {h.id: h for h in hits}
-    cands = [h.id for h in hits if h.score > 0.2 and h.n_reflections > 0][:max_candidates]
+    cands = _distinct([h.id for h in hits if h.score > 0.2 and h.n_reflections > 0],
+                      search.by_id)[:max_candidates]
     beam = search.first_level(cands)
     level = 1
     while beam and level < max_phases:
@@ -289,17 +407,45 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
         beam = search.extend(beam)
     search.eliminate()
     hyps = search.hypotheses()
-    res = _conclude(hyps, rad, pk)
+    if internal_standard is not None:
+        sid, known = internal_standard
+        if sid not in search.by_id or not 0.0 < float(known) < 1.0:
+            raise IdentificationError(f"internal standard {internal_standard!r}: give a library phase id "
+                                      "and its known weight fraction in (0, 1)")
+    res = _conclude(hyps, rad, pk, internal_standard)
+    if res.confidence in ("none", "low"):
+        hint = _tube_hint(data, list(search.models.values()), rad, hits, max_strain, fw0)
+        if hint:
+            res.warnings.append(hint)
     res.screen, res.n_fits, res.source = hits, search.n_fits, data.source
     res.x_deg, res.observed = data.x, data.y
     res.elapsed_s = time.perf_counter() - t0
     return res
 
 
-def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any) -> IdentificationResult:
-    """Ranks, near ties, unexplained peaks, amorphous estimate, confidence and warnings."""
+def _distinct(ids: list[str], by_id: dict[str, Any]) -> list[str]:
+    """Candidates without duplicates: entries of one compound in one space group with cells within
+    1 % (the same phase from two sources) are fitted once, under the first id."""
+    seen: list[tuple] = []
+    out = []
+    for i in ids:
+        ph = by_id[i]
+        key = (tuple(sorted((ph.formula_from_sites() or {}).keys())), ph.spacegroup_number)
+        cell = np.array(ph.cell.parameters, dtype=float)
+        if any(k == key and np.allclose(c, cell, rtol=0.01) for k, c in seen):
+            continue
+        seen.append((key, cell))
+        out.append(i)
+    return out
+
+
+def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any,
+              internal_standard: tuple[str, float] | None = None) -> IdentificationResult:
+    """Ranks, near ties, unexplained peaks, amorphous content, confidence and warnings."""
     unexpl: list[dict[str, float]] = []
-    amorph = None
+    halo = None
+    signal = None
+    warnings: list[str] = []
     if hyps:
         best = hyps[0]
         for h in hyps:
@@ -309,32 +455,78 @@ def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any) -> IdentificationResult
         for h in hyps:
             h.explained_fraction = acc.explained_fraction(
                 h.fit, unexpl if h is best else acc.unexplained_peaks(h.fit))
-        amorph = best.fit.amorphous_fraction
-        if best.explained_fraction < 0.5:
+        signal = acc.signal_explained(best.fit)
+        halo = halo_analysis(best.fit)
+        if best.explained_fraction < 0.5 or signal < acc.MIN_SIGNAL_EXPLAINED:
             # the zero shift of a fit that explains little is meaningless: d from the raw 2θ
             for p_ in unexpl:
                 p_["d"] = rad.primary / (2 * math.sin(math.radians(p_["two_theta"]) / 2))
-    else:
-        # nothing fits: every observed peak is unexplained
-        lam = rad.primary
-        top = float(pk.height.max())
-        for p_, h_ in sorted(zip(pk.pos, pk.height), key=lambda t: -t[1]):
-            unexpl.append({"two_theta": float(p_), "d": lam / (2 * math.sin(math.radians(p_) / 2)),
-                           "intensity": float(h_), "relative_intensity": float(h_) / top,
-                           "significance": float("nan")})
-    level_, statement = acc.confidence(hyps, unexpl)
-    warnings: list[str] = []
+    if not hyps or (signal is not None and (hyps[0].explained_fraction < 0.5
+                                            or signal < acc.MIN_SIGNAL_EXPLAINED)):
+        if not hyps or not unexpl:
+            # nothing fits: every observed peak is unexplained
+            lam = rad.primary
+            top = float(pk.height.max())
+            unexpl = [{"two_theta": float(p_), "d": lam / (2 * math.sin(math.radians(p_) / 2)),
+                       "intensity": float(h_), "relative_intensity": float(h_) / top,
+                       "significance": float("nan")}
+                      for p_, h_ in sorted(zip(pk.pos, pk.height), key=lambda t: -t[1])]
+    level_, statement = acc.confidence(hyps, unexpl, signal)
+    partial: list[Hypothesis] = []
+    if level_ == "none" and hyps:
+        partial, hyps, halo = hyps, [], None     # closest candidates, not an answer
+    amorph = halo.fraction if halo is not None and halo.detected else None
+    amorph_su = halo.fraction_su if halo is not None and halo.detected else None
     if hyps:
         warnings.extend(w for w in hyps[0].fit.warnings if "MODEL" not in w)
+    if internal_standard is not None and hyps:
+        std_id, known = internal_standard
+        p_std = next((p for p in hyps[0].phases if p.id == std_id), None)
+        if p_std is None or not p_std.weight_fraction:
+            warnings.append(f"internal standard {std_id} was not found in the best hypothesis: no "
+                            "absolute amorphous fraction")
+        else:
+            amorph, amorph_su = internal_standard_amorphous(p_std.weight_fraction,
+                                                            p_std.weight_fraction_su, known)
     # MODEL phases of the best hypothesis (alternatives say so in their own rows)
     model_ids = sorted({p.id for p in hyps[0].phases if p.model}) if hyps else []
     for mid in model_ids:
         warnings.append(f"{mid} is a structural MODEL (not a refined structure): its presence "
                         "and fraction are indicative only")
     if amorph is not None and amorph > 0.05:
-        warnings.append(f"broad intensity not explained by background or phases: amorphous/halo "
-                        f"fraction ≈ {amorph:.0%} of the scattered intensity")
-    return IdentificationResult(
+        warnings.append(f"amorphous content ≈ {amorph:.0%} of the sample"
+                        + (" (internal standard)" if internal_standard else
+                           " of the scattered intensity (halo required beyond the background)"))
+    res = IdentificationResult(
         wavelength=rad.primary, hypotheses=hyps, unexplained_peaks=unexpl,
         amorphous_fraction_estimate=amorph, confidence=level_, warnings=warnings,
         confidence_statement=statement, radiation=rad, model_phases=model_ids)
+    res.amorphous_fraction_su = amorph_su
+    res.amorphous = halo.to_json_dict() if halo is not None else None
+    res.explained_signal = signal
+    res.noise_model = (hyps or partial)[0].fit.noise_model if (hyps or partial) else ""
+    res.partial_matches = partial
+    return res
+
+
+def _tube_hint(data: PreparedData, models: list, rad: Any, hits: list, max_strain: float,
+               fw0: float) -> str | None:
+    """A hint when the library matches far better at another common tube's wavelength (a Cu
+    pattern given as Mo, …): the screen is repeated on the same 2θ data with Cu, Mo and Co Kα1."""
+    from xtal.beam import TUBES, Radiation
+
+    own = max((h.score for h in hits), default=0.0)
+    bg = estimate_background(data.x, data.y, "snip", fw0)
+    best = None
+    for tube, (l1, _, _) in TUBES.items():
+        if tube not in ("Cu", "Mo", "Co") or abs(l1 - rad.primary) < 0.02 * rad.primary:
+            continue
+        other = Radiation((l1,), (1.0,), f"{tube}Ka1", rad.polarization)
+        scr = screen_models(models, data.x, data.y - bg, other, max_strain, fw0, data.sigma)
+        if scr and (best is None or scr[0].score > best[1]):
+            best = (tube, scr[0].score, scr[0].id)
+    if best and best[1] >= 0.6 and best[1] > own + 0.2:
+        return (f"hint: the pattern matches {best[2]} far better if it was measured with {best[0]} Kα "
+                f"(screen score {best[1]:.2f} against {own:.2f} at the stated λ = {rad.primary:.5f} Å) "
+                "— check the wavelength")
+    return None

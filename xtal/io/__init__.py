@@ -18,6 +18,14 @@ Readers (`read_pattern`; chosen by content first, extension second, or ``fmt=``;
   listPositions, counts or intensities.
 * ``chi`` – Fit2D .chi (title, x label, y label, point count, data).
 * ``nexus`` – NeXus/HDF5 ``NXdata`` (``@signal``, ``@axes``), 1D or stacked 2D.
+* ``bruker_raw`` / ``brml`` – Bruker RAW v1–v4 and BRML (`xtal.io.bruker`); ``uxd`` – Bruker
+  UXD (`xtal.io.uxd`); ``ras`` / ``rasx`` – Rigaku (`xtal.io.rigaku`); ``pdcif`` – powder CIF
+  via gemmi (`xtal.io.pdcif`).  A file with several ranges/scans/blocks (these and XRDML)
+  is refused unless ``frame=`` says which; `read_series` reads them all as frames.
+* Column roles come from header names (2θ/tth/q/d; I/counts/yobs; sigma/esd/err); four or
+  more unnamed columns, or no intensity name among several, is an error: choose with
+  ``columns=(x, y[, sigma])``.  Recognised but unread formats are refused by name
+  (`xtal.io.unsupported`); `xtal.io.registry.formats_table` lists what is read and written.
 
 Thermal series (`read_series`, `iter_series_frames`, `write_series`): an
 ``xarray.DataArray`` (frame × x) in acquisition order (natural sort of file names, list
@@ -47,7 +55,8 @@ from __future__ import annotations
 from xtal.io.gsas import read_gsas_instprm_wavelength
 from xtal.io.header import HeaderInfo, parse_header_lines, temperature_to_c
 from xtal.io.pattern import AXES, Pattern
-from xtal.io.registry import FORMATS, PATTERN_EXTENSIONS, read_pattern
+from xtal.io.registry import (FORMATS, PATTERN_EXTENSIONS, formats_table, read_all_patterns,
+                              read_pattern)
 from xtal.io.series import (DEFAULT_HOLD_TOLERANCE_C, iter_series_frames, label_segments,
                             list_frames, natural_sort_key, read_series, series_frame,
                             temperature_from_name, write_series)
@@ -57,7 +66,7 @@ from xtal.io.writers import atomic_write, write_pattern
 
 __all__ = [
     "AXES", "FORMATS", "PATTERN_EXTENSIONS", "DEFAULT_HOLD_TOLERANCE_C", "Pattern", "HeaderInfo",
-    "read_pattern", "write_pattern", "read_gsas_instprm_wavelength", "parse_header_lines",
+    "read_pattern", "read_all_patterns", "formats_table", "write_pattern", "read_gsas_instprm_wavelength", "parse_header_lines",
     "temperature_to_c", "read_series", "write_series", "list_frames", "iter_series_frames",
     "series_frame", "label_segments", "natural_sort_key", "temperature_from_name", "atomic_write",
     "write_simulated", "write_xy", "write_xye", "write_csv", "write_pdcif", "write_reflections_csv",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +67,59 @@ _SIGMA_NAME = re.compile(r"(sigma.*|esd|e|err.*|dy|di|std.*|uncertainty|s|σ.*|y
 _Y_NAME = re.compile(r"(i|int.*|counts?|yobs|y|y_obs|cps|signal|obs|i\(.*\)|i_.*)")
 
 
-def _column_roles(names: list[str], ncol: int) -> tuple[dict[str, int], str | None, float]:
-    """Roles of the data columns: {"x", "y", "sigma"} → index; plus the x axis and factor.
+def _column_index(spec: int | str, names: list[str] | None, ncol: int, path: Path) -> int:
+    """A ``columns=`` entry (0-based index or column name) → index."""
+    if isinstance(spec, str) and not spec.strip().lstrip("-").isdigit():
+        low = [n.strip().lower() for n in (names or [])]
+        if spec.strip().lower() not in low:
+            raise PatternFormatError(f"columns: no column named {spec!r} (columns: "
+                                     f"{', '.join(names or []) or 'unnamed'})", path=path)
+        return low.index(spec.strip().lower())
+    i = int(spec)
+    if not 0 <= i < ncol:
+        raise PatternFormatError(f"columns: index {i} outside the file's {ncol} columns "
+                                 f"(0..{ncol - 1})", path=path)
+    return i
 
-    Named columns are matched by name; unnamed ones follow the x, y[, σ] convention.  With
-    names present, a third column whose name is not σ-like is not taken as σ.
+
+def _choose_hint(ncol: int, names: list[str] | None) -> str:
+    shown = ", ".join(f"{i}={n}" for i, n in enumerate(names[:ncol])) if names else \
+        f"0..{ncol - 1}"
+    return (f"choose them with columns=(x, y[, sigma]) in read_pattern or --columns X,Y[,S] "
+            f"on the command line (0-based indices or names; columns: {shown})")
+
+
+def _column_roles(names: list[str] | None, ncol: int, path: Path,
+                  columns: tuple | None = None) -> tuple[dict[str, int], str | None, float]:
+    """Roles of the data columns: {"x", "y"[, "sigma"]} → index; plus the x axis and factor.
+
+    ``columns`` (x, y[, σ]) decides.  Else named columns are matched by name (2θ/tth/q/d;
+    I/intensity/counts/yobs; sigma/esd/err) and the remaining named columns are ignored (and
+    listed); unnamed columns follow x, y[, σ] for 2 or 3 columns.  Anything else — four or
+    more unnamed columns, or no column whose name says intensity among several — is an
+    error saying how to choose: never a guess.
     """
-    roles: dict[str, int] = {}
     axis, factor = None, 1.0
     named = names is not None and len(names) >= ncol
     if names is not None and not named:      # too few names: only the x label is trusted
         ax = _axis_from_label(names[0].strip().lower())
         if ax is not None:
             axis, factor = ax
+    if columns is not None:
+        if not 2 <= len(columns) <= 3:
+            raise PatternFormatError("columns= takes (x, y) or (x, y, sigma)", path=path)
+        idx = [_column_index(c, names if named else None, ncol, path) for c in columns]
+        roles = dict(zip(("x", "y", "sigma"), idx))
+        if named:
+            ax = _axis_from_label(names[roles["x"]].strip().lower())
+            if ax is not None:
+                axis, factor = ax
+        return roles, axis, factor
+    if not named and ncol > 3:
+        raise PatternFormatError(f"{ncol} unnamed numeric columns: which are x, intensity and "
+                                 "σ cannot be told (pyFAI caked output, a multi-detector "
+                                 "table?); " + _choose_hint(ncol, None), path=path)
+    roles: dict[str, int] = {}
     if named:
         for i, n in enumerate(names[:ncol]):
             ln = n.strip().lower()
@@ -91,14 +132,16 @@ def _column_roles(names: list[str], ncol: int) -> tuple[dict[str, int], str | No
             elif "y" not in roles and _Y_NAME.fullmatch(ln):
                 roles["y"] = i
     free = [i for i in range(ncol) if i not in roles.values()]
-    if "x" not in roles:
+    if "x" not in roles and (not named or ncol <= 3):
         roles["x"] = free.pop(0)
-    if "y" not in roles:
-        if not free:
-            raise InvalidDataError("no intensity column")
+    if "y" not in roles and len(free) == 1 or ("y" not in roles and not named and ncol <= 3):
         roles["y"] = free.pop(0)
-    if "sigma" not in roles and free and not named and free[0] == 2:
+    if "sigma" not in roles and free and not named and ncol == 3:
         roles["sigma"] = free.pop(0)
+    if "x" not in roles or "y" not in roles:
+        what = "x (2θ, Q or d)" if "x" not in roles else "intensity"
+        raise PatternFormatError(f"{ncol} numeric columns and no column named as the {what}; "
+                                 + _choose_hint(ncol, names if named else None), path=path)
     return roles, axis, factor
 
 
@@ -134,46 +177,120 @@ def _is_number(tok: str) -> bool:
         return tok.lower() in ("nan", "inf", "-inf", "+inf")
 
 
-def _read_columns(path: Path, text: str, *, axis: str | None) -> Pattern:
-    """2/3-column text with comment headers (xy/xye/dat/txt/csv, pyFAI 1D)."""
-    text, block_comments = _strip_block_comments(text, path)
-    header: list[str] = list(block_comments)
-    rows: list[tuple[int, str]] = []
-    colnames: list[str] | None = None
-    last_comment = None
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+def _lines(text: str, pos: int = 0):
+    """(line number, start offset, line) from ``pos`` on, without splitting the whole text."""
+    lineno = text.count("\n", 0, pos) + 1
+    n = len(text)
+    while pos < n:
+        end = text.find("\n", pos)
+        end = n if end < 0 else end
+        yield lineno, pos, text[pos:end]
+        lineno, pos = lineno + 1, end + 1
+
+
+def _scan_header(text: str) -> tuple[list[str], str | None, int, int, str, dict]:
+    """Header lines, the last header line (column names?), offset and line number of the first
+    data line, that line, and notes (a lone number on its own line before the data)."""
+    header: list[str] = []
+    last = None
+    notes: dict = {}
+    it = _lines(text)
+    pending = None
+    for lineno, pos, raw in it:
         line = raw.strip()
         if not line:
             continue
         if line.startswith(_COMMENT_CHARS):
             header.append(line)
-            last_comment = line
+            last = line
             continue
         toks = [t for t in _SPLIT_RE.split(line) if t]
-        if not rows and toks and not _is_number(toks[0]):
-            header.append(line)      # a non-comment title / column-name line before the data
-            last_comment = line
+        if pending is None and len(toks) == 1 and _is_number(toks[0]):
+            pending = (lineno, pos, line)   # a lone number: header if data follow
+            notes["first_line_number"] = float(toks[0].replace(",", "."))
             continue
-        if not rows and last_comment is not None and colnames is None:
-            cand = [t for t in re.split(r"[\s,;\t]+", last_comment.lstrip("#!;'% \t")) if t]
-            if len(cand) >= 2 and not any(_is_number(c) for c in cand) and "=" not in \
-                    last_comment and ":" not in last_comment:
-                colnames = cand
-        rows.append((lineno, line))
-    if not rows:
+        if not _is_number(toks[0]):
+            header.append(line)      # a title / column-name line before the data
+            last = line
+            continue
+        return header, last, pos, lineno, line, notes
+    if pending is not None:           # the lone number was the only data
+        notes.pop("first_line_number", None)
+        return header, last, pending[1], pending[0], pending[2], notes
+    return header, last, len(text), 0, "", notes
+
+
+def _names_from(line: str | None, ncol: int) -> list[str] | None:
+    """Column names from a header line: ``#`` kept as a name when the line is ``#, tth, …``;
+    a SPEC ``#L`` marker dropped; names with single spaces when separated by two or more."""
+    if line is None or "=" in line or re.search(r":\s", line):
+        return None
+    body = re.sub(r"^#L\s+", "", line.strip())
+    stripped = body.lstrip("#!;'% \t")
+    cands = [[t for t in re.split(r"[\s,;]+", stripped) if t],
+             [t for t in re.split(r"\s*[,;\t]\s*|\s{2,}", body.strip()) if t],
+             [t for t in re.split(r"\s{2,}|\t", stripped) if t]]
+    for c in cands:
+        if len(c) == ncol and not any(_is_number(t) for t in c):
+            return c
+    c = cands[0]
+    if len(c) >= max(2, ncol - 1) and not any(_is_number(t) for t in c):
+        return c
+    return None
+
+
+def _decimal_comma(first: str, sample: list[str]) -> bool:
+    """Commas are decimal marks when fields are separated by semicolons, or when the first data
+    lines hold no '.' at all and several whitespace-separated fields each written ``d,d``.
+    ``10,29`` alone is two comma-separated columns (as in ``10.02,31`` on the next line)."""
+    if ";" in first and "," in first:
+        return True
+    lines = [ln.strip() for ln in sample if ln.strip() and not ln.strip().startswith(_COMMENT_CHARS)]
+    if not lines or any("." in ln for ln in lines):
+        return False
+    field = r"-?\d+,\d+"
+    return all(re.fullmatch(rf"{field}(\s+{field})+", ln) for ln in lines)
+
+
+def _parse_block(text: str, first: str, start: int, lineno: int, path: Path) -> np.ndarray:
+    """The numeric block from ``start`` as a 2D array, parsed by numpy (memory ~ the numbers);
+    a failure is re-parsed line by line for a message naming the line."""
+    decimal_comma = _decimal_comma(first, [ln for _, (_, _, ln) in zip(range(50), _lines(text, start))])
+    sep = ";" if ";" in first else ("," if "," in first and not decimal_comma else None)
+    lines = (ln for _, _, ln in _lines(text, start))     # no copy of the whole block
+    if decimal_comma:
+        lines = (ln.replace(",", ".") for ln in lines)
+    comments = [c for c in ("#", "!", "'", "%", "//", ";") if c != sep]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = np.loadtxt(lines, delimiter=sep, comments=comments, ndmin=2)
+    except ValueError:
+        rows = [(n, ln.strip()) for n, _, ln in _lines(text, start)
+                if ln.strip() and not ln.strip().startswith(_COMMENT_CHARS)]
+        arr = _parse_number_rows(rows, path, decimal_comma)
+    return arr
+
+
+def _read_columns(path: Path, text: str, *, axis: str | None,
+                  columns: tuple | None = None) -> Pattern:
+    """Column text with comment headers (xy/xye/dat/txt/csv, pyFAI 1D, SPEC-style tables)."""
+    text, block_comments = _strip_block_comments(text, path)
+    header, last, start, lineno, first, notes = _scan_header(text)
+    header = list(block_comments) + header
+    if not first:
         raise EmptyPatternError("no numeric data lines", path=path)
-    decimal_comma = (";" in rows[0][1] and "," in rows[0][1]) or bool(
-        re.fullmatch(r"\s*-?\d+,\d+\s+-?\d+,\d+.*", rows[0][1]))
-    data = _parse_number_rows(rows, path, decimal_comma)
+    data = _parse_block(text, first, start, lineno, path)
+    if data.shape[0] == 0:
+        raise EmptyPatternError("no numeric data lines", path=path)
+    if data.shape[0] == 1 and data.shape[1] > 3:
+        raise PatternFormatError(f"a single line of {data.shape[1]} numbers is not a pattern "
+                                 "(one point per line: x intensity [σ])", path=path)
     if data.shape[1] < 2:
         raise InvalidDataError("only one column of numbers: need x and intensity", path=path)
     hdr = parse_header_lines(header)
-    if colnames is not None and len(colnames) < data.shape[1] - 1:
-        colnames = None                    # a comment line that is not a column header
-    try:
-        roles, file_axis, factor = _column_roles(colnames, data.shape[1])
-    except InvalidDataError as exc:
-        raise InvalidDataError(exc.message, path=path) from None
+    colnames = _names_from(last, data.shape[1])
+    roles, file_axis, factor = _column_roles(colnames, data.shape[1], path, columns)
     if hdr.axis:
         file_axis, factor = hdr.axis, 1.0
     if colnames and roles["x"] < len(colnames) and _UNSUPPORTED_X.fullmatch(
@@ -193,7 +310,13 @@ def _read_columns(path: Path, text: str, *, axis: str | None) -> Pattern:
     y = data[:, roles["y"]]
     s = data[:, roles["sigma"]] if "sigma" in roles else None
     fmt = "pyfai" if any("pyfai" in h.lower() for h in header) else "columns"
-    extra = {"columns": colnames[: data.shape[1]]} if colnames else {}
+    extra = dict(notes)
+    if "first_line_number" in notes:
+        extra["first_line_note"] = ("a lone number before the data was read as a header, not a "
+                                    "data row (often a wavelength); it is not used as λ")
+    if colnames:
+        extra["columns"] = colnames[: data.shape[1]]
+    extra["column_roles"] = dict(roles)
     ignored = [i for i in range(data.shape[1]) if i not in roles.values()]
     if ignored:
         extra["ignored_columns"] = [colnames[i] if colnames and i < len(colnames) else i
@@ -254,9 +377,10 @@ def sniff(path: Path, head: bytes) -> bool:
     return True
 
 
-def read(path: Path, data: bytes, *, axis: str | None = None, **_: Any) -> Pattern:
-    """Column text → Pattern."""
-    return _read_columns(path, decode_text(data, path), axis=axis)
+def read(path: Path, data: bytes, *, axis: str | None = None, columns: tuple | None = None,
+         **_: Any) -> Pattern:
+    """Column text → Pattern (``columns``: (x, y[, σ]) indices or names when not evident)."""
+    return _read_columns(path, decode_text(data, path), axis=axis, columns=columns)
 
 
 def sniff_chi(path: Path, head: bytes) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 
 from xtal.beam import Radiation, resolve_radiation
 from xtal.errors import EmptyPatternError, InvalidDataError, PatternError, PatternFormatError, XtalError
-from xtal.io.header import HeaderInfo
+from xtal.io.header import KELVIN_OFFSET, HeaderInfo
 from xtal.io.pattern import Pattern
 
 NEGATIVE_SIGMA_LIMIT = 5.0   # σ below zero beyond which a negative count is refused
@@ -58,7 +59,7 @@ def _checked_arrays(x, y, s, path, meta: dict) -> tuple[np.ndarray, np.ndarray, 
         if arr is not None and not np.all(np.isfinite(arr)):
             i = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise InvalidDataError(f"{name} value NaN/inf at data point {i + 1} "
-                                   f"(x = {x[i]!r})", path=path)
+                                   f"(x = {float(x[i]):g})", path=path)
     if x.size > 1:
         d = np.diff(x)
         if np.all(d < 0):
@@ -67,12 +68,12 @@ def _checked_arrays(x, y, s, path, meta: dict) -> tuple[np.ndarray, np.ndarray, 
             meta.setdefault("repairs", []).append("x was strictly decreasing; reversed")
         elif not np.all(d > 0):
             i = int(np.flatnonzero(d <= 0)[0])
-            raise InvalidDataError(f"x is not monotonic: data point {i + 2} (x = {x[i + 1]!r}) "
-                                   f"follows x = {x[i]!r}", path=path)
+            raise InvalidDataError(f"x is not monotonic: data point {i + 2} (x = {float(x[i + 1]):g}) "
+                                   f"follows x = {float(x[i]):g}", path=path)
     if s is not None:
         if np.any(s < 0):
             i = int(np.flatnonzero(s < 0)[0])
-            raise InvalidDataError(f"negative sigma at data point {i + 1} (x = {x[i]!r})",
+            raise InvalidDataError(f"negative sigma at data point {i + 1} (x = {float(x[i]):g})",
                                    path=path)
         neg = y < 0
         if neg.any():
@@ -81,7 +82,7 @@ def _checked_arrays(x, y, s, path, meta: dict) -> tuple[np.ndarray, np.ndarray, 
                 i = int(np.flatnonzero(bad)[0])
                 raise InvalidDataError(
                     f"negative counts inconsistent with their sigma at data point {i + 1}: "
-                    f"{y[i]!r} ± {s[i]!r} (more than {NEGATIVE_SIGMA_LIMIT:g} σ below zero)",
+                    f"{float(y[i]):g} ± {float(s[i]):g} (more than {NEGATIVE_SIGMA_LIMIT:g} σ below zero)",
                     path=path)
             meta["n_negative"] = int(neg.sum())
     elif np.any(y < 0):
@@ -106,6 +107,12 @@ def make_pattern(path: Path, x, y, s, axis: str, hdr: HeaderInfo, fmt: str,
     x, y, s = _checked_arrays(x, y, s, path, meta)
     if axis == "d_angstrom" and x.size and x[0] <= 0:
         raise InvalidDataError("d-spacings must be positive", path=path)
+    if axis == "two_theta_deg" and x.size and x[-1] > 180.0:
+        raise InvalidDataError(f"2θ up to {float(x[-1]):g}° (beyond 180°): not a 2θ axis in "
+                               "degrees (radians, Q, a channel number?); pass axis= or fix the "
+                               "file", path=path)
+    if hdr.temperature_c is not None and not hdr.temperature_c >= -KELVIN_OFFSET:
+        raise InvalidDataError(f"temperature {hdr.temperature_c:g} °C is below 0 K", path=path)
     return Pattern(x=x, intensity=y, sigma=s, axis=axis,
                    wavelength_angstrom=hdr.wavelength_angstrom,
                    wavelength2_angstrom=hdr.wavelength2_angstrom,
@@ -169,3 +176,66 @@ def apply_radiation(p: Pattern, given: Radiation | None, *, force: bool, require
     p.meta["wavelength_source"] = source
     p.wavelength_angstrom, p.wavelength2_angstrom, p.ka2_ratio = rad.as_tuple()
     return p
+
+
+def choose_block(blocks: list, frame: int | None, path: Path, what: str = "range") -> Any:
+    """The one block of a multi-block file (ranges, scans, data sets, CIF blocks) to read.
+
+    One block: it.  Several and ``frame`` None: `PatternFormatError` saying how many there are
+    and how to choose (``frame=`` / ``--frame`` for one, `read_series` for all) — never a
+    silent pick of the first.
+    """
+    n = len(blocks)
+    if n == 0:
+        raise EmptyPatternError(f"no {what} with data in the file", path=path)
+    if frame is None:
+        if n == 1:
+            return blocks[0]
+        raise PatternFormatError(
+            f"the file holds {n} {what}s; pass frame=0..{n - 1} to read one, or read them all "
+            "as a series with read_series(path)", path=path)
+    if not 0 <= frame < n:
+        raise PatternFormatError(f"{what} {frame} requested; the file holds {n} "
+                                 f"(frame=0..{n - 1})", path=path)
+    return blocks[frame]
+
+
+def header_info(wl1: float | None = None, wl2: float | None = None, ratio: float | None = None,
+                temperature_c: float | None = None, raw: dict | None = None) -> HeaderInfo:
+    """A `HeaderInfo` for a reader that decodes the beam itself (binary/XML formats).
+
+    λ values that are missing, zero or not X-ray/neutron lengths are dropped rather than
+    invented; a Kα2 without a ratio is dropped (see `xtal.beam.resolve_radiation`).
+    """
+    from xtal.beam import check_wavelength
+
+    def _ok(v):
+        try:
+            return check_wavelength(v) if v is not None and float(v) > 0 else None
+        except (XtalError, TypeError, ValueError):
+            return None
+    h = HeaderInfo(raw=dict(raw or {}))
+    h.wavelength_angstrom = _ok(wl1)
+    l2 = _ok(wl2) if h.wavelength_angstrom is not None else None
+    if l2 is not None and l2 != h.wavelength_angstrom and ratio is not None and \
+            math.isfinite(ratio) and 0 < ratio <= 1:     # 0: a single line
+        h.wavelength2_angstrom, h.ka2_ratio = l2, float(ratio)
+    h.temperature_c = temperature_c
+    return h
+
+
+def zip_members(data: bytes, path: Path, member_re: str, what: str):
+    """(open ZipFile, names matching ``member_re`` in natural order) of a zip-based format
+    (BRML, RASX); a non-zip or a zip without such members is refused naming ``what``."""
+    import io
+    import re
+    import zipfile
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise PatternFormatError(f"not a {what} file (not a zip archive)", path=path) from None
+    key = lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]  # noqa: E731
+    names = sorted((n for n in zf.namelist() if re.search(member_re, n)), key=key)
+    if not names:
+        raise PatternFormatError(f"{what} archive without {member_re!r} members", path=path)
+    return zf, names

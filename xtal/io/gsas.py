@@ -157,8 +157,10 @@ def _read_gsas(path: Path, text: str, *, axis: str | None, bank: int | None = No
         raise PatternFormatError(f"line {start + 1}: NCHAN must be positive", path=path)
     bintyp = toks[4].upper()
     if bintyp not in ("CONST", "CONS"):
-        raise PatternFormatError(f"GSAS bank type {bintyp} (time-of-flight or other) is not "
-                                 "supported; only CONST/CONS constant-wavelength banks", path=path)
+        what = "time-of-flight data are not supported" if bintyp in ("SLOG", "TIME_MAP", "RALF") \
+            else "not supported"
+        raise PatternFormatError(f"GSAS bank type {bintyp}: {what}; only constant-wavelength "
+                                 "CONST/CONS banks are read", path=path)
     kind = "STD"
     coeffs: list[float] = []
     for t in toks[5:]:
@@ -242,5 +244,11 @@ def sniff(path: Path, head: bytes) -> bool:
 
 def read(path: Path, data: bytes, *, axis: str | None = None, bank: int | None = None,
          **_: Any) -> Pattern:
-    """GSAS powder file → Pattern (``bank``: bank number, default the first)."""
-    return _read_gsas(path, decode_text(data, path), axis=axis, bank=bank)
+    """GSAS powder file → Pattern (``bank``: bank number, default the first).
+
+    The first record is an 80-character free title: stray control bytes there (NUL and
+    others, written by some instruments) are blanked, as GSAS itself ignores the title."""
+    end = data.find(b"\n")
+    end = len(data) if end < 0 else end
+    title = bytes(c if c >= 32 or c in b"\t\r" else 32 for c in data[:end])
+    return _read_gsas(path, decode_text(title + data[end:], path), axis=axis, bank=bank)

@@ -23,8 +23,8 @@ def _attr_str(v: Any) -> str | None:
         return None
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
-    if isinstance(v, np.ndarray) and v.shape == ():
-        return _attr_str(v[()])
+    if isinstance(v, np.ndarray) and (v.shape == () or v.size == 1):
+        return _attr_str(v.reshape(())[()])   # a scalar, or a one-element array (DLS writes these)
     if isinstance(v, (np.bytes_,)):
         return bytes(v).decode("utf-8", "replace")
     return str(v)

@@ -58,14 +58,20 @@ class Pattern:
         if self.x.size > 1 and not np.all(np.diff(self.x) > 0):
             bad = int(np.flatnonzero(np.diff(self.x) <= 0)[0])
             raise InvalidDataError(
-                f"x is not strictly increasing (point {bad + 1}: {self.x[bad + 1]!r} after "
-                f"{self.x[bad]!r})", path=self.source)
+                f"x is not strictly increasing (point {bad + 1}: {float(self.x[bad + 1]):g} after "
+                f"{float(self.x[bad]):g})", path=self.source)
         if self.wavelength_angstrom is not None:
             self.wavelength_angstrom = check_wavelength(self.wavelength_angstrom)
         if self.wavelength2_angstrom is not None:
             self.wavelength2_angstrom = check_wavelength(self.wavelength2_angstrom)
         if self.ka2_ratio is not None:
             self.ka2_ratio = float(self.ka2_ratio)
+            if not 0.0 <= self.ka2_ratio <= 1.0:     # also refuses NaN and inf
+                raise InvalidDataError(f"Kα2/Kα1 ratio {self.ka2_ratio:g} must be in [0, 1]",
+                                       path=self.source)
+        if self.temperature_c is not None and not float(self.temperature_c) >= -273.15:
+            raise InvalidDataError(f"temperature {float(self.temperature_c):g} °C is below 0 K",
+                                   path=self.source)
 
     # -- basic ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -75,6 +81,13 @@ class Pattern:
     def x_range(self) -> tuple[float, float]:
         """(first, last) x on the pattern's axis."""
         return float(self.x[0]), float(self.x[-1])
+
+    @property
+    def wavelength_lines(self) -> tuple[float, float | None, float | None] | None:
+        """(λ1 Å, λ2 Å or None, I2/I1 or None) as stated for this pattern, or None without λ."""
+        if self.wavelength_angstrom is None:
+            return None
+        return (self.wavelength_angstrom, self.wavelength2_angstrom, self.ka2_ratio)
 
     def require_wavelength(self) -> float:
         """λ1 in Å, or `MissingWavelengthError`."""

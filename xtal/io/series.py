@@ -24,7 +24,7 @@ from xtal.io.header import (_T_KEYS, _TIME_KEYS, _TIME_UNITS, _norm_key, parse_h
                             temperature_to_c)
 from xtal.io.nexus import HDF5_MAGIC, _nx_pattern, _nx_read, _write_nxdata
 from xtal.io.pattern import AXES, Pattern
-from xtal.io.registry import PATTERN_EXTENSIONS, read_pattern, sniff_format
+from xtal.io.registry import PATTERN_EXTENSIONS, read_all_patterns, read_pattern, sniff_format
 from xtal.io.writers import atomic_write
 
 
@@ -332,6 +332,13 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
                 p.meta["temperature_source"] = extra["temperature_source"][i]
             yield apply_radiation(p, given, force=force, require=False, path=path)
         return
+    if not isinstance(source, (list, tuple)) and Path(str(source)).is_file():
+        blocks = read_all_patterns(Path(str(source)), fmt=fmt, axis=axis)
+        if blocks is not None and len(blocks) > 1:
+            yield from _block_frames(Path(str(source)), blocks, given=given, force=force,
+                                     temperatures=temperatures, unit=temperature_unit,
+                                     notes=notes)
+            return
     files = list_frames(source)
     log_rows: list[_LogRow] | None = None
     tvals = None
@@ -375,6 +382,28 @@ def iter_series_frames(source: str | Path | Sequence[str | Path], *,
                 p.temperature_c = t_name
                 p.meta["temperature_source"] = "file name"
         yield p
+
+
+def _block_frames(path: Path, blocks: list[Pattern], *, given, force, temperatures, unit,
+                  notes: list) -> Iterator[Pattern]:
+    """The ranges/scans/blocks of one multi-block file (UXD, RAW, RAS, BRML, XRDML, pdCIF) as
+    the frames of a series, in file order; T from ``temperatures`` or each block's header."""
+    if isinstance(temperatures, (str, Path)):
+        raise SeriesError("a temperature log cannot be matched to the ranges of one file; pass "
+                          "a sequence of temperatures", path=path)
+    tvals = _given_temperatures(temperatures, len(blocks), unit, path, notes)
+    notes.append(f"{path.name}: {len(blocks)} {blocks[0].meta.get('format', '')} ranges/scans "
+                 "read as frames")
+    for i, p in enumerate(blocks):
+        p.frame = i
+        p.meta["source_frame"] = i
+        p.meta["original_source"] = f"{path}#{i}"
+        if tvals is not None:
+            p.temperature_c = tvals[i]
+            p.meta["temperature_source"] = "given"
+        elif p.temperature_c is not None:
+            p.meta["temperature_source"] = "header"
+        yield apply_radiation(p, given, force=force, require=False, path=path)
 
 
 def _given_temperatures(temperatures, n: int, unit: str | None, path, notes: list

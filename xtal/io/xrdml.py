@@ -11,7 +11,7 @@ import numpy as np
 
 from xtal.errors import EmptyPatternError, InvalidDataError, PatternFormatError
 from xtal.beam import check_wavelength
-from xtal.io.common import decode_text, make_pattern
+from xtal.io.common import choose_block, decode_text, make_pattern
 from xtal.io.header import HeaderInfo, _length_to_angstrom, _num_and_unit, _parse_timestamp, temperature_to_c
 from xtal.io.pattern import Pattern
 
@@ -32,8 +32,8 @@ def _find(el: ET.Element, name: str) -> ET.Element | None:
     return None
 
 
-def _read_xrdml(path: Path, text: str, *, axis: str | None, scan: int = 0) -> Pattern:
-    """PANalytical .xrdml; namespaces ignored."""
+def _read_xrdml(path: Path, text: str, *, axis: str | None) -> list[Pattern]:
+    """Every scan of a PANalytical .xrdml; namespaces ignored."""
     try:
         # already decoded: drop the declaration (its encoding= no longer applies)
         root = ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text.lstrip("\ufeff"), count=1))
@@ -65,10 +65,15 @@ def _read_xrdml(path: Path, text: str, *, axis: str | None, scan: int = 0) -> Pa
     scans = _find_all(root, "scan")
     if not scans:
         raise PatternFormatError("no <scan> element", path=path)
-    if scan >= len(scans):
-        raise PatternFormatError(f"scan {scan} requested, file has {len(scans)}", path=path)
-    sc = scans[scan]
     meta["n_scans"] = len(scans)
+    if axis not in (None, "two_theta_deg"):
+        raise PatternFormatError(f"XRDML scans are on 2θ, not {axis}", path=path)
+    return [_scan(path, root, sc, HeaderInfo(**vars(hdr)), dict(meta, scan=i))
+            for i, sc in enumerate(scans)]
+
+
+def _scan(path: Path, root: ET.Element, sc: ET.Element, hdr: HeaderInfo, meta: dict) -> Pattern:
+    """One <scan> of an XRDML file."""
     st = _find(sc, "startTimeStamp")
     if st is not None and st.text:
         hdr.timestamp = _parse_timestamp(st.text) or st.text.strip()
@@ -117,8 +122,6 @@ def _read_xrdml(path: Path, text: str, *, axis: str | None, scan: int = 0) -> Pa
                 hdr.temperature_c, hdr.temperature_note = temperature_to_c(
                     nu[0], te.get("unit") or nu[1])
                 break
-    if axis not in (None, "two_theta_deg"):
-        raise PatternFormatError(f"XRDML scans are on 2θ, not {axis}", path=path)
     return make_pattern(path, x, y, None, "two_theta_deg", hdr, "xrdml", meta)
 
 
@@ -133,7 +136,12 @@ def sniff(path: Path, head: bytes) -> bool:
         path.suffix.lower() in EXTENSIONS
 
 
+def read_all(path: Path, data: bytes, *, axis: str | None = None, **_: Any) -> list[Pattern]:
+    """Every scan of an XRDML file (an area scan / RSM holds one per ω step)."""
+    return _read_xrdml(path, decode_text(data, path), axis=axis)
+
+
 def read(path: Path, data: bytes, *, axis: str | None = None, frame: int | None = None,
          **_: Any) -> Pattern:
-    """XRDML → Pattern (``frame``: scan number, default 0)."""
-    return _read_xrdml(path, decode_text(data, path), axis=axis, scan=frame or 0)
+    """One scan of an XRDML file (``frame``: scan number; required when the file has several)."""
+    return choose_block(read_all(path, data, axis=axis), frame, path, "scan")

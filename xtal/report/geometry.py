@@ -9,7 +9,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from xtal.errors import GeometryError
-from xtal.geometry import CONTACT_KINDS, METAL_ORDER, Bond, GeometryResult, compare_metals, published_m_o_ranges
+from xtal.geometry import (BV_CUTOFF_VALENCE, CONTACT_KINDS, METAL_ORDER, Bond, GeometryResult, compare_metals,
+                           published_m_o_ranges)
 from xtal.report import markdown_to_html
 
 __all__ = ["render_geometry_markdown", "render_geometry_html", "plot_distance_distributions"]
@@ -47,42 +48,9 @@ def render_geometry_markdown(results: Sequence[GeometryResult], *, figure: str |
         for w in r.warnings:
             out.append(f"- ⚠ {w}")
         out.append("")
+        out += _phase_rules_md(r)
         for s in r.sites:
-            out.append(f"### {s.label} ({s.element}, oxidation state {s.oxidation_state})")
-            out.append("")
-            alt = ", ".join(f"{k}: {v}" for k, v in s.cn_alternatives.items())
-            out.append(f"- CN = **{s.cn}**" + (f" (per disorder alternative: {alt})" if alt else ""))
-            out.append(f"- coordination: {s.coordination_mode}")
-            out.append(f"- BVS = **{_f(s.bvs, 3)} v.u.** — {s.bvs_note}")
-            for p in s.bv_parameters:
-                out.append(f"  - {p['pair']}: R0 = {p['r0']} Å, b = {p['b']} Å ({p['source']})")
-            a = s.angles
-            if a.get("n"):
-                out.append(f"- L–M–L angles: min {a['min']:.1f}°, max {a['max']:.1f}°, mean {a['mean']:.1f}°")
-            poly = s.polyhedron
-            if poly.get("best"):
-                shapes = ", ".join(f"{k.split()[0]} {v:.2f}" for k, v in sorted(poly["cshm"].items(),
-                                                                               key=lambda kv: kv[1]))
-                out.append(f"- polyhedron (xtal CShM): **{poly['best']}**, S = {poly['best_cshm']:.2f}; "
-                           f"all: {shapes}")
-            else:
-                out.append(f"- polyhedron: {poly.get('note')}")
-            ce = poly.get("chemenv", {})
-            if ce.get("status") == "ok":
-                envs = "; ".join(f"{e['ce_symbol']} (csm {e['csm']:.2f}, fraction {e['fraction']:.2f})"
-                                 for e in ce["environments"]) or "none"
-                out.append(f"- pymatgen ChemEnv: {envs}")
-            elif ce:
-                out.append(f"- pymatgen ChemEnv: {ce.get('status')}" + (f" — {ce['reason']}" if ce.get("reason")
-                                                                       else ""))
-            for w in s.warnings:
-                out.append(f"- ⚠ {w}")
-            out += ["", "| neighbour | symop | d (Å) | kind | molecule | PART | occ. | s (v.u.) |",
-                    "|---|---|---|---|---|---|---|---|"]
-            for b in s.bonds:
-                out.append(f"| {b.to} | {b.symop} | {b.text} | {b.kind} | {b.molecule or ''} | "
-                           f"{b.disorder_group or ''} | {b.occupancy:g} | {_f(b.bond_valence, 3)} |")
-            out.append("")
+            out += _site_md(s)
         c = r.cif_bond_check
         if c:
             out.append(f"### Check against the CIF's `_geom_bond` loop ({c['n_compared']} of {c['n_listed']} bonds)")
@@ -115,9 +83,89 @@ def render_geometry_markdown(results: Sequence[GeometryResult], *, figure: str |
         out.append("")
     if figure:
         out += [f"![M–X distance distributions per metal]({figure})", ""]
-    out.append("Bond-valence parameters: IUCr bvparm table (I. D. Brown), transcribed subset in "
-               "`xtal/data/bvparm.csv`; no distance scaling applied.")
+    srcs = sorted({r.bv_source for r in results if r.bv_source})
+    out.append("Bond-valence parameters: " + ("; ".join(srcs) if srcs else "none used")
+               + "; no distance scaling applied.")
     return "\n".join(out) + "\n"
+
+
+def _phase_rules_md(r: GeometryResult) -> list[str]:
+    """The coordination rule, oxidation states and H normalisation of one phase, as stated rules."""
+    out = []
+    if r.oxidation_source:
+        out.append(f"- oxidation states: {r.oxidation_source}")
+    h = r.hydrogen or {}
+    if h:
+        dist = ", ".join(f"{k}–H {v:.3f} Å" for k, v in h.get("distances", {}).items())
+        out.append(f"- hydrogen: probe {h.get('probe')} ({h.get('probe_reason')}); {h.get('decision')}"
+                   + (f"; neutron X–H distances used: {dist}" if h.get("normalised") else ""))
+        moved = h.get("moved") or []
+        if moved:
+            out.append("  - moved: " + "; ".join(f"{m['label']}–{m['parent']} {m['before']:.3f} → {m['after']:.3f} Å"
+                                                 for m in moved[:12]) + (" …" if len(moved) > 12 else ""))
+    return out + ([""] if out else [])
+
+
+def _site_md(s: Any) -> list[str]:
+    """Markdown of one metal site: CN, BVS with sources, verdict, anion coordination, bond table."""
+    out = [f"### {s.label} ({s.element}, oxidation state {s.oxidation_state})", ""]
+    alt = ", ".join(f"{k}: {v}" for k, v in s.cn_alternatives.items())
+    out.append(f"- CN = **{s.cn}**" + (f" (per disorder alternative: {alt})" if alt else ""))
+    out.append(f"- coordination: {s.coordination_mode}")
+    out.append(f"- BVS = **{_f(s.bvs, 3)} v.u.** — {s.bvs_note}")
+    for p in s.bv_parameters:
+        reach = p["r0"] - p["b"] * math.log(BV_CUTOFF_VALENCE)
+        out.append(f"  - {p['pair']}: R0 = {p['r0']} Å, b = {p['b']} Å ({p['source']}); counted to "
+                   f"d ≤ {reach:.3f} Å (s ≥ {BV_CUTOFF_VALENCE} v.u.)")
+    a = s.angles
+    if a.get("n"):
+        out.append(f"- L–M–L angles: min {a['min']:.1f}°, max {a['max']:.1f}°, mean {a['mean']:.1f}°")
+    out += _polyhedron_md(s.polyhedron)
+    out += _anion_md(s.anion_coordination)
+    for w in s.warnings:
+        out.append(f"- ⚠ {w}")
+    out += ["", "| neighbour | symop | d (Å) | kind | molecule | PART | occ. | s (v.u.) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for b in s.bonds:
+        out.append(f"| {b.to} | {b.symop} | {b.text} | {b.kind} | {b.molecule or ''} | "
+                   f"{b.disorder_group or ''} | {b.occupancy:g} | {_f(b.bond_valence, 3)} |")
+    return out + [""]
+
+
+def _polyhedron_md(poly: dict[str, Any]) -> list[str]:
+    out = []
+    v = poly.get("verdict") or {}
+    if poly.get("best"):
+        shapes = ", ".join(f"{k.split()[0]} {val:.2f}" for k, val in sorted(poly["cshm"].items(),
+                                                                          key=lambda kv: kv[1]))
+        out.append(f"- polyhedron: **{poly['best']}** — {v.get('reason', '')}; all S: {shapes}")
+    else:
+        out.append(f"- polyhedron: {poly.get('note')}")
+    ce = poly.get("chemenv", {})
+    if ce.get("status") == "ok":
+        envs = "; ".join(f"{e['ce_symbol']} (csm {e['csm']:.2f}, fraction {e['fraction']:.2f})"
+                         for e in ce["environments"]) or "none"
+        out.append(f"- second opinion, pymatgen ChemEnv: {envs}")
+    elif ce:
+        out.append(f"- second opinion, pymatgen ChemEnv: {ce.get('status')}"
+                   + (f" — {ce['reason']}" if ce.get("reason") else ""))
+    if v.get("comment") and v.get("agree") is not None:
+        out.append(f"- verdict: {v['comment']}")
+    return out
+
+
+def _anion_md(ac: dict[str, Any] | None) -> list[str]:
+    if not ac:
+        return []
+    poly = ac["polyhedron"]
+    shape = (f"{poly['best']} (S = {poly['best_cshm']:.2f})" if poly.get("best") else poly.get("note", ""))
+    out = [f"- coordination by whole anions: centroid CN = **{ac['cn']}**, hapticity {ac['hapticity']}; "
+           f"polyhedron of centroids: {shape} ({ac['rule']})"]
+    for an in ac["anions"]:
+        d = Bond("", "", "", an["distance"], an["su"], "").text
+        out.append(f"  - {an['molecule']} ({an['name']}): M···centroid {d} Å, {an['hapticity']} "
+                   f"({', '.join(an['donors'])})")
+    return out
 
 
 def render_geometry_html(results: Sequence[GeometryResult], *, figure: str | None = None,

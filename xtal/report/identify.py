@@ -32,7 +32,13 @@ def render_identification_markdown(result: IdentificationResult) -> str:
                   + (" is a structural model" if len(r.model_phases) == 1 else " are structural models")
                   + ", not refined; presence and fractions are indicative only.", ""]
     if not r.hypotheses:
-        lines += ["No hypothesis: no library phase explains the pattern.", ""]
+        lines += ["**No library phase explains this pattern.** No phase is claimed.", ""]
+        if r.partial_matches:
+            lines += ["Closest candidates (partial matches, *not accepted*):", "",
+                      "| phases | Rwp % | reproduces % of the Bragg intensity |", "|---|---|---|"]
+            lines += [f"| {' + '.join(h.ids)} | {100 * h.rwp:.1f} | {_fmt_pct(h.explained_fraction)} |"
+                      for h in r.partial_matches]
+            lines.append("")
     else:
         lines += ["## Hypotheses (best first; score = BIC, lower is better)", "",
                   "| # | phases | Rwp % | score | Δscore | explained % | note |",
@@ -55,6 +61,14 @@ def render_identification_markdown(result: IdentificationResult) -> str:
                          f"{p.scale:.4g} | {abc} | {ang} | {st} | {p.fwhm_deg:.3f} | "
                          f"{'MODEL' if p.model else ''} |")
         f = b.fit
+        po = [f"{p.id}: r = {_fmt_su(p.preferred_orientation['r'], p.preferred_orientation['r_su'])} along "
+              f"[{' '.join(str(v) for v in p.preferred_orientation['axis'])}]"
+              for p in b.phases if p.preferred_orientation]
+        if po:
+            lines += ["", "Preferred orientation (March–Dollase): " + "; ".join(po) + "  "]
+        if f.displacement_su is not None:
+            lines += [f"Sample displacement: {_fmt_su(f.displacement_deg, f.displacement_su)}° "
+                      "(2θ shift at 2θ = 0, ∝ cos θ)  "]
         lines += ["", f"Zero shift {f.zero_shift_deg:+.4f}° · profile U = {f.profile['U']:.4g}, "
                   f"V = {f.profile['V']:.4g}, W = {f.profile['W']:.4g} deg², η = {f.profile['eta']:.3f} · "
                   f"Rwp {100 * f.rwp:.2f} % · Rexp {100 * f.rexp:.2f} % · χ² {f.chi2:.2f} · "
@@ -68,8 +82,17 @@ def render_identification_markdown(result: IdentificationResult) -> str:
     else:
         lines.append("None above the noise.")
     am = r.amorphous_fraction_estimate
-    lines += ["", f"Amorphous/halo estimate: {_fmt_pct(am)} % of the scattered intensity "
-              "(broad intensity above a smooth background).", ""]
+    halo = r.amorphous or {}
+    if am is not None:
+        lines += ["", f"Amorphous content: {_fmt_pct(am)} ± {_fmt_pct(r.amorphous_fraction_su)} % — "
+                  + (halo.get("statement") or "internal standard") + ".", ""]
+    elif halo:
+        lim = halo.get("upper_limit")
+        lines += ["", "Amorphous content: not detected"
+                  + (f" (< {_fmt_pct(lim)} %, 3σ)" if lim is not None else "") + ". "
+                  + (halo.get("statement") or "") + ".", ""]
+    if r.noise_model:
+        lines += [f"Noise model: {r.noise_model}.", ""]
     if r.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in r.warnings] + [""]
     return "\n".join(lines)
@@ -112,7 +135,7 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
                        label="unexplained peak" if k == 0 else None)
         ax.set_xlabel("2θ (°)")
         ax.set_ylabel("intensity (counts)")
-        ax.set_title("No library phase explains the pattern (dotted: unexplained peaks)")
+        ax.set_title("No library phase explains this pattern (dotted: unexplained peaks)")
         ax.legend()
     else:
         h = result.hypotheses[min(hypothesis, len(result.hypotheses) - 1)]

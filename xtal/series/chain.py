@@ -29,6 +29,7 @@ class SeriesOptions:
     polarization: Any = None          # beam polarisation for LP (None: unpolarised lab beam)
     screen_every: int = 4
     switch_penalty: float = 8.0
+    min_run_frames: int = 3           # a phase appears/disappears only with evidence in ≥ this many frames
     min_share: float = 0.004          # minimum share of the Bragg intensity of a present phase
     enter_z: float = 8.0              # screen z for a phase to join the active set
     presence_z: float = 6.0           # z below which a frame counts as evidence of absence
@@ -317,6 +318,9 @@ class Chain:
                     d["z"] = 0.0
                     rec.notes.append(f"frame {rec.index}: {p.id} lattice moved {100 * step:.2f} % "
                                      "in one frame; not counted as present")
+            if p.scale > 0 and d["z"] > 0 and fitting.peaks_absent(fit, p.id):
+                # the acceptance rule of identify: strong predicted peaks missing from the data
+                d["z"] = 0.0
 
     def frame(self, pattern, rec: FrameRecord, *, force_screen: bool = False,
               force_ids: Sequence[str] | None = None) -> FrameRecord:

@@ -17,7 +17,7 @@ from xtal.series.chain import Chain, FrameRecord, SeriesOptions
 from xtal.series.result import FrameTable
 from xtal.series.source import to_pattern
 
-__all__ = ["viterbi_presence", "presence", "consistency_pass"]
+__all__ = ["viterbi_presence", "min_runs", "presence", "consistency_pass"]
 
 
 def viterbi_presence(evidence: np.ndarray, switch_penalty: float,
@@ -83,10 +83,41 @@ def evidence(table: FrameTable, phases: list, opts: SeriesOptions) -> np.ndarray
 def presence(table: FrameTable, phases: list, opts: SeriesOptions) -> tuple[np.ndarray, np.ndarray]:
     """Viterbi presence (frame, phase) and the evidence it was computed from."""
     ev = evidence(table, phases, opts)
-    pres = np.stack([viterbi_presence(ev[:, j], opts.switch_penalty) for j in range(ev.shape[1])],
+    pres = np.stack([min_runs(viterbi_presence(ev[:, j], opts.switch_penalty), opts.min_run_frames)
+                     for j in range(ev.shape[1])],
                     axis=1) if ev.shape[1] else np.zeros_like(ev, dtype=bool)
     pres[~table.ok()] = False
     return pres, ev
+
+
+def min_runs(path: np.ndarray, min_frames: int) -> np.ndarray:
+    """No flicker: a run of presence (or a gap in it) shorter than ``min_frames`` frames is merged
+    into its surroundings (shortest run first, until every run is long enough).
+
+    A phase appears or disappears only with evidence in several consecutive frames; a one- or
+    two-frame blip is noise or a misfit, not a transition. Runs at the ends of the series count
+    too (nothing before or after confirms them).
+    """
+    p = np.asarray(path, bool).copy()
+    n = p.size
+    if min_frames <= 1 or n < min_frames:
+        return p
+    changed = True
+    while changed:
+        changed = False
+        edges = np.flatnonzero(np.diff(p.astype(np.int8))) + 1
+        starts = np.concatenate([[0], edges])
+        stops = np.concatenate([edges, [n]])
+        if starts.size <= 1:
+            break
+        lengths = stops - starts
+        k = int(np.argmin(lengths))
+        if lengths[k] >= min_frames:
+            break
+        a, b = starts[k], stops[k]
+        p[a:b] = not p[a]
+        changed = True
+    return p
 
 
 def _nearest_cell(table: FrameTable, k: int, j: int, good: np.ndarray):

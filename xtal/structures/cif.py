@@ -188,6 +188,7 @@ def _phase_from_block(blk: gemmi.cif.Block, path: str, phase_id: str, kind: str)
     temp, _ = ctx.number("_diffrn_ambient_temperature", "_cell_measurement_temperature")
     dens, _ = ctx.number("_exptl_crystal_density_diffrn")
     wl, _ = ctx.number("_diffrn_radiation_wavelength")
+    probe = ctx.value("_diffrn_radiation_probe", "_diffrn_radiation_type", "_pd_meas_radiation_type")
     name = (ctx.value("_chemical_name_common") or ctx.value("_chemical_name_systematic")
             or ctx.value("_chemical_name_mineral") or formula or blk.name)
     prov = Provenance(
@@ -203,7 +204,7 @@ def _phase_from_block(blk: gemmi.cif.Block, path: str, phase_id: str, kind: str)
     phase = Phase(id=phase_id, name=name, block=blk.name, cell=cell, spacegroup_hm=hm,
                   spacegroup_number=number, symops=symops, sites=sites, z=z, formula_sum=formula,
                   formula_weight=fw, temperature_k=temp, density_stated=dens,
-                  wavelength_angstrom=wl, provenance=prov, warnings=warnings,
+                  wavelength_angstrom=wl, radiation=probe, provenance=prov, warnings=warnings,
                   symops_as_written=written, symops_tag=symop_tag, geom_bonds=_read_geom_bonds(blk))
     check_physical(phase)   # impossible numbers are refused before anything is computed from them
     _set_multiplicities(phase)

@@ -231,6 +231,8 @@ class Phase:
     temperature_k: float | None = None
     density_stated: float | None = None
     wavelength_angstrom: float | None = None
+    #: ``_diffrn_radiation_probe`` / ``_diffrn_radiation_type`` as written (e.g. "x-ray", "Mo Kα", "neutron")
+    radiation: str | None = None
     provenance: Provenance = field(default_factory=Provenance)
     warnings: list[str] = field(default_factory=list)
     #: symmetry operators exactly in the order the file writes them (for codes such as ``2_656``);

@@ -1,0 +1,227 @@
+"""Issue 18: bond valence from a complete cited table, H normalisation, cluster-anion centroid
+coordination, one polyhedron verdict per site, donor classes."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xtal.geometry import (IDEAL_POLYHEDRA, analyse_geometry, bv_parameter, continuous_shape_measure,
+                           load_bv_parameters)
+from xtal.geometry.bondvalence import BV_TABLE_FILE
+from xtal.report.geometry import render_geometry_markdown
+from xtal.structures import read_cif, read_cif_string
+
+from conftest import REF_STRUCTURES as REF  # noqa: E402
+
+
+def ref(name):
+    return read_cif(REF / name)
+
+
+LIGHT = {"H", "D", "B", "C", "N", "O", "F", "S", "P", "Cl", "Br", "I", "Se", "Si"}
+
+
+# ----------------------------------------------------------------------------------------------
+# bond-valence table
+# ----------------------------------------------------------------------------------------------
+def test_iucr_table_is_complete_and_parsed():
+    """The whole 2011 IUCr table: ~1740 rows, first-listed row per pair, softBV rows (c, ax, ay) skipped."""
+    import xtal
+    text = (Path(xtal.__file__).parent / BV_TABLE_FILE).read_text()
+    assert "COPYRIGHT NOTICE" in text and "I. David Brown" in text
+    table = load_bv_parameters()
+    assert len(table) > 1300
+    assert table[("Al", 3, "O")]["r0"] == 1.620 and table[("Al", 3, "O")]["ref_id"] == "e"
+    assert table[("Pb", 2, "O")]["r0"] == 1.963 and table[("Pb", 2, "O")]["b"] == 0.49   # Krivovichev & Brown
+    assert table[("K", 1, "O")]["r0"] == 2.132                 # not Adams' softBV 1.9548 (ref c)
+    assert table[("Cu", 1, "As")]["r0"] == 1.856               # the source's '1,856' read as 1.856
+
+
+@pytest.mark.parametrize("cat,ox,an,r0,table", [
+    ("Mg", 2, "I", 2.46, "IUCr bvparm2011"), ("Sn", 2, "Cl", 2.22, "IUCr bvparm2011"),
+    ("In", 3, "Cl", 2.28, "IUCr bvparm2011"), ("Li", 1, "H", 1.3795, "universal"),
+    ("Na", 1, "H", 1.68, "IUCr bvparm2011"), ("Sn", 4, "I", 2.76, "IUCr bvparm2011")])
+def test_pairs_that_were_missing_now_have_cited_parameters(cat, ox, an, r0, table):
+    p = bv_parameter(cat, ox, an)
+    assert p["r0"] == pytest.approx(r0, abs=1e-3) and p["table"] == table and p["source"]
+
+
+ORDINARY = [("NAC.cif", "Na1", 1), ("NAC.cif", "Ca1", 2), ("NAC.cif", "Al1", 3),
+            ("PbSO4.cif", "Pb", 2), ("CaF2.cif", "CA1", 2)]
+
+
+@pytest.mark.parametrize("name,label,formal", ORDINARY)
+def test_bvs_of_ordinary_ionic_structures_within_015(name, label, formal):
+    r = analyse_geometry(ref(name), metals=label, chemenv=False)
+    s = r.sites[0]
+    assert s.oxidation_state == formal
+    assert abs(s.bvs - formal) <= 0.15, (label, s.bvs)
+    assert all(p["table"] == "IUCr bvparm2011" and "ref" in p["source"] for p in s.bv_parameters)
+
+
+def test_sulfate_sulphur_bvs_and_why_it_is_above_015():
+    """S in PbSO4: 6.25 v.u. with Brown & Altermatt's S(6)–O R0 = 1.624 Å — the covalent S–O bonds of
+    this refinement average 1.459 Å (6.0 v.u. would need 1.474 Å), so ±0.15 is not met; reported as is."""
+    s = analyse_geometry(ref("PbSO4.cif"), metals="S", chemenv=False).sites[0]
+    assert s.cn == 4 and s.oxidation_state == 6 and {b.kind for b in s.donors()} == {"sulfate-O"}
+    assert s.bvs == pytest.approx(6.246, abs=0.01)
+    mean = float(np.mean([b.distance for b in s.donors()]))
+    assert mean == pytest.approx(1.624 - 0.37 * math.log(6.246 / 4), abs=0.01)
+
+
+def test_k2b12h12_bvs_flagged_as_hydride():
+    s = analyse_geometry(ref("K2B12H12_Fm-3.cif"), chemenv=False).sites[0]
+    assert "indicative" in s.bvs_note and s.bv_parameters[0]["pair"] == "K(1)–H(-1)"
+    assert s.bvs == pytest.approx(12 * math.exp((2.10 - 2.8851) / 0.37), abs=0.01)       # 1.438
+
+
+def test_every_metal_site_of_the_reference_structures_has_a_sourced_bvs():
+    """Every metal site of every reference CIF (SHELXL ones included) gets a BVS with a named source;
+    the metal-free S2dipyridyl CIF is the only one without sites."""
+    seen = 0
+    for f in sorted(REF.glob("*.cif")):
+        ph = read_cif(f)
+        metals = sorted({s.element for s in ph.sites} - LIGHT)
+        if not metals:
+            assert f.name == "S2dipyridyl_P21c_SHELXL.cif"
+            continue
+        r = analyse_geometry(ph, metals=metals, chemenv=False, compare_cif=False)
+        assert r.oxidation_source and r.bv_source and "bvparm2011" in r.bv_source
+        for s in r.sites:
+            seen += 1
+            assert s.bvs is not None and s.bvs > 0, (f.name, s.label)
+            assert s.bv_parameters and all(p["source"] for p in s.bv_parameters), (f.name, s.label)
+    assert seen >= 25
+
+
+def test_oxidation_states_from_cif_or_inferred():
+    assert analyse_geometry(ref("NAC.cif"), metals="Na", chemenv=False).oxidation_source == "CIF type symbols"
+    r = analyse_geometry(ref("CaF2.cif"), metals="Ca", chemenv=False)
+    assert r.oxidation_source == "inferred by pymatgen BVAnalyzer" and r.sites[0].oxidation_state == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# H normalisation
+# ----------------------------------------------------------------------------------------------
+def _normalised_distance(metal, parent, h, cell, target=1.20):
+    orth = cell.orthogonalization_matrix()
+    p, hh, m = (orth @ np.array(v, float) for v in (parent, h, metal))
+    u = (hh - p) / np.linalg.norm(hh - p)
+    return float(np.linalg.norm(p + target * u - m))
+
+
+def test_h_normalisation_k2b12h12():
+    """K2B12H12 (Wunderlich & Lipscomb 1960, X-ray): refined B–H 1.068 Å, K···H 2.924 Å. Moving H along
+    B–H to the neutron B–H distance of closo-B12H12 and BH4 (1.20 Å; the value PLATON-style normalisation
+    uses for B–H, cf. neutron LiBD4, Hartman et al., J. Solid State Chem. 2007, 180, 1298, B–D ≈ 1.2 Å)
+    gives K···H 2.885 Å (−0.039 Å). No neutron K···H distance of K2B12H12 was at hand to compare with:
+    the normalised value is checked against an independent recomputation from the CIF numbers."""
+    ph = ref("K2B12H12_Fm-3.cif")
+    raw = analyse_geometry(ph, chemenv=False, normalise_h=False).sites[0]
+    auto = analyse_geometry(ph, chemenv=False)
+    k = auto.sites[0]
+    assert auto.hydrogen["probe"] == "unknown" and auto.hydrogen["normalised"] is True
+    assert auto.hydrogen["moved"] == [{"label": "H1", "parent": "B1", "before": 1.0679, "after": 1.2}]
+    assert raw.donors()[0].distance == pytest.approx(2.9239, abs=1e-4)
+    assert k.donors()[0].distance == pytest.approx(2.8851, abs=2e-4)
+    assert raw.donors()[0].distance - k.donors()[0].distance == pytest.approx(0.0388, abs=5e-4)
+    # independent recomputation: every Fm-3 image of (B1, H1), H put at 1.20 Å from B, nearest to K
+    import gemmi
+    orth = ph.cell.orthogonalization_matrix()
+    best = np.inf
+    for op in gemmi.SpaceGroup("F m -3").operations():
+        b, h = (np.array(op.apply_to_xyz(v)) for v in ([0, 0.5827, 0.6359], [0, 0.638, 0.72]))
+        for t in np.array(np.meshgrid(*[range(-1, 2)] * 3)).T.reshape(-1, 3):
+            cb, ch = orth @ (b + t), orth @ (h + t)
+            hn = cb + 1.20 * (ch - cb) / np.linalg.norm(ch - cb)
+            best = min(best, float(np.linalg.norm(hn - orth @ np.array([0.25, 0.25, 0.25]))))
+    assert best == pytest.approx(k.donors()[0].distance, abs=1e-4)
+
+
+def test_h_normalisation_libh4_and_neutron_untouched():
+    """RT-LiBH4 (Soulié et al. 2002, synchrotron X-ray): refined B–H 1.035/1.25/1.29 Å → 1.20 Å; the
+    shortest Li···H 1.986(15) → 1.996(15) Å and Li···H2 2.092 → 2.060 Å. A CIF declaring neutron
+    radiation is left as refined."""
+    ph = ref("LiBH4_Pnma_RT.cif")
+    raw = analyse_geometry(ph, chemenv=False, normalise_h=False).sites[0]
+    r = analyse_geometry(ph, chemenv=False)
+    assert [b.text for b in raw.donors()][:2] == ["1.986(15)", "2.092(12)"]
+    assert [b.text for b in r.sites[0].donors()][:2] == ["1.996(15)", "2.060(13)"]
+    assert {m["label"]: m["before"] for m in r.hydrogen["moved"]} == {"H1": 1.035, "H2": 1.2505, "H3": 1.2862}
+    text = (REF / "LiBH4_Pnma_RT.cif").read_text().replace(
+        "_cell_formula_units_Z", "_diffrn_radiation_probe neutron\n_cell_formula_units_Z")
+    n = analyse_geometry(read_cif_string(text, name="n.cif"), chemenv=False)
+    assert n.hydrogen["probe"] == "neutron" and not n.hydrogen["normalised"]
+    assert [b.text for b in n.sites[0].donors()][:2] == ["1.986(15)", "2.092(12)"]
+
+
+# ----------------------------------------------------------------------------------------------
+# cluster anions, polyhedra, verdict
+# ----------------------------------------------------------------------------------------------
+def test_k2b12h12_centroid_coordination():
+    """K on 8c of Fm-3 sits in a tetrahedron of four B12H12 centroids (anti-fluorite), each anion κ3:
+    K···centroid = a√3/4 = 4.594 Å; no coordinate s.u. in the CIF, and the centroid on an inversion
+    centre has none anyway; with a cell s.u. of 0.0005 Å it propagates to √3/4 × 0.0005 = 0.0002 Å."""
+    ph = ref("K2B12H12_Fm-3.cif")
+    ac = analyse_geometry(ph, chemenv=False).sites[0].anion_coordination
+    assert ac["cn"] == 4 and ac["hapticity"] == "κ3×4"
+    assert all(a["name"] == "B12H12(2-)" and a["n_boron"] == 12 for a in ac["anions"])
+    assert ac["anions"][0]["distance"] == pytest.approx(ph.cell.a * math.sqrt(3) / 4, abs=1e-4)
+    assert ac["anions"][0]["su"] is None
+    assert ac["polyhedron"]["best"] == "T-4 (tetrahedron)" and ac["polyhedron"]["best_cshm"] < 1e-3
+    text = (REF / "K2B12H12_Fm-3.cif").read_text()
+    for ax in "abc":
+        text = text.replace(f"_cell_length_{ax}    10.6100296668", f"_cell_length_{ax}    10.6100(5)")
+    ac2 = analyse_geometry(read_cif_string(text, name="k.cif"), chemenv=False).sites[0].anion_coordination
+    assert ac2["anions"][0]["su"] == pytest.approx(math.sqrt(3) / 4 * 0.0005, abs=2e-5)
+
+
+def test_libh4_bh4_hapticity():
+    ac = analyse_geometry(ref("LiBH4_Pnma_RT.cif"), chemenv=False).sites[0].anion_coordination
+    assert ac["cn"] == 4 and sorted(a["hapticity"] for a in ac["anions"]) == ["κ2", "κ2", "κ2", "κ3"]
+    assert all(a["su"] is not None and 0 < a["su"] < 0.02 for a in ac["anions"])
+    assert ac["polyhedron"]["best"] == "T-4 (tetrahedron)"
+
+
+@pytest.mark.parametrize("n", [9, 10, 11, 12])
+def test_large_cn_shape_measure_finds_ideal_shapes(n):
+    rng = np.random.default_rng(n)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    rot = q * np.sign(np.linalg.det(q))
+    for name, ideal in IDEAL_POLYHEDRA[n].items():
+        pts = (ideal @ rot.T)[rng.permutation(n)] * 2.7
+        assert continuous_shape_measure(pts, ideal, centre=np.zeros(3)) < 1e-3, name
+
+
+def test_polyhedron_verdicts_explained_nac_and_k2b12h12():
+    """NAC Na: xtal's lowest CShM is the capped trigonal prism on the 7 bonds of s ≥ 0.04 v.u.; ChemEnv
+    (no valences: all atoms) reports an octahedron that leaves out the shortest Na–F (2.188 Å) — the
+    report says which to trust and why. K2B12H12: both say icosahedron (S = 2.90); the truncated
+    tetrahedron is far (S ≈ 29)."""
+    nac = analyse_geometry(ref("NAC.cif"), metals="Na", chemenv=True, chemenv_timeout_s=120)
+    v = nac.sites[0].polyhedron["verdict"]
+    assert v["shape"] == "CTPR-7 (capped trigonal prism)" and v["cshm"] == pytest.approx(3.487, abs=0.01)
+    assert v["second_opinion"]["ce_symbol"] == "O:6" and v["agree"] is False
+    assert "2.188" in v["comment"] and "Trust xtal's CTPR-7" in v["comment"]
+    k = analyse_geometry(ref("K2B12H12_Fm-3.cif"), chemenv=True, chemenv_timeout_s=120)
+    kv = k.sites[0].polyhedron["verdict"]
+    assert kv["shape"] == "IC-12 (icosahedron)" and kv["agree"] is True
+    assert k.sites[0].polyhedron["cshm"]["TT-12 (truncated tetrahedron, Friauf)"] > 20
+    md = render_geometry_markdown([nac, k])
+    assert "verdict: ChemEnv (O:6" in md and "ChemEnv agrees (I:12" in md
+    assert "centroid CN = **4**, hapticity κ3×4" in md and "lowest continuous shape measure" in md
+    assert "hydrogen: probe unknown" in md and "H1–B1 1.068 → 1.200 Å" in md
+
+
+# ----------------------------------------------------------------------------------------------
+# donor classes
+# ----------------------------------------------------------------------------------------------
+def test_donor_classes_phosphate_and_amide():
+    ca = analyse_geometry(ref("CaNi_PO3_4_C2c.cif"), metals="Ca", chemenv=False).sites[0]
+    assert {b.kind for b in ca.donors()} == {"phosphate-O"}
+    al = analyse_geometry(ref("AlGa_amide_1b_P212121_SHELXL.cif"), metals="Al", chemenv=False).sites[0]
+    kinds = {b.kind for b in al.donors()}
+    assert kinds & {"amide-N", "amine-N"} and "other" not in kinds
