@@ -247,17 +247,23 @@ def test_geometry_cutoff_nan_is_an_error(capsys):
 
 
 def test_geometry_batch_reports_each_failure_and_goes_on(tmp_path, capsys):
+    """A batch: an impossible CIF fails, one has no Fe, one is analysed; exit 1 says some did not."""
+    bad = tmp_path / "bad.cif"
+    bad.write_text(_cuo(**{"_cell_formula_units_Z  4": "_cell_formula_units_Z  0"}))
     js = tmp_path / "g.json"
-    rc = main(["geometry", str(NO_METAL), str(FEN4), "--metal", "Fe", "--no-chemenv", "--json", str(js)])
+    rc = main(["geometry", str(bad), str(NO_METAL), str(FEN4), "--metal", "Fe", "--no-chemenv",
+               "--json", str(js)])
     captured = capsys.readouterr()
     assert rc == 1                                     # some failed
-    assert "S2dipyridyl" in captured.err and "1 of 2" in captured.err
-    assert "Fe1" in captured.out or "Fe" in captured.out  # the good file was analysed
+    assert "_cell_formula_units_Z" in captured.err and "S2dipyridyl" in captured.err
+    assert f"1 of 3 structure(s) failed: {bad}" in captured.err
+    assert "1 of 3 structure(s) had no selected metal site; the other 1 were analysed" in captured.err
+    assert "COD2242624_FeN4_P-1_SHELXL Fe" in captured.out   # the good file was analysed
     import json
 
     payload = json.loads(js.read_text())
     assert [s["phase"] for s in payload["structures"]] == ["COD2242624_FeN4_P-1_SHELXL"]
-    assert payload["failed"] == [str(NO_METAL)]
+    assert payload["failed"] == [str(bad)]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -367,9 +367,13 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
                         args.report, "xtal coordination geometry", plan)
     for r in no_metal:
         print(f"xtal geometry: {r.file or r.phase_id}: {r.message}", file=sys.stderr)
+    if failed:
+        print(f"xtal geometry: {len(failed)} of {len(specs)} structure(s) failed: {', '.join(failed)}",
+              file=sys.stderr)
+    if no_metal:
+        print(f"xtal geometry: {len(no_metal)} of {len(specs)} structure(s) had no selected metal site; "
+              f"the other {len(results)} were analysed", file=sys.stderr)
     if no_metal or failed:
-        print(f"xtal geometry: {len(failed)} of {len(specs)} structure(s) failed, {len(no_metal)} had no "
-              f"selected metal site; the other {len(results)} were analysed", file=sys.stderr)
         return 1 if results else 2
     return 0
 
