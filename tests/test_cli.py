@@ -16,7 +16,7 @@ PBSO4 = REPO / "patterns" / "measured" / "lab_PbSO4_CuKa"
 
 def test_simulate_writes_pattern_reflections_and_figure(tmp_path, capsys):
     out, refl, fig = tmp_path / "k.xye", tmp_path / "k.csv", tmp_path / "k.png"
-    assert main(["simulate", "k2b12h12", "--range", "5", "30", "--step", "0.01", "--out", str(out),
+    assert main(["simulate", "k2b12h12", "--wavelength", "0.71073", "--range", "5", "30", "--step", "0.01", "--out", str(out),
                  "--reflections", str(refl), "--plot", str(fig)]) == 0
     text = capsys.readouterr().out
     assert "(1 1 1)" in text
@@ -35,7 +35,7 @@ def test_simulate_writes_pattern_reflections_and_figure(tmp_path, capsys):
     assert abs(peak - 6.652) < 0.02
     assert fig.stat().st_size > 10_000
     # refuses to overwrite without --force
-    assert main(["simulate", "k2b12h12", "--out", str(out)]) == 2
+    assert main(["simulate", "k2b12h12", "--wavelength", "0.71073", "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
 
 

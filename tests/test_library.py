@@ -8,7 +8,7 @@ import pytest
 from conftest import REF_STRUCTURES
 from xtal.cli import main
 from xtal.errors import EmptySlotError, LibraryError, OverwriteError, UnknownPhaseError
-from xtal.library import MODEL_WARNING, Library, add_user_cif
+from xtal.library import SlotMismatchError, MODEL_WARNING, Library, add_user_cif
 
 SOLVATE_SLOTS = {"li2b12h12_2diglyme", "li2b12h12_1.5dme", "na2b12h12_4diglyme_rt",
                  "na2b12h12_2diglyme_ht", "k2b12h12_4diglyme",
@@ -85,7 +85,11 @@ def test_user_cif_fills_a_slot_without_code_change(tmp_path, monkeypatch):
     src = tmp_path / "my_ccdc_file.cif"
     shutil.copy(REF_STRUCTURES / "AlGa_amide_1b_P212121_SHELXL.cif", src)
     before = src.read_bytes()
-    out = add_user_cif(src, "k2b12h12_4diglyme")
+    # an Al/Ga amide is not K2B12H12·4 diglyme: refused with the reason, nothing written
+    with pytest.raises(SlotMismatchError, match="elements differ"):
+        add_user_cif(src, "k2b12h12_4diglyme")
+    assert not (user / "k2b12h12_4diglyme.cif").exists()
+    out = add_user_cif(src, "k2b12h12_4diglyme", accept_mismatch=True)   # --force
     assert out == user / "k2b12h12_4diglyme.cif"
     assert src.read_bytes() == before  # the user's file is untouched
     lib = Library.bundled()

@@ -2,6 +2,7 @@
 key results and their figures.  They are stored without outputs."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -57,6 +58,8 @@ def test_notebook_is_stored_without_outputs(name):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_executes(name, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # the kernel imports this checkout's xtal, not whatever checkout the venv was installed from
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})

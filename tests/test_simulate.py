@@ -380,7 +380,7 @@ def test_model_phase_warnings_exports_and_figure(tmp_path):
     path = ALPHA_MODEL if ALPHA_MODEL.exists() else REF_STRUCTURES / "K2B12H12_Fm-3.cif"
     phase = read_cif(path, kind="model")
     assert phase.is_model
-    sim = simulate(phase)
+    sim = simulate(phase, LAM)
     assert any("intensities depend on the modelled anion orientation" in w for w in sim.warnings)
     assert any("peak positions follow the published cell" in w for w in sim.warnings)
     for fmt in ("xy", "xye", "csv", "cif"):
@@ -412,24 +412,24 @@ def test_model_phase_warnings_exports_and_figure(tmp_path):
 
 
 def test_refined_phase_has_no_model_warning(cuo, tmp_path):
-    sim = simulate(cuo)
+    sim = simulate(cuo, LAM)
     assert not any("MODEL" in w for w in sim.warnings)
     fig = pattern_figure(sim)
     assert MODEL_FIGURE_TEXT not in [t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_text"))]
 
 
 def test_writers_refuse_to_overwrite_and_are_atomic(cuo, tmp_path):
-    sim = simulate(cuo)
+    sim = simulate(cuo, LAM)
     p = write_simulated(sim, tmp_path / "out.csv")
     first = p.read_text()
     assert first.startswith("#") and "wavelength_angstrom: 0.71073" in first
     assert "two_theta_deg,d_angstrom,q_inv_angstrom,intensity" in first
     with pytest.raises(OverwriteError):
         write_simulated(sim, tmp_path / "out.csv")
-    with pytest.raises(OverwriteError):
-        plot_pattern(sim, p)
+    with pytest.raises(XtalError, match="cannot write a figure"):
+        plot_pattern(sim, p)  # a figure as .csv is refused before drawing
     assert p.read_text() == first
-    sim2 = simulate(cuo, fwhm_deg=0.2)
+    sim2 = simulate(cuo, LAM, fwhm_deg=0.2)
     write_simulated(sim2, p, overwrite=True)
     assert p.read_text() != first
     assert sorted(x.name for x in tmp_path.iterdir()) == ["out.csv"]  # no temp files left
@@ -455,13 +455,14 @@ def test_bad_wavelength(cuo, lam):
                                 dict(two_theta_range=(float("nan"), 10)), dict(two_theta_range=(5, 190)),
                                 dict(step=0.0), dict(step=float("nan")), dict(fwhm_deg=float("nan")),
                                 dict(fwhm_deg=-0.1), dict(eta=1.5), dict(eta=float("nan")),
-                                dict(zero_shift_deg=float("inf")), dict(caglioti=(0.0, -1.0, 0.0)),
+                                dict(zero_shift_deg=float("inf")), dict(zero_shift_deg=500.0),
+                                dict(scale=-1.0), dict(scale=0.0), dict(caglioti=(0.0, -1.0, 0.0)),
                                 dict(tch=(0.0, 0.0, float("nan"), 0.0, 0.0)),
                                 dict(polarization="laser"), dict(form_factors="waasmaier"),
                                 dict(wavelength_angstrom=(0.7093, 0.7136, 2.0))])
 def test_bad_parameters_raise_simulation_error(cuo, kw):
     with pytest.raises(SimulationError):
-        simulate(cuo, **kw)
+        simulate(cuo, **{"wavelength_angstrom": LAM, **kw})
 
 
 def test_bad_profile_arrays():
@@ -497,8 +498,8 @@ Li1 Li 0 0 0 0.01
 def test_deuterium_scatters_as_hydrogen_with_a_note():
     ph_d = read_cif_string(_D_CIF.format(h="D"))
     ph_h = read_cif_string(_D_CIF.format(h="H"))
-    rd = reflection_table(ph_d)
-    rh = reflection_table(ph_h)
+    rd = reflection_table(ph_d, LAM)
+    rh = reflection_table(ph_h, LAM)
     np.testing.assert_allclose(rd.intensity, rh.intensity)
     assert DEUTERIUM_NOTE in rd.warnings
 
@@ -506,11 +507,11 @@ def test_deuterium_scatters_as_hydrogen_with_a_note():
 def test_element_without_form_factor_raises(cuo):
     bad = replace(cuo, sites=[replace(cuo.sites[0], element="Es")] + cuo.sites[1:], _images=None)
     with pytest.raises(FormFactorError) as exc:
-        reflection_table(bad)
+        reflection_table(bad, LAM)
     assert isinstance(exc.value, SimulationError) and "Es" in str(exc.value)
     unknown = replace(cuo, sites=[replace(cuo.sites[0], element="Xx")] + cuo.sites[1:], _images=None)
-    with pytest.raises(SimulationError):
-        simulate(unknown, form_factors="pymatgen")
+    with pytest.raises(XtalError, match="Xx"):   # refused at simulate's entry (UnknownElementError)
+        simulate(unknown, LAM, form_factors="pymatgen")
 
 
 def test_no_reflections_in_range_gives_empty_table_and_warning(cuo):

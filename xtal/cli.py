@@ -82,6 +82,7 @@ def _cmd_library(args: argparse.Namespace) -> int:
         return 0
     if args.library_cmd == "add":
         target = add_user_cif(args.file, args.id, block=args.block, overwrite=args.force,
+                              accept_mismatch=args.force,
                               directory=Path(args.dir) if args.dir else None)
         print(f"added {args.file} as {args.id!r}: {target}")
         return 0
@@ -132,14 +133,46 @@ def _load_phase(spec: str, *, block: str | None = None):
     return Library.bundled().phase(spec)
 
 
-def _outputs_report(md_text: str, report: str | None, title: str) -> None:
+def _outputs_report(md_text: str, report: str | None, title: str, plan) -> None:
     from xtal.report import write_report
 
     if report:
         md = Path(report)
-        html = md.with_suffix(".html") if md.suffix.lower() == ".md" else None
-        write_report(md_text, md, html_path=html, title=title)
-        print(f"report: {md}" + (f" and {html}" if html else ""))
+        html = md.with_suffix(".html")
+        write_report(md_text, md, html_path=html, title=title, overwrite=True, protected=plan.inputs)
+        print(f"report: {md} and {html}")
+
+
+def _input_path(spec: str | None) -> Path | None:
+    """A command-line input that is a file (a CIF path, not a library id), else None."""
+    if spec is None:
+        return None
+    p = Path(spec)
+    return p if p.exists() else None
+
+
+def _library_inputs(spec: str | None) -> list[Path]:
+    """CIF files or directories named in --library (they are inputs of the run)."""
+    if not spec:
+        return []
+    out = []
+    for part in str(spec).split(","):
+        p = Path(part.strip())
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            out.extend(p.glob("*.cif"))
+    return out
+
+
+def _plan(inputs, force: bool, input_dirs=()):
+    from xtal.util import OutputPlan
+
+    return OutputPlan([p for p in inputs if p is not None], force=force, input_dirs=input_dirs)
+
+
+REPORT_SUFFIXES = {".md"}
+JSON_SUFFIXES = {".json"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,9 +191,16 @@ def _polarization_arg(text: str | None):
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from xtal.io import write_reflections_csv, write_simulated
+    from xtal.io.simulated import SIMULATED_SUFFIXES
     from xtal.report.simulate import plot_pattern
     from xtal.simulate import MarchDollase, simulate
+    from xtal.util import FIGURE_SUFFIXES
 
+    plan = _plan([_input_path(args.structure)], args.force)
+    out = plan.add(args.out, what="--out", suffixes=SIMULATED_SUFFIXES)
+    refl_out = plan.add(args.reflections, what="--reflections", suffixes={".csv"})
+    plot_out = plan.add(args.plot, what="--plot", suffixes=FIGURE_SUFFIXES)
+    plan.check()  # before reading or computing anything
     phase = _load_phase(args.structure, block=args.block)
     po = None
     if args.march_dollase:
@@ -182,12 +222,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         h, k, l = refl.hkl[i]
         print(f"  ({h:d} {k:d} {l:d})  d = {refl.d_angstrom[i]:.4f} Å  2θ = {refl.two_theta_deg[i]:.3f}°  "
               f"m = {refl.multiplicity[i]}  I = {100 * refl.intensity[i] / refl.intensity.max():.1f}")
-    if args.out:
-        print(f"pattern: {write_simulated(sim, args.out, overwrite=args.force)}")
-    if args.reflections:
-        print(f"reflections: {write_reflections_csv(refl, args.reflections, overwrite=args.force)}")
-    if args.plot:
-        print(f"figure: {plot_pattern(sim, args.plot, overwrite=args.force)}")
+    if out:
+        print(f"pattern: {write_simulated(sim, out, overwrite=args.force, protected=plan.inputs)}")
+    if refl_out:
+        print(f"reflections: {write_reflections_csv(refl, refl_out, overwrite=args.force, protected=plan.inputs)}")
+    if plot_out:
+        print(f"figure: {plot_pattern(sim, plot_out, overwrite=args.force)}")
     return 0
 
 
@@ -212,8 +252,22 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     from xtal.identify import identify
     from xtal.io import read_pattern
     from xtal.report.identify import plot_identification, render_identification_markdown
-    from xtal.util import atomic_write_text
+    from xtal.util import FIGURE_SUFFIXES, atomic_write_text, check_writable
 
+    plan = _plan([Path(args.pattern), _input_path(args.instrument), *_library_inputs(args.library)],
+                 args.force)
+    json_out = plan.add(args.json, what="--json", suffixes=JSON_SUFFIXES)
+    report = plan.add(args.report, what="--report", suffixes=REPORT_SUFFIXES)
+    plot = plan.add(args.plot or (report.with_suffix(".png") if report else None), what="--plot",
+                    suffixes=FIGURE_SUFFIXES)
+    if report:
+        plan.add(report.with_suffix(".html"), what="--report (HTML)")
+    plan.check()  # before reading the pattern or fitting anything
+    if args.max_phases is not None and args.max_phases < 1:
+        from xtal.errors import IdentificationError
+
+        raise IdentificationError(f"--max-phases must be at least 1, got {args.max_phases}",
+                                  field="--max-phases")
     pattern = read_pattern(args.pattern, instrument=args.instrument, frame=args.frame,
                            columns=_columns_arg(args.columns))
     phases, empty = _library_phases(args.library)
@@ -235,14 +289,14 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         print(f"  not searched (empty library slots): {', '.join(empty)}")
     if best is None:
         print("  no library phase explains the pattern")
-    if args.json:
+    if json_out:
         payload = result.to_json_dict()
         payload["empty_slots"] = empty
-        atomic_write_text(args.json, json.dumps(payload, indent=2))
-        print(f"json: {args.json}")
-    plot = args.plot or (str(Path(args.report).with_suffix(".png")) if args.report else None)
+        check_writable(json_out, overwrite=args.force, protected=tuple(plan.inputs))
+        atomic_write_text(json_out, json.dumps(payload, indent=2))
+        print(f"json: {json_out}")
     if plot:
-        plot_identification(result, pattern, plot)
+        plot_identification(result, pattern, plot, overwrite=args.force)
         print(f"figure: {plot}")
     if args.report:
         md = render_identification_markdown(result)
@@ -252,7 +306,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
                 f"\n\n![observed, calculated and difference]({Path(plot).name})\n"
         if empty:
             md += ("\n\n**Not searched — empty library slots** (supply the CIFs): " + ", ".join(empty) + "\n")
-        _outputs_report(md, args.report, "xtal phase identification")
+        _outputs_report(md, args.report, "xtal phase identification", plan)
     return 0
 
 
@@ -262,21 +316,35 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 def _cmd_geometry(args: argparse.Namespace) -> int:
     from xtal.geometry import CONTACT_KINDS, analyse_geometry
     from xtal.report.geometry import plot_distance_distributions, render_geometry_markdown
-    from xtal.util import atomic_write_text
+    from xtal.util import atomic_write_text, check_writable
 
     from xtal.library import Library
 
-    published = Library.bundled().published_ranges()
-    results, no_metal = [], []
-    h_mode = {"auto": None, "normalise": True, "as-refined": False}[args.h_positions]
     specs = [str(f) for spec in args.structures
              for f in (sorted(Path(spec).glob("*.cif")) if Path(spec).is_dir() else [spec])]
     batch = len(specs) > 1 or any(Path(spec).is_dir() for spec in args.structures)
-    for spec in specs:   # a batch completes the other structures when one has no metal (exit 1)
-        phase = _load_phase(spec, block=args.block)
-        r = analyse_geometry(phase, metals=args.metal, cutoff_angstrom=args.cutoff,
-                             chemenv=not args.no_chemenv, no_metal="empty" if batch else "raise",
-                             normalise_h=h_mode)
+    plan = _plan([_input_path(s) for s in specs], args.force)
+    json_out = plan.add(args.json, what="--json", suffixes=JSON_SUFFIXES)
+    report = plan.add(args.report, what="--report", suffixes=REPORT_SUFFIXES)
+    if report:
+        plan.add(report.with_suffix(".html"), what="--report (HTML)")
+        plan.add(report.with_suffix(".png"), what="--report (figure)")
+    plan.check()  # before any structure is read
+    published = Library.bundled().published_ranges()
+    results, no_metal, failed = [], [], []
+    h_mode = {"auto": None, "normalise": True, "as-refined": False}[args.h_positions]
+    for spec in specs:   # a batch completes the other structures when one fails or has no metal (exit 1)
+        try:
+            phase = _load_phase(spec, block=args.block)
+            r = analyse_geometry(phase, metals=args.metal, cutoff_angstrom=args.cutoff,
+                                 chemenv=not args.no_chemenv, no_metal="empty" if batch else "raise",
+                                 normalise_h=h_mode)
+        except XtalError as exc:
+            if not batch:
+                raise
+            failed.append(spec)
+            print(f"xtal: error: {exc}", file=sys.stderr)
+            continue
         (results if r.sites else no_metal).append(r)
     for r in results:
         for site in r.to_json_dict()["sites"]:
@@ -284,24 +352,29 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
                               for b in site["bonds"] if b["kind"] not in CONTACT_KINDS)
             print(f"{r.phase_id} {site['label']}: CN {site['cn']}, BVS "
                   f"{site['bvs'] if site['bvs'] is not None else 'n/a'}: {bonds}")
-    if args.json:
-        payload = results[0].to_json_dict() if len(results) == 1 else \
+    if json_out and results:
+        payload = results[0].to_json_dict() if not batch else \
             {"structures": [r.to_json_dict() for r in results]}
-        atomic_write_text(args.json, json.dumps(payload, indent=2))
-        print(f"json: {args.json}")
-    figure = None
-    if args.report:
-        figure = Path(args.report).with_suffix(".png")
-        plot_distance_distributions(results, figure, published=published)
-    if args.report:
+        if failed:
+            payload["failed"] = failed
+        check_writable(json_out, overwrite=args.force, protected=tuple(plan.inputs))
+        atomic_write_text(json_out, json.dumps(payload, indent=2))
+        print(f"json: {json_out}")
+    if report and results:
+        figure = report.with_suffix(".png")
+        plot_distance_distributions(results, figure, published=published, overwrite=args.force)
         _outputs_report(render_geometry_markdown(results, figure=figure.name, published=published),
-                        args.report, "xtal coordination geometry")
+                        args.report, "xtal coordination geometry", plan)
     for r in no_metal:
         print(f"xtal geometry: {r.file or r.phase_id}: {r.message}", file=sys.stderr)
+    if failed:
+        print(f"xtal geometry: {len(failed)} of {len(specs)} structure(s) failed: {', '.join(failed)}",
+              file=sys.stderr)
     if no_metal:
         print(f"xtal geometry: {len(no_metal)} of {len(specs)} structure(s) had no selected metal site; "
               f"the other {len(results)} were analysed", file=sys.stderr)
-        return 1
+    if no_metal or failed:
+        return 1 if results else 2
     return 0
 
 
@@ -328,10 +401,15 @@ class _FrameBar:
 
 def _cmd_series(args: argparse.Namespace) -> int:
     from xtal.report import markdown_to_html
-    from xtal.report.series import write_series_result
+    from xtal.report.series import SERIES_OUTPUT_NAMES, write_series_result
     from xtal.series import analyse_series
     from xtal.util import atomic_write_text
 
+    src = Path(args.source)
+    plan = _plan([src if src.is_file() else None, _input_path(args.temperatures), _input_path(args.instrument),
+                  *_library_inputs(args.library)], args.force, input_dirs=[src] if src.is_dir() else [])
+    plan.add_dir(args.out, SERIES_OUTPUT_NAMES, what="--out")
+    plan.check()  # before any frame is read or fitted
     phases, empty = _library_phases(args.library)
     bar = None if args.no_progress else _FrameBar()
     try:
@@ -415,7 +493,7 @@ def _cmd_refine(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from xtal.demo import run_demo
 
-    run_demo(Path(args.out))
+    run_demo(Path(args.out), overwrite=args.force)
     return 0
 
 
@@ -457,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_add.add_argument("--id", required=True)
     p_add.add_argument("--block", help="data block to take from a multi-block CIF")
     p_add.add_argument("--dir", help="user structure directory (default $XTAL_USER_STRUCTURES or ~/.xtal/structures)")
-    p_add.add_argument("--force", action="store_true", help="replace an existing user CIF with this id")
+    p_add.add_argument("--force", action="store_true", help="replace an existing user CIF with this id, and "
+                       "add a CIF that does not match the slot's formula or published M–O distances")
     p_check = lsub.add_parser("check", help="parse and validate CIFs (default: the whole library)")
     p_check.add_argument("files", nargs="*")
     p_lib.set_defaults(func=_cmd_library)
@@ -465,9 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim = sub.add_parser("simulate", help="simulate a powder pattern (reflection table + profile)")
     p_sim.add_argument("structure", metavar="CIF_OR_ID")
     p_sim.add_argument("--block", help="data block of a multi-block CIF")
-    p_sim.add_argument("--wavelength", default="0.71073",
+    p_sim.add_argument("--wavelength", required=True,
                        help="λ in Å, or a tube name (CuKa, MoKa, … = Kα1/Kα2 doublet; CuKa1 = Kα1 only); "
-                            "default 0.71073 (Mo Kα mean, as in the source study)")
+                            "required (the source study used 0.71073, Mo Kα mean)")
     p_sim.add_argument("--range", nargs=2, type=float, default=[2.0, 50.0], metavar=("MIN", "MAX"),
                        help="2θ range in degrees")
     p_sim.add_argument("--step", type=float, default=0.01, help="2θ step in degrees")
@@ -503,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_id.add_argument("--polarization", help=POLARIZATION_HELP)
     p_id.add_argument("--json", help="write the JSON result here")
     p_id.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
-    p_id.add_argument("--plot", help="figure: observed, calculated, difference, ticks")
+    p_id.add_argument("--plot", help="figure (PNG/PDF/SVG): observed, calculated, difference, ticks")
+    p_id.add_argument("--force", action="store_true", help="replace existing output files")
     p_id.set_defaults(func=_cmd_identify)
 
     p_ser = sub.add_parser("series", help="phase map of an in-situ thermal series")
@@ -523,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="the whole workflow on the bundled data (library, simulation, "
                                          "identification, thermal series, coordination)")
     p_demo.add_argument("--out", default="xtal-demo", metavar="DIR", help="output directory (default xtal-demo/)")
+    p_demo.add_argument("--force", action="store_true",
+                        help="write into an existing non-empty DIR, replacing the demo's own files")
     p_demo.set_defaults(func=_cmd_demo)
 
     p_geo = sub.add_parser("geometry", help="coordination geometry: M–X distances with s.u., CN, polyhedra, BVS")
@@ -536,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_geo.add_argument("--h-positions", choices=("auto", "normalise", "as-refined"), default="auto",
                        help="H positions: auto (default) normalises X–H to neutron distances unless the CIF "
                             "is neutron data; normalise or as-refined force it")
+    p_geo.add_argument("--force", action="store_true", help="replace existing output files")
     p_geo.set_defaults(func=_cmd_geometry)
 
     p_fmt = sub.add_parser("formats", help="the pattern formats read and written, with extensions")

@@ -211,8 +211,8 @@ def _fnum(v, nd=2, none="–"):
     return f"{v:.{nd}f}"
 
 
-def _check_out_dir(out: Path) -> None:
-    """Never write into the bundled data (the demo's inputs)."""
+def _check_out_dir(out: Path, *, overwrite: bool = False) -> None:
+    """Never write into the bundled data (the demo's inputs); a non-empty ``out`` needs ``overwrite``."""
     from xtal.errors import OverwriteError
     from xtal.library import bundled_structures_dir
 
@@ -222,19 +222,25 @@ def _check_out_dir(out: Path) -> None:
         if o == pr or pr in o.parents:
             raise OverwriteError("the demo output directory must not be inside the bundled data "
                                  f"({pr}); choose another --out", path=out)
+    if out.exists() and not out.is_dir():
+        raise OverwriteError("the demo output exists and is not a directory", path=out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OverwriteError("the demo output directory exists and is not empty; use --force to replace "
+                             "the demo's files in it", path=out)
 
 
 # ----------------------------------------------------------------------------------------------
 # the demo
 # ----------------------------------------------------------------------------------------------
 def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
-             log: Callable[[str], Any] = print) -> DemoOutputs:
+             log: Callable[[str], Any] = print, overwrite: bool = False) -> DemoOutputs:
     """Run the whole demo on bundled data and write every output into ``out_dir``.
 
     Parameters
     ----------
-    out_dir : output directory (created; files of a previous demo run there are replaced — the demo
-        only ever writes its own file names and never into the bundled ``patterns/``/``structures/``).
+    out_dir : output directory (created; never inside the bundled ``patterns/``/``structures/``).
+        An existing non-empty directory is refused before anything runs unless ``overwrite``
+        (``xtal demo --force``); then the demo replaces its own file names there.
     progress : log one line per step and per item (False: only the final summary is logged).
     log : callable receiving each progress / summary line (default ``print``).
 
@@ -249,7 +255,7 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
 
     t_start = time.perf_counter()
     out = Path(out_dir)
-    _check_out_dir(out)
+    _check_out_dir(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     res = DemoOutputs(out_dir=out)
     say = log if progress else (lambda *_a, **_k: None)
@@ -444,7 +450,7 @@ def _step_identify(lib, out: Path, res: DemoOutputs, say) -> None:
         res.add("identify", f"{dp.name}.json", _write_json(d / f"{dp.name}.json", js))
         md = _identification_markdown(render_identification_markdown(r), dp, pat, comp, fig.name)
         md_path, html_path = write_report(md, d / f"{dp.name}.md", html_path=d / f"{dp.name}.html",
-                                          title=f"xtal identification — {dp.title}")
+                                          overwrite=True, title=f"xtal identification — {dp.title}")
         res.add("identify", f"{dp.name}.md", md_path)
         res.add("identify", f"{dp.name}.html", html_path)
         res.add("identify", f"{dp.name}.png", fig)
@@ -486,7 +492,7 @@ def _step_identify(lib, out: Path, res: DemoOutputs, say) -> None:
     for row in summary_rows:
         L += [f"## {row['pattern']}", "", f"![{row['pattern']}]({row['pattern']}.png)", ""]
     md_path, html_path = write_report("\n".join(L), d / "batch_summary.md", html_path=d / "batch_summary.html",
-                                      title="xtal batch identification")
+                                      overwrite=True, title="xtal batch identification")
     res.add("identify", "batch_summary.md", md_path)
     res.add("identify", "batch_summary.html", html_path)
     res.numbers["identify"] = numbers
@@ -557,7 +563,7 @@ def _step_series(lib, out: Path, res: DemoOutputs, say) -> None:
     expected = json.loads(da.attrs.get("expected_events", "[]"))
     md = _series_preamble(da, sr, expected, path) + render_series_markdown(sr, figures=figs).split("\n", 1)[1]
     md_path, html_path = write_report(md, d / "report.md", html_path=d / "report.html",
-                                      title="xtal thermal series (SYNTHETIC)")
+                                      overwrite=True, title="xtal thermal series (SYNTHETIC)")
     for k, v in written.items():
         if k != "report.md":
             res.add("series", k, v)
@@ -638,7 +644,8 @@ def _step_coordination(lib, out: Path, res: DemoOutputs, say) -> None:
     for p in lib.phases():
         g = analyse_geometry(p, chemenv=False, no_metal="empty")
         (results if g.sites else skipped).append(g)
-    fig = plot_distance_distributions(results, d / "coordination.png", published=published)
+    fig = plot_distance_distributions(results, d / "coordination.png", published=published,
+                                     overwrite=True)
     comparison = compare_metals(results, published)
     payload = {"note": ("Coordination of the alkali/alkaline-earth metal sites of every bundled structure. "
                         "pymatgen ChemEnv was NOT run (chemenv=False, for speed); polyhedra are xtal's own "
@@ -660,7 +667,7 @@ def _step_coordination(lib, out: Path, res: DemoOutputs, say) -> None:
            "empty slots: add them with `xtal library add` and rerun to compare Li/Na/K.", "", "---", ""]
     body = md.split("\n", 1)[1] if md.startswith("# ") else md
     md_path, html_path = write_report("\n".join(pre) + body, d / "coordination.md",
-                                      html_path=d / "coordination.html", title="xtal coordination geometry")
+                                      html_path=d / "coordination.html", overwrite=True, title="xtal coordination geometry")
     res.add("coordination", "coordination.md", md_path)
     res.add("coordination", "coordination.html", html_path)
     res.add("coordination", "coordination.png", fig)
@@ -715,7 +722,7 @@ def _write_overview(out: Path, res: DemoOutputs) -> None:
     L.append(f"| total | {res.elapsed_s:.1f} |")
     L += ["", "`summary.json` holds every key number and file path.", ""]
     md_path, html_path = write_report("\n".join(L), out / "README.md", html_path=out / "index.html",
-                                      title="xtal demo")
+                                      overwrite=True, title="xtal demo")
     res.add("overview", "README.md", md_path)
     res.add("overview", "index.html", html_path)
     res.add("overview", "summary.json", out / "summary.json")

@@ -20,11 +20,22 @@ from typing import Any, Iterable
 
 import gemmi
 
-from xtal.errors import EmptySlotError, LibraryError, OverwriteError, UnknownPhaseError
+from xtal.errors import EmptySlotError, LibraryError, UnknownPhaseError, XtalError
 from xtal.structures import MODEL_WARNING, Phase, infer_z, parse_formula, read_cif
 
 __all__ = ["LibraryEntry", "Library", "bundled_structures_dir", "user_structures_dir", "add_user_cif",
-           "MODEL_WARNING"]
+           "MODEL_WARNING", "check_entry_fit", "SlotMismatchError"]
+
+
+class SlotMismatchError(LibraryError):
+    """A CIF put into a library entry does not match the entry's formula or published geometry."""
+
+
+#: What `check_entry_fit` compares (see its docstring).
+METAL_BORON_RTOL = 0.02        # M : B is stoichiometric (2 : 12 in M2B12H12)
+SOLVENT_RTOL = 0.15            # C, O, N, … per B (or per metal): partial solvent occupancy allowed
+M_O_TOLERANCE_ANGSTROM = 0.05  # beyond the published M–O range (different T, s.u.)
+_IGNORED_ELEMENTS = {"H", "D"}  # H is often not modelled or riding
 
 KINDS = ("refined", "model", "surrogate", "slot", "user")
 ROLES = ("solvate", "anhydrous", "reactant", "other")
@@ -275,23 +286,103 @@ def _read_manifest(path: Path) -> list[LibraryEntry]:
     return entries
 
 
+def check_entry_fit(entry: LibraryEntry, phase: Phase) -> list[str]:
+    """Why ``phase`` does not belong in ``entry`` (empty list: it fits).
+
+    Compared, when the entry states them:
+
+    * **elements** — the set of elements other than H/D of the entry's formula and of the CIF's sites
+      must be equal (H is ignored: it is often not modelled);
+    * **metal : boron** — with both present, the ratio from the sites must equal the formula's within
+      `METAL_BORON_RTOL` (stoichiometric in M2B12H12);
+    * **solvent** — every other element (C, O, N, …) counted per B (else per metal, else per the
+      first element) must equal the formula's within `SOLVENT_RTOL`: a partly occupied or disordered
+      solvent passes, a different solvate (1.5 DME vs 2 diglyme, 2 vs 4 diglyme) does not;
+    * **M–O distances** — with ``checks["M-O_angstrom"] = [lo, hi]`` and the entry's metal: every
+      M–O bond found by `xtal.geometry.analyse_geometry` must lie in [lo − 0.05, hi + 0.05] Å
+      (`M_O_TOLERANCE_ANGSTROM`), and with ``checks["cn"]`` every metal site's CN must equal it.
+    """
+    problems: list[str] = []
+    if entry.formula:
+        want = {k: v for k, v in parse_formula(entry.formula).items() if k not in _IGNORED_ELEMENTS}
+        have = {("H" if k == "D" else k): v for k, v in phase.formula_from_sites().items()}
+        have = {k: v for k, v in have.items() if k not in _IGNORED_ELEMENTS and v > 0}
+        if set(want) != set(have):
+            problems.append(f"elements differ: the entry's formula {entry.formula} has "
+                            f"{'/'.join(sorted(want)) or 'none'} (besides H), the CIF has "
+                            f"{'/'.join(sorted(have)) or 'none'}")
+        else:
+            ref = "B" if "B" in want else (entry.metal if entry.metal in want else sorted(want)[0])
+            metal = entry.metal if entry.metal in want else None
+            for el in sorted(want):
+                if el == ref:
+                    continue
+                w_ratio, h_ratio = want[el] / want[ref], have[el] / have[ref]
+                tol = METAL_BORON_RTOL if el == metal and ref == "B" else SOLVENT_RTOL
+                if abs(h_ratio - w_ratio) > tol * w_ratio:
+                    problems.append(f"{el}:{ref} is {h_ratio:.3f} in the CIF but {w_ratio:.3f} in the "
+                                    f"entry's formula {entry.formula} (tolerance {100 * tol:.0f} %)")
+    m_o = entry.checks.get("M-O_angstrom")
+    if not problems and entry.metal and (m_o or "cn" in entry.checks):
+        from xtal.geometry import analyse_geometry
+
+        try:
+            g = analyse_geometry(phase, metals=entry.metal, chemenv=False, no_metal="empty",
+                                 compare_cif=False)
+        except XtalError as exc:
+            problems.append(f"the {entry.metal} coordination cannot be computed ({exc})")
+            g = None
+        if g is not None and not g.sites:
+            problems.append(f"the CIF has no {entry.metal} site")
+        elif g is not None:
+            from xtal.geometry import CONTACT_KINDS
+
+            dists = [b.distance for s in g.sites for b in s.bonds
+                     if b.element == "O" and b.kind not in CONTACT_KINDS]
+            if m_o and dists:
+                lo, hi = float(m_o[0]) - M_O_TOLERANCE_ANGSTROM, float(m_o[1]) + M_O_TOLERANCE_ANGSTROM
+                bad = [d for d in dists if not lo <= d <= hi]
+                if bad:
+                    problems.append(f"{entry.metal}–O distances {', '.join(f'{d:.3f}' for d in sorted(bad))} Å "
+                                    f"lie outside the published {m_o[0]}–{m_o[1]} Å (± "
+                                    f"{M_O_TOLERANCE_ANGSTROM} Å)")
+            elif m_o:
+                problems.append(f"the CIF has no {entry.metal}–O bond; published {m_o[0]}–{m_o[1]} Å")
+            cn = entry.checks.get("cn")
+            if cn is not None:
+                cns = sorted({s.cn for s in g.sites})
+                if cns != [int(cn)]:
+                    problems.append(f"{entry.metal} coordination number {cns} differs from the published {cn}")
+    return problems
+
+
 def add_user_cif(path: str | Path, phase_id: str, *, block: str | None = None,
-                 directory: Path | None = None, overwrite: bool = False) -> Path:
+                 directory: Path | None = None, overwrite: bool = False,
+                 accept_mismatch: bool = False) -> Path:
     """Validate a CIF and store its structure block as ``ID.cif`` in the user directory.
 
-    The CIF is parsed first (a fatal problem raises its `CifError`); only the chosen data block is
-    written, atomically. An existing ``ID.cif`` is never replaced unless ``overwrite=True``.
-    Returns the path written.
+    The target is checked first (never the source itself; an existing ``ID.cif`` only with
+    ``overwrite``), then the CIF is parsed (a fatal problem raises its `CifError`) and, when ``ID`` is
+    an entry of the bundled manifest with a formula or checks, compared with it (`check_entry_fit`):
+    a mismatch raises `SlotMismatchError` saying why, unless ``accept_mismatch`` (CLI ``--force``).
+    Only the chosen data block is written, atomically.  Returns the path written.
     """
+    from xtal.util import check_writable
+
     src = Path(path)
-    phase = read_cif(src, block=block, phase_id=phase_id)
     target_dir = directory or user_structures_dir()
-    target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / f"{phase_id}.cif"
-    if target.exists() and not overwrite:
-        raise OverwriteError(f"{target} exists; pass --force to replace it", path=target)
-    if target.resolve() == src.resolve():
-        raise OverwriteError("source and destination are the same file", path=src)
+    check_writable(target, overwrite=overwrite, protected=(src,))
+    phase = read_cif(src, block=block, phase_id=phase_id)
+    manifest = {e.id: e for e in _read_manifest(bundled_structures_dir() / "library.toml")}
+    entry = manifest.get(phase_id)
+    if entry is not None and not accept_mismatch:
+        problems = check_entry_fit(entry, phase)
+        if problems:
+            raise SlotMismatchError(f"{src.name} does not look like {entry.id} ({entry.name}): "
+                                    + "; ".join(problems) + ". Check which CCDC deposition this is; "
+                                    "use --force to add it anyway", path=src)
+    target_dir.mkdir(parents=True, exist_ok=True)
     doc = gemmi.cif.read(str(src))
     out = gemmi.cif.Document()
     out.add_copied_block(doc.find_block(phase.block))

@@ -37,17 +37,20 @@ from xtal.errors import SimulationError
 from xtal.formfactors import (DEFAULT_FORM_FACTORS, FORM_FACTOR_SOURCES, FormFactorError,
                               element_for_scattering, form_factor)
 from xtal.profiles import caglioti_fwhm, pseudo_voigt_profile, tch_fwhm_eta
-from xtal.structures import MODEL_WARNING
+from xtal.structures import MODEL_WARNING, Phase
+from xtal.structures.validate import check_physical
 from xtal.util import finite_float
 
 __all__ = [
-    "DEFAULT_WAVELENGTH_ANGSTROM", "MODEL_WARNING",
+    "MAX_ZERO_SHIFT_DEG", "MODEL_WARNING",
     "FORM_FACTOR_SOURCES", "DEFAULT_FORM_FACTORS", "MarchDollase", "ReflectionTable", "SimulatedPattern",
     "FormFactorError", "reflection_table", "structure_factors", "multiplicities", "d_spacings",
     "reciprocal_metric", "cell_volume", "simulate",
 ]
 
-DEFAULT_WAVELENGTH_ANGSTROM = 0.71073          # Mo Kα weighted mean, as in the source study
+# No default wavelength: a simulation must state λ (a silent Mo Kα default gave wrong 2θ for Cu data).
+#: Largest |zero shift| (° 2θ) accepted: instrument zero errors are a few hundredths to tenths of a degree.
+MAX_ZERO_SHIFT_DEG = 5.0
 MAX_POINTS = 5_000_000
 
 
@@ -466,7 +469,7 @@ class ReflectionTable:
 
 
 
-def reflection_table(phase, wavelength_angstrom: float = DEFAULT_WAVELENGTH_ANGSTROM,
+def reflection_table(phase, wavelength_angstrom: float,
                      two_theta_range_deg: tuple[float, float] = (2.0, 50.0), *,
                      form_factors: str = DEFAULT_FORM_FACTORS,
                      polarization: Polarization | str | None = None,
@@ -493,6 +496,8 @@ def reflection_table(phase, wavelength_angstrom: float = DEFAULT_WAVELENGTH_ANGS
         d_min = min(d_min, v)
     if d_max_angstrom is not None:
         d_max = max(d_max, _finite("d_max_angstrom", d_max_angstrom))
+    if isinstance(phase, Phase):
+        check_physical(phase)   # a Phase built or edited in code gets the checks read_cif applies
     gops = group_ops(phase)
     rots = laue_rotations(gops)
     hkl = _conventional_hkl(_enumerate_unique_hkl(phase, gops, d_min, d_max), rots)
@@ -616,7 +621,7 @@ def _profile_widths(tt: np.ndarray, *, fwhm_deg, eta, caglioti, tch) -> tuple[np
     return np.full(tt.shape, fw), np.full(tt.shape, e_val), f"pseudo-Voigt FWHM={fw} deg eta={e_val}"
 
 
-def simulate(phase, wavelength_angstrom: float | tuple = DEFAULT_WAVELENGTH_ANGSTROM,
+def simulate(phase, wavelength_angstrom: float | tuple,
              two_theta_range: tuple[float, float] = (2.0, 50.0), step: float = 0.01, *,
              fwhm_deg: float | None = None, eta: float | None = None,
              caglioti: tuple[float, float, float] | None = None,
@@ -631,7 +636,7 @@ def simulate(phase, wavelength_angstrom: float | tuple = DEFAULT_WAVELENGTH_ANGS
 
     Parameters
     ----------
-    wavelength_angstrom : λ (Å), or (λ1, λ2, I2/I1) for a Kα1/Kα2 doublet (e.g. Mo:
+    wavelength_angstrom : λ (Å; required, there is no default), or (λ1, λ2, I2/I1) for a Kα1/Kα2 doublet (e.g. Mo:
         (0.709317, 0.713607, 0.5)); the reflection table and the x axis refer to λ1.
     two_theta_range, step : grid (°); inclusive of both ends.
     fwhm_deg, eta : constant pseudo-Voigt (default 0.08°, 0.5);
@@ -655,7 +660,12 @@ def simulate(phase, wavelength_angstrom: float | tuple = DEFAULT_WAVELENGTH_ANGS
     if n > MAX_POINTS:
         raise SimulationError(f"{n} points exceed the limit {MAX_POINTS}", field="step")
     zs = _finite("zero_shift_deg", zero_shift_deg)
+    if abs(zs) > MAX_ZERO_SHIFT_DEG:
+        raise SimulationError(f"zero shift {zs}° 2θ is not an instrument zero error (|zero| ≤ "
+                              f"{MAX_ZERO_SHIFT_DEG}°)", field="zero_shift_deg")
     sc = _finite("scale", scale)
+    if sc <= 0:
+        raise SimulationError(f"scale must be > 0, got {sc}", field="scale")
     x = lo + st * np.arange(n)
     pol = parse_polarization(polarization)
     # reflections just outside the range whose tails reach into it: pad by 10 FWHM (≤ 2°)

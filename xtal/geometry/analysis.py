@@ -19,7 +19,9 @@ from xtal.geometry.model import (CONTACT_KINDS, DEFAULT_METALS, METAL_ORDER, Bon
                                  NoMetalError, SiteGeometry, _alt_key, _in_alternative)
 from xtal.geometry.polyhedra import _angles, _run_chemenv, _shape_summary, polyhedron_verdict
 from xtal.geometry.symmetry import _raw_ops, _Sym
+from xtal.errors import GeometryError
 from xtal.structures import Phase, Site
+from xtal.structures.validate import check_physical
 from xtal.symmetry import SAME_ATOM_TOLERANCE_ANGSTROM
 
 __all__ = ["analyse_geometry", "compare_metals", "published_m_o_ranges", "RADII_TOLERANCE_ANGSTROM",
@@ -34,6 +36,9 @@ HYDRIDE_TOLERANCE_ANGSTROM = 0.75
 #: structures where the 0.04-v.u. distance reaches the second shell); ChemEnv uses 1.41 the same way.
 DISTANCE_FACTOR = 1.35
 
+
+#: Largest explicit M–X cutoff (Å): beyond 6 Å nothing is a coordination bond.
+MAX_CUTOFF_ANGSTROM = 6.0
 
 def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
                      cutoff_angstrom: float | None = None, *, chemenv: bool = True,
@@ -55,6 +60,12 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
     normalise_h : move H to neutron X–H distances (`xtal.geometry.hydrogen`); None (default): on unless
         the CIF says neutron; the decision is in ``result.hydrogen``.
     """
+    if cutoff_angstrom is not None:
+        c = float(cutoff_angstrom) if isinstance(cutoff_angstrom, (int, float, np.floating)) else math.nan
+        if not (0.5 <= c <= MAX_CUTOFF_ANGSTROM):
+            raise GeometryError(f"cutoff {cutoff_angstrom!r} Å must be a number between 0.5 and "
+                                f"{MAX_CUTOFF_ANGSTROM:g} Å", field="cutoff_angstrom")
+    check_physical(phase)
     warnings: list[str] = []
     ops, op_source = _raw_ops(phase, warnings)
     sym0 = _Sym(phase, ops)

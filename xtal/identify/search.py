@@ -378,6 +378,10 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
         raise IdentificationError(f"duplicate phase ids in the library: {dup}")
     if background not in ("chebyshev", "snip", "arpls"):
         raise IdentificationError(f"unknown background {background!r}")
+    for name, v, lo in (("max_phases", max_phases, 1), ("max_candidates", max_candidates, 1),
+                        ("beam_width", beam_width, 1), ("n_hypotheses", n_hypotheses, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise IdentificationError(f"{name} must be an integer ≥ {lo}, got {v!r}", field=name)
     opts = SearchOptions(max_phases, max_candidates, beam_width, max_strain, min_delta_bic,
                          min_support, refine_lattice, n_hypotheses, n_first, min_rwp_gain,
                          min_intensity_fraction)

@@ -15,15 +15,17 @@ from xtal.io.writers import atomic_write
 from xtal.simulate import ReflectionTable, SimulatedPattern
 from xtal.structures import MODEL_WARNING
 
-__all__ = ["write_simulated", "write_xy", "write_xye", "write_csv", "write_pdcif",
+__all__ = ["SIMULATED_SUFFIXES", "write_simulated", "write_xy", "write_xye", "write_csv", "write_pdcif",
            "write_reflections_csv"]
 
 _SIM_FORMATS = {".xy": "xy", ".xye": "xye", ".csv": "csv", ".cif": "pdcif", ".pdcif": "pdcif",
                 ".dat": "xy", ".txt": "xy"}
+#: Suffixes `write_simulated` can produce (the CLI refuses any other before simulating).
+SIMULATED_SUFFIXES = frozenset(_SIM_FORMATS)
 
 
 def write_simulated(sim: SimulatedPattern, path: str | Path, fmt: str | None = None, *,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, protected=()) -> Path:
     """Write a simulated pattern as ``xy``, ``xye``, ``csv`` or ``pdcif`` (default from the extension)."""
     p = Path(path)
     fmt = (fmt or _SIM_FORMATS.get(p.suffix.lower(), "")).lower()
@@ -31,11 +33,12 @@ def write_simulated(sim: SimulatedPattern, path: str | Path, fmt: str | None = N
     if fmt not in writers:
         raise PatternFormatError(f"unknown output format {fmt or p.suffix!r} (xy, xye, csv, pdcif)",
                                  path=p, field="fmt")
-    return writers[fmt](sim, p, overwrite=overwrite)
+    return writers[fmt](sim, p, overwrite=overwrite, protected=protected)
 
 
-def _write_text(path: str | Path, text: str, overwrite: bool) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite)
+def _write_text(path: str | Path, text: str, overwrite: bool, protected=()) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite,
+                        protected=protected)
 
 
 def _csv_text(header_lines: list[str], columns: list[str], rows) -> str:
@@ -49,7 +52,8 @@ def _csv_text(header_lines: list[str], columns: list[str], rows) -> str:
     return buf.getvalue()
 
 
-def _write_columns(sim: SimulatedPattern, path: str | Path, *, overwrite: bool, with_sigma: bool) -> Path:
+def _write_columns(sim: SimulatedPattern, path: str | Path, *, overwrite: bool, with_sigma: bool,
+                   protected=()) -> Path:
     buf = io.StringIO()
     header = sim.header_lines()
     if with_sigma:
@@ -59,28 +63,28 @@ def _write_columns(sim: SimulatedPattern, path: str | Path, *, overwrite: bool, 
     for t, i in zip(sim.two_theta_deg, sim.intensity):
         sig = f" {math.sqrt(max(i, 0.0)):.6g}" if with_sigma else ""
         buf.write(f"{t:.6f} {i:.8g}{sig}\n")
-    return _write_text(path, buf.getvalue(), overwrite)
+    return _write_text(path, buf.getvalue(), overwrite, protected)
 
 
-def write_xy(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
+def write_xy(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False, protected=()) -> Path:
     """Two columns 2θ (°), intensity; '#' header with λ, units and warnings."""
-    return _write_columns(sim, path, overwrite=overwrite, with_sigma=False)
+    return _write_columns(sim, path, overwrite=overwrite, with_sigma=False, protected=protected)
 
 
-def write_xye(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
+def write_xye(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False, protected=()) -> Path:
     """Three columns 2θ, I, σ with σ = sqrt(max(I, 0)) (a calculated pattern has no error; Poisson-like)."""
-    return _write_columns(sim, path, overwrite=overwrite, with_sigma=True)
+    return _write_columns(sim, path, overwrite=overwrite, with_sigma=True, protected=protected)
 
 
-def write_csv(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
+def write_csv(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False, protected=()) -> Path:
     """CSV: '#' header (λ, units, warnings), then two_theta_deg, d_angstrom, q_inv_angstrom, intensity."""
     tt, d, q, inten = sim.two_theta_deg, sim.d_angstrom, sim.q_inv_angstrom, sim.intensity
     rows = ([f"{tt[i]:.6f}", f"{d[i]:.6f}", f"{q[i]:.6f}", f"{inten[i]:.8g}"] for i in range(len(tt)))
     columns = ["two_theta_deg", "d_angstrom", "q_inv_angstrom", "intensity"]
-    return _write_text(path, _csv_text(sim.header_lines(), columns, rows), overwrite)
+    return _write_text(path, _csv_text(sim.header_lines(), columns, rows), overwrite, protected)
 
 
-def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False) -> Path:
+def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = False, protected=()) -> Path:
     """pdCIF written with gemmi's CIF writer: wavelength, calculated profile and reflection list."""
     q = gemmi.cif.quote
     doc = gemmi.cif.Document()
@@ -123,10 +127,11 @@ def write_pdcif(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = Fa
                     f"{r.d_angstrom[k]:.6f}", f"{r.f_squared[k]:.6g}", str(int(r.multiplicity[k]))])
     text = doc.as_string()
     header = "".join(f"# {line}\n" for line in sim.header_lines())
-    return _write_text(path, header + text, overwrite)
+    return _write_text(path, header + text, overwrite, protected)
 
 
-def write_reflections_csv(table: ReflectionTable, path: str | Path, *, overwrite: bool = False) -> Path:
+def write_reflections_csv(table: ReflectionTable, path: str | Path, *, overwrite: bool = False,
+                          protected=()) -> Path:
     """CSV of a reflection table (d Å, 2θ °, Q Å⁻¹, …); header lines start with '#' and state λ and units."""
     po = table.po if table.po is not None else np.ones(len(table))
     rows = ([*map(int, table.hkl[i]), f"{table.d_angstrom[i]:.6f}", f"{table.two_theta_deg[i]:.6f}",
@@ -134,4 +139,4 @@ def write_reflections_csv(table: ReflectionTable, path: str | Path, *, overwrite
              f"{table.lp[i]:.6g}", f"{po[i]:.6g}", f"{table.intensity[i]:.6g}"] for i in range(len(table)))
     columns = ["h", "k", "l", "d_angstrom", "two_theta_deg", "q_inv_angstrom", "multiplicity",
                "f_squared", "lp", "po", "intensity"]
-    return _write_text(path, _csv_text(table.header_lines(), columns, rows), overwrite)
+    return _write_text(path, _csv_text(table.header_lines(), columns, rows), overwrite, protected)

@@ -69,13 +69,20 @@ def markdown_to_html(md_text: str, *, base_dir: str | Path = ".", title: str = "
 
 
 def write_report(md_text: str, md_path: str | Path, *, html_path: str | Path | None = None,
-                 title: str = "xtal report") -> tuple[Path, Path | None]:
+                 title: str = "xtal report", overwrite: bool = False,
+                 protected=()) -> tuple[Path, Path | None]:
     """Write the Markdown report and (optionally) its self-contained HTML twin, atomically.
 
-    Image links in the Markdown are resolved relative to the Markdown file's directory.
-    Returns the paths written.
+    Image links in the Markdown are resolved relative to the Markdown file's directory.  Both paths
+    are checked before either is written: never one of ``protected`` (the run's inputs), an existing
+    file only with ``overwrite``.  Returns the paths written.
     """
+    from xtal.util import check_writable
+
     md_path = Path(md_path)
+    check_writable(md_path, overwrite=overwrite, protected=tuple(protected))
+    if html_path is not None:
+        check_writable(html_path, overwrite=overwrite, protected=tuple(protected))
     atomic_write_text(md_path, md_text)
     out_html = None
     if html_path is not None:

@@ -182,15 +182,16 @@ _KIND_STYLE = {"ether-O": ("o", "tab:red"), "water": ("s", "tab:blue"), "hydride
 
 
 def plot_distance_distributions(results: Sequence[GeometryResult], path: str | Path, *,
-                                published: Mapping[str, Any] | None = None) -> Path:
+                                published: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Figure: M–X distances per metal (one panel per metal element, one row per phase, marker per
     donor kind, distances within 0.01 Å merged into one marker labelled ×n, shaded published M–O range). Written atomically to ``path`` (PNG/SVG/PDF by suffix)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from xtal.util import atomic_path
+    from xtal.util import atomic_path, check_figure_path
 
+    check_figure_path(path, overwrite=overwrite)
     pub = published_m_o_ranges() if published is None else published
     metals = sorted({s.element for r in results for s in r.sites}, key=lambda m: (METAL_ORDER.get(m, 99), m))
     if not metals:

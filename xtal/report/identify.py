@@ -109,7 +109,7 @@ def _fmt_su(v: float, s: float | None) -> str:
 
 
 def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *,
-                        hypothesis: int = 0, overwrite: bool = True) -> Any:
+                        hypothesis: int = 0, overwrite: bool = False) -> Any:
     """Figure of a hypothesis: observed, calculated, background, difference, per-phase tick rows
     and the unexplained peaks; written atomically to ``path`` (PNG/SVG/PDF by extension)."""
     import matplotlib
@@ -117,10 +117,10 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
     import matplotlib.pyplot as plt
     from pathlib import Path
 
-    from xtal.util import atomic_path, check_writable
+    from xtal.util import atomic_path, check_figure_path
 
     src = getattr(pattern, "source", None) or result.source
-    target = check_writable(path, overwrite=overwrite, protected=(src,) if src else ())
+    target = check_figure_path(path, overwrite=overwrite, protected=(src,) if src else ())
     fig = plt.figure(figsize=(11, 7.5), dpi=110)
     plt.rcParams.update({"font.size": 11})
     synthetic = bool(getattr(pattern, "meta", None) and pattern.meta.get("synthetic"))

@@ -53,13 +53,24 @@ def phases_rows(result) -> list[dict]:
     return rows
 
 
+#: Every file `write_series_result` (and `xtal series`, which adds report.html) may write.
+SERIES_OUTPUT_NAMES = ("series.nc", "phases.csv", "events.json", "heatmap.png", "heatmap_q.png",
+                       "fractions.png", "lattice.png", "waterfall.png", "report.md", "report.html")
+
+
 def write_series_result(result, outdir: str | Path, *, overwrite: bool = False, figures: bool = True,
                         waterfall: bool = True) -> dict[str, Path]:
-    """Write series.nc, phases.csv, events.json, report.md and PNG figures into `outdir`."""
+    """Write series.nc, phases.csv, events.json, report.md and PNG figures into `outdir`.
+
+    Every name of `SERIES_OUTPUT_NAMES` is checked before the first is written: an existing one
+    without ``overwrite`` leaves the directory untouched."""
     from xtal.io import atomic_write
-    from xtal.util import atomic_write_text, check_writable
+    from xtal.util import OutputPlan, atomic_write_text, check_writable
 
     out = Path(outdir)
+    plan = OutputPlan(force=overwrite)
+    plan.add_dir(out, SERIES_OUTPUT_NAMES, what="series output directory")
+    plan.check()
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     ds = result.to_dataset()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from xtal.simulate import SimulatedPattern
-from xtal.util import atomic_path, check_writable
+from xtal.util import atomic_path, check_figure_path
 
 MODEL_FIGURE_TEXT = "MODEL structure — intensities depend on modelled anion orientation"
 
@@ -22,7 +22,7 @@ def plot_pattern(sim: SimulatedPattern, path: str | Path, *, overwrite: bool = F
     """Publication-ready PNG/PDF/SVG of the profile with hkl tick marks (matplotlib, Agg backend).
 
     Format from the extension; refuses to overwrite an existing file unless ``overwrite``."""
-    p = check_writable(path, overwrite=overwrite)
+    p = check_figure_path(path, overwrite=overwrite)   # a figure as .cif is refused before drawing
     fig = pattern_figure(sim, label_top=label_top, dpi=dpi, title=title)
     fmt = p.suffix.lower().lstrip(".") or "png"
     with atomic_path(p) as tmp:

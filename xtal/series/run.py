@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from xtal.errors import SeriesError
+from xtal.errors import MissingWavelengthError, SeriesError
 from xtal.series.chain import Chain, FrameRecord, SeriesOptions, fit_item, run_chunk
 from xtal.series.events import detect_events
 from xtal.series.lattice import auto_merging, thermal_expansion
@@ -84,6 +84,9 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
     src = FrameSource(series, wavelength=wavelength, temperatures=temperatures, instrument=instrument)
     heat_range, heat_x, wl_ref, synthetic = heat_grid(
         src, two_theta_range, heatmap_bins, reference_wavelength(wavelength, src.attrs))
+    if not wl_ref:
+        raise MissingWavelengthError("the series states no wavelength (neither the frames nor the "
+                                     "file); give one (--wavelength / wavelength=)")
     synthetic = synthetic or bool(src.attrs.get("synthetic", 0))
     table = FrameTable(src.n, ids, heat_x)
     run = _Run(src, table, phases, opts, heat_range, wl_ref, progress)

@@ -54,6 +54,56 @@ def check_wavelength(pat, ref: float | None, i: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# entry checks (before any frame is fitted)
+# ----------------------------------------------------------------------------------------------
+#: Fewest frames a series analysis accepts (one frame has no series: use identify).
+MIN_FRAMES = 2
+#: Absolute zero in °C: no temperature may lie below it.
+ABSOLUTE_ZERO_C = -273.15
+
+
+def check_temperatures(temperatures, n_frames: int, paths=None) -> None:
+    """Temperatures given for the series: one per frame, finite and above absolute zero.
+
+    ``temperatures`` is a sequence (°C) or a log file (read here once more only to count and check
+    its rows: a log with more or fewer rows than frames is refused, not silently matched).
+    """
+    if temperatures is None:
+        return
+    if isinstance(temperatures, (str, Path)):
+        from xtal.io.series import _read_temperature_log
+
+        log = Path(temperatures)
+        try:
+            rows, _kind, _note = _read_temperature_log(log, None)
+        except XtalError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise SeriesError(f"cannot read the temperature log: {exc}", path=log) from None
+        if paths is not None and len(rows) != n_frames:
+            raise SeriesError(f"the temperature log has {len(rows)} rows for {n_frames} frames; give "
+                              "one row per frame", path=log)
+        values = [(f"row {k + 2}", r.temperature_c) for k, r in enumerate(rows)]
+        where = log
+    else:
+        try:
+            vals = [float(v) for v in temperatures]
+        except (TypeError, ValueError):
+            raise SeriesError("temperatures must be numbers (°C)", field="temperatures") from None
+        if len(vals) != n_frames:
+            raise SeriesError(f"{len(vals)} temperatures given for {n_frames} frames",
+                              field="temperatures")
+        values = [(f"frame {k}", v) for k, v in enumerate(vals)]
+        where = None
+    for name, t in values:
+        if t is None or not math.isfinite(t):
+            raise SeriesError(f"{name}: the temperature is missing or not a number", path=where,
+                              field="temperature")
+        if t < ABSOLUTE_ZERO_C:
+            raise SeriesError(f"{name}: {t:g} °C is below absolute zero", path=where, field="temperature")
+
+
+# ----------------------------------------------------------------------------------------------
 # sources
 # ----------------------------------------------------------------------------------------------
 class FrameSource:
@@ -102,6 +152,10 @@ class FrameSource:
                               "DataArray, a path or a list of Patterns")
         if self.n == 0:
             raise SeriesError("the series has no frames")
+        if self.n < MIN_FRAMES:
+            raise SeriesError(f"a thermal series needs at least {MIN_FRAMES} frames, got {self.n}; "
+                              "use `xtal identify` for a single pattern")
+        check_temperatures(temperatures, self.n, self.paths)
 
     def _init_dataarray(self, da, temperatures) -> None:
         if da.ndim != 2 or da.dims[0] != "frame":

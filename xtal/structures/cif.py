@@ -20,7 +20,7 @@ from xtal.errors import (
     XtalError,
 )
 from xtal.structures.model import _NULL, Cell, GeomBond, Phase, Provenance, Site, _set_multiplicities, parse_su
-from xtal.structures.validate import validate
+from xtal.structures.validate import check_physical, check_symops, validate
 
 def read_cif(path: str | Path, block: str | None = None, *, phase_id: str | None = None,
              kind: str = "user", name: str | None = None) -> Phase:
@@ -148,7 +148,7 @@ class _Ctx:
             try:
                 val, su = parse_su(v)
             except ValueError:
-                raise self.err(CifSyntaxError, f"expected a number, found {v!r}", t) from None
+                raise self.err(CifSyntaxError, f"expected a finite number, found {v!r}", t) from None
             if val is not None:
                 if not math.isfinite(val):
                     raise self.err(CifSyntaxError, f"not a finite number: {v!r}", t)
@@ -206,6 +206,7 @@ def _phase_from_block(blk: gemmi.cif.Block, path: str, phase_id: str, kind: str)
                   formula_weight=fw, temperature_k=temp, density_stated=dens,
                   wavelength_angstrom=wl, radiation=probe, provenance=prov, warnings=warnings,
                   symops_as_written=written, symops_tag=symop_tag, geom_bonds=_read_geom_bonds(blk))
+    check_physical(phase)   # impossible numbers are refused before anything is computed from them
     _set_multiplicities(phase)
     validate(phase)
     return phase
@@ -282,6 +283,7 @@ def _read_symmetry(ctx: _Ctx, warnings: list[str]
         except (RuntimeError, ValueError):
             named = None
     if ops:
+        check_symops_each(ctx, written, op_tag)
         if not any(o.rot == gemmi.Op("x,y,z").rot and o.tran == [0, 0, 0] for o in ops):
             warnings.append("the symmetry-operator list has no identity x,y,z; added")
             ops.insert(0, gemmi.Op("x,y,z"))
@@ -298,6 +300,9 @@ def _read_symmetry(ctx: _Ctx, warnings: list[str]
             raise ctx.err(SymmetryError, f"operators do not form a group ({exc})", op_tag) from None
         from_ops = gemmi.find_spacegroup_by_ops(group)
         n_listed = len(ops)
+        if n_listed != len(group) and from_ops is None:
+            raise ctx.err(SymmetryError, f"the {n_listed} operators do not form a group: they generate "
+                          f"{len(group)} operators that match no space group", op_tag)
         if n_listed != len(group):
             warnings.append(f"{n_listed} operators listed but they generate {len(group)}; the generated "
                             "group is used")
@@ -322,6 +327,16 @@ def _read_symmetry(ctx: _Ctx, warnings: list[str]
     return [o.triplet() for o in named.operations()], named.xhm(), named.number, written, op_tag
 
 
+def check_symops_each(ctx: _Ctx, written: list[str], tag: str | None) -> None:
+    """Every listed operator a crystallographic isometry (closure is checked on the final group)."""
+    def fatal(cls, msg, field):
+        return ctx.err(cls, msg, tag or field)
+
+    for s in written:
+        check_symops(["x,y,z", s] if s.replace(" ", "").lower() != "x,y,z" else ["x,y,z"],
+                     fatal, closure=False)
+
+
 def _spacegroup_from_name(text: str) -> gemmi.SpaceGroup | None:
     """gemmi space group from an H-M name, also in full ('F 2/m -3') or TeX-like ('F4_{1}32') form."""
     sg = gemmi.find_spacegroup_by_name(text)
@@ -344,8 +359,11 @@ def _element_of(type_symbol: str, ctx: _Ctx, tag: str) -> tuple[str, float | Non
     if not m:
         raise ctx.err(UnknownElementError, f"cannot read an element from {type_symbol!r}", tag)
     letters, d1, sign, d2 = m.groups()
-    candidates = [letters[:1].upper() + letters[1:].lower(), letters[:1].upper()] if len(letters) == 2 \
-        else [letters.upper()]
+    two = letters[:1].upper() + letters[1:].lower()
+    if len(letters) == 2 and tag == "_atom_site_type_symbol":
+        candidates = [two]   # 'Sx' is not silently read as S (labels like 'HA1' may still mean H)
+    else:
+        candidates = [two, letters[:1].upper()] if len(letters) == 2 else [letters.upper()]
     for cand in candidates:
         if cand == "D" or gemmi.Element(cand).atomic_number > 0:
             charge = None
@@ -420,8 +438,6 @@ def _read_sites(ctx: _Ctx, warnings: list[str]) -> list[Site]:
                 if u is not None:
                     u_iso, u_su = u * scale, (us * scale if us is not None else None)
                     break
-        if u_iso is not None and u_iso < 0:
-            warnings.append(f"site {label}: negative Uiso {u_iso:.4f} Å² (non-positive-definite)")
         adp_type = opt(row, 8) or opt(row, 12)
         sites.append(Site(label=label, element=element, type_symbol=type_symbol, charge=charge,
                           frac=tuple(frac), frac_su=tuple(frac_su), occupancy=occ, occupancy_su=occ_su,

@@ -43,12 +43,17 @@ def parse_su(text: str | None) -> tuple[float | None, float | None]:
         raise ValueError(f"not a number: {text!r}")
     sign, ip, fp, ex, su = m.groups()
     value = float(f"{sign}{ip or '0'}.{fp or '0'}" + (f"e{ex}" if ex else ""))
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text!r}")
     if su is None:
         return value, None
     decimals = len(fp) if fp else 0
-    unc = int(su) * 10.0 ** (-decimals)
-    if ex:
-        unc *= 10.0 ** int(ex)
+    try:
+        unc = int(su) * 10.0 ** (int(ex or 0) - decimals)
+    except OverflowError:
+        raise ValueError(f"s.u. of {text!r} is not a finite number") from None
+    if not math.isfinite(unc):
+        raise ValueError(f"s.u. of {text!r} is not a finite number")
     return value, unc
 
 
