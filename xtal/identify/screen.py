@@ -82,9 +82,11 @@ def _coverage(m: PhaseModel, hit: ScreenHit, rad: Any, x: np.ndarray, peaks: Any
 
 
 def screen_models(models: list[PhaseModel], x: np.ndarray, net: np.ndarray, rad: Any,
-                  max_strain: float, fwhm: float, noise: np.ndarray) -> list[ScreenHit]:
+                  max_strain: float, fwhm: float, noise: np.ndarray, *,
+                  coverage: bool = True) -> list[ScreenHit]:
     """Screen score of every phase: the best cosine match of its strongest reflections over the
-    strain range, times √(coverage of the observed peaks) (see `_coverage`); best first."""
+    strain range, times √(coverage of the observed peaks) (see `_coverage`); best first.
+    ``coverage=False`` for a residual, where a minor phase rightly explains only some peaks."""
     step = float(np.median(np.diff(x)))
     blur = smooth(np.clip(net, 0, None), max(1.0, 0.5 * fwhm / step))
     # compress the dynamic range (a strong peak must not dominate the match) and ignore noise
@@ -92,7 +94,7 @@ def screen_models(models: list[PhaseModel], x: np.ndarray, net: np.ndarray, rad:
     if blur.max() <= 0:
         return [ScreenHit(m.id, 0.0, 0.0, 0) for m in models]
     blur = blur / blur.max()
-    peaks = find_peaks(x, net, noise, nsig=4.0)
+    peaks = find_peaks(x, net, noise, nsig=4.0) if coverage else None
     hits = []
     for m in models:
         h = _screen_one(m, x, blur, rad, max_strain, fwhm)

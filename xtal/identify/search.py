@@ -76,6 +76,7 @@ class _Search:
         self.qfixed_bg = None if fixed_bg is None else fixed_bg[::dec]
         self.prof0 = {"U": 0.0, "V": 0.0, "W": fw0 * fw0, "eta": 0.5}
         self.hit_by_id: dict[str, ScreenHit] = {}
+        self.aliases: dict[str, list[str]] = {}     # id → other entries of the same phase
 
     # --- fits ------------------------------------------------------------------------------
     def quick(self, set_ids: list[str], parent: FitResult | None,
@@ -131,7 +132,8 @@ class _Search:
                                       float(np.median(np.diff(self.qdata.x))))), 0, None)
             # rank additions by a screen of the parent's positive residual (cheap)
             rescreen = screen_models([self.models[c] for c in rest], self.qdata.x, rpos, self.rad,
-                                     self.opts.max_strain, self.fw0, self.qdata.sigma)
+                                     self.opts.max_strain, self.fw0, self.qdata.sigma,
+                                     coverage=False)
             trial = [h.id for h in rescreen if h.score > 0.2][:4]
             for h in rescreen:
                 self.hit_by_id[h.id] = ScreenHit(h.id, self.hit_by_id[h.id].score, h.strain,
@@ -219,6 +221,8 @@ class _Search:
             if f is None:
                 continue
             hyps.append(Hypothesis(phases=f.phases, rwp=f.rwp, score=f.bic, fit=f))
+            if rank == 0:
+                hyps.extend(self._alias_variants(f))
         hyps.sort(key=lambda h: h.score)
         kept: list[Hypothesis] = []
         for h in hyps:
@@ -273,6 +277,21 @@ class _Search:
                     order, best = sub, fs
                     po.pop(p.id, None)
         return best
+
+    def _alias_variants(self, f: FitResult) -> list[Hypothesis]:
+        """The leading hypothesis with each phase replaced by another entry of the same phase (the
+        same compound, space group and cell from another source): such a pair cannot be told
+        apart, and the answer must say so (a near tie), not pick one silently."""
+        out = []
+        ids = [p.id for p in f.phases]
+        po = {p.id: tuple(p.preferred_orientation["axis"]) for p in f.phases if p.preferred_orientation}
+        for k, pid in enumerate(ids):
+            for alt in self.aliases.get(pid, []):
+                order = ids[:k] + [alt] + ids[k + 1:]
+                po_alt = {(alt if i == pid else i): ax for i, ax in po.items()}
+                fa = self._refit(order, f, po_alt, exact=True)
+                out.append(Hypothesis(phases=fa.phases, rwp=fa.rwp, score=fa.bic, fit=fa))
+        return out
 
     def _best_axis(self, f: FitResult, p: Any) -> tuple[int, int, int] | None:
         """The low-index axis along which a little texture would lower χ² the most: the gain
@@ -399,7 +418,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
                          data.sigma)
     search.hit_by_id = {h.id: h for h in hits}
     cands = _distinct([h.id for h in hits if h.score > 0.2 and h.n_reflections > 0],
-                      search.by_id)[:max_candidates]
+                      search.by_id, search.aliases)[:max_candidates]
     beam = search.first_level(cands)
     level = 1
     while beam and level < max_phases:
@@ -423,18 +442,23 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     return res
 
 
-def _distinct(ids: list[str], by_id: dict[str, Any]) -> list[str]:
+def _distinct(ids: list[str], by_id: dict[str, Any], aliases: dict[str, list[str]] | None = None
+              ) -> list[str]:
     """Candidates without duplicates: entries of one compound in one space group with cells within
-    1 % (the same phase from two sources) are fitted once, under the first id."""
+    1 % (the same phase from two sources) are searched once, under the first id; the others are
+    recorded in ``aliases`` (first id → the rest) and come back as explicit near ties."""
     seen: list[tuple] = []
     out = []
     for i in ids:
         ph = by_id[i]
         key = (tuple(sorted((ph.formula_from_sites() or {}).keys())), ph.spacegroup_number)
         cell = np.array(ph.cell.parameters, dtype=float)
-        if any(k == key and np.allclose(c, cell, rtol=0.01) for k, c in seen):
+        first = next((j for k, c, j in seen if k == key and np.allclose(c, cell, rtol=0.01)), None)
+        if first is not None:
+            if aliases is not None:
+                aliases.setdefault(first, []).append(i)
             continue
-        seen.append((key, cell))
+        seen.append((key, cell, i))
         out.append(i)
     return out
 
