@@ -289,7 +289,9 @@ class _Search:
             for alt in self.aliases.get(pid, []):
                 order = ids[:k] + [alt] + ids[k + 1:]
                 po_alt = {(alt if i == pid else i): ax for i, ax in po.items()}
-                fa = self._refit(order, f, po_alt, exact=True)
+                start = dataclasses.replace(f, phases=[dataclasses.replace(p, id=alt) if p.id == pid
+                                                       else p for p in f.phases])
+                fa = self._refit(order, start, po_alt, exact=True)
                 out.append(Hypothesis(phases=fa.phases, rwp=fa.rwp, score=fa.bic, fit=fa))
         return out
 
