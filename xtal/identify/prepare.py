@@ -105,17 +105,19 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     in bins of intensity (lower 80 % of the points, i.e. background and peak flanks) and fitted by
     σ² = a + g·I:
 
-    * non-negative integers with g ≈ 1 and a ≈ 0 (within a factor 2): **raw counts**, σ = √I;
+    * non-negative integers whose fitted variance is I within a factor 2 across the intensity range
+      (20th and 80th percentile): **raw counts**, σ = √I;
     * otherwise **estimated from the data**: σ² = a + g·I (scaled counts, rebinned or normalised
       data, detector gain, background-subtracted data: the scatter decides, not an assumption).
     """
     y = np.asarray(y, dtype=float)
     n = y.size
-    floor_counts = max(1.0, float(np.percentile(np.abs(y), 5)))
+    floor_counts = 1.0          # a zero-count point keeps the weight of one count
     if n < 30:
         return np.sqrt(np.maximum(np.abs(y), floor_counts)), "Poisson σ = √I (too few points to estimate)"
     r = y[1:-1] - 0.5 * (y[:-2] + y[2:])
-    yc = y[1:-1]
+    # bin by a smoothed intensity: binning by y_i itself would select the noise of r_i with it
+    yc = smooth(y, 5.0)[1:-1]
     keep = yc <= np.percentile(yc, 80)
     yk, rk = yc[keep], r[keep]
     edges = np.unique(np.percentile(yk, np.linspace(0, 100, 9)))
@@ -136,9 +138,11 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     else:
         a, g = (float(vs[0]) if vs.size else 0.0), 0.0
     integers = bool(np.all(y >= 0) and np.mean(np.abs(y - np.round(y)) < 1e-6) > 0.99)
-    ref = max(float(np.median(y)), 1.0)
-    if integers and 0.5 <= g <= 2.0 and a <= 0.5 * g * ref:
-        return np.sqrt(np.maximum(y, floor_counts)), "raw counts: Poisson σ = √I (scatter agrees, gain %.2f)" % g
+    lo_i, hi_i = (max(float(v), 1.0) for v in np.percentile(yk, [20, 80]))
+    poisson = all(0.5 <= (a + g * v) / v <= 2.0 for v in (lo_i, hi_i))
+    if integers and poisson:
+        gain = (a + g * float(np.median(yk))) / max(float(np.median(yk)), 1.0)
+        return np.sqrt(np.maximum(y, floor_counts)), f"raw counts: Poisson σ = √I (scatter agrees, gain {gain:.2f})"
     var = a + g * np.maximum(y, 0.0)
     vfloor = max(float(np.percentile(var, 5)), 1e-12 * max(float(np.max(np.abs(y))) ** 2, 1e-300))
     sig = np.sqrt(np.maximum(var, vfloor))
