@@ -166,7 +166,9 @@ def main(argv=None) -> int:
                   f"Rwp={r.get('rwp') and round(100 * r['rwp'], 1)} Rexp={r.get('rexp') and round(100 * r['rexp'], 1)} "
                   f"{r.get('seconds', '')}s {r.get('error', '')}", flush=True)
     n_ok = sum(r["ok"] for r in rows)
-    print(f"\n{n_ok}/{len(rows)} cases right")
+    amorph = [r["case"] for r in rows if (r.get("amorphous") or 0) > 0.02]
+    print(f"\n{n_ok}/{len(rows)} cases right (phase set, or 'none' where nothing in the library fits); "
+          f"amorphous > 2 % claimed on {len(amorph)} crystalline samples: {amorph}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))
     return 0
