@@ -217,8 +217,13 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     pattern = read_pattern(args.pattern, instrument=args.instrument, frame=args.frame,
                            columns=_columns_arg(args.columns))
     phases, empty = _library_phases(args.library)
-    result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
-                      polarization=_polarization_arg(args.polarization))
+    bar = None if args.no_progress else _StageProgress("identify")
+    try:
+        result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
+                          polarization=_polarization_arg(args.polarization), progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     best = result.best
     print(f"{args.pattern}: λ = {result.wavelength} Å; {len(phases)} library phases; confidence "
           f"{result.confidence}: {result.confidence_statement}")
@@ -253,7 +258,35 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         if empty:
             md += ("\n\n**Not searched — empty library slots** (supply the CIFs): " + ", ".join(empty) + "\n")
         _outputs_report(md, args.report, "xtal phase identification")
+    page = args.html or (_interactive_path(args.report) if args.report else None)
+    if page:
+        from xtal.report.interactive import write_identification_html
+
+        print(f"interactive page: {write_identification_html(result, page)}")
     return 0
+
+
+def _interactive_path(report: str) -> Path:
+    """The interactive page written beside a report: report.md → report.interactive.html."""
+    return Path(report).with_suffix(".interactive.html")
+
+
+class _StageProgress:
+    """`identify` progress callback: one rewritten stderr line, stage and number of fits."""
+
+    def __init__(self, what: str):
+        self.what, self.width = what, 0
+
+    def __call__(self, stage: str, n_fits: int) -> None:
+        line = f"{self.what}: {stage} ({n_fits} fits)"
+        sys.stderr.write("\r" + line.ljust(self.width))
+        sys.stderr.flush()
+        self.width = max(self.width, len(line))
+
+    def close(self) -> None:
+        if self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,6 +329,11 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     if args.report:
         _outputs_report(render_geometry_markdown(results, figure=figure.name, published=published),
                         args.report, "xtal coordination geometry")
+    page = args.html or (_interactive_path(args.report) if args.report else None)
+    if page and results:
+        from xtal.report.interactive import write_geometry_html
+
+        print(f"interactive page: {write_geometry_html(results, page)}")
     for r in no_metal:
         print(f"xtal geometry: {r.file or r.phase_id}: {r.message}", file=sys.stderr)
     if no_metal:
@@ -342,7 +380,7 @@ def _cmd_series(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    written = write_series_result(result, args.out, overwrite=args.force)
+    written = write_series_result(result, args.out, overwrite=args.force, temperature=args.temperature_unit)
     md_path = written["report.md"]
     html = md_path.with_suffix(".html")
     md = md_path.read_text(encoding="utf-8")
@@ -351,8 +389,12 @@ def _cmd_series(args: argparse.Namespace) -> int:
         atomic_write_text(md_path, md)
     atomic_write_text(html, markdown_to_html(md, base_dir=md_path.parent, title="xtal thermal series"))
     written["report.html"] = html
+    from xtal.report.units import temperature_unit, to_unit
+
+    unit = temperature_unit(result.temperature_c, args.temperature_unit)
     for ev in result.events:
-        where = f"T = {ev['T_C']:.1f} ± {ev['sigma_C']:.1f} °C" if ev.get("T_C") is not None else ""
+        where = (f"T = {to_unit(ev['T_C'], unit):.1f} ± {ev['sigma_C']:.1f} {unit}"
+                 if ev.get("T_C") is not None else "")
         if ev.get("time_s") is not None:
             where += f" (t = {ev['time_s']:.0f} s)"
         print(f"  {ev['phase']}: {ev['kind']} at frame {ev['frame']} {where}")
@@ -456,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_id.add_argument("--json", help="write the JSON result here")
     p_id.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
     p_id.add_argument("--plot", help="figure: observed, calculated, difference, ticks")
+    p_id.add_argument("--html", help="interactive page (zoom, hover hkl, phase toggles, √I/log); default "
+                                     "with --report: REPORT.interactive.html")
+    p_id.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p_id.set_defaults(func=_cmd_identify)
 
     p_ser = sub.add_parser("series", help="phase map of an in-situ thermal series")
@@ -469,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_ser.add_argument("--workers", type=int, default=1, help="parallel processes (frames in chunks)")
     p_ser.add_argument("--scheduler", help="Dask distributed scheduler address tcp://host:port")
     p_ser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_ser.add_argument("--temperature-unit", choices=("auto", "K", "C"), default="auto",
+                       help="temperatures in the report, figures and pages: K, °C, or auto (default: K "
+                            "when the series goes below 0 °C, °C otherwise)")
     p_ser.add_argument("--force", action="store_true", help="replace existing outputs in OUTDIR")
     p_ser.set_defaults(func=_cmd_series)
 
@@ -484,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_geo.add_argument("--block", help="data block of a multi-block CIF")
     p_geo.add_argument("--json", help="write the JSON result here")
     p_geo.add_argument("--report", help="write a Markdown report here (+ .html and .png beside it)")
+    p_geo.add_argument("--html", help="interactive page of the distances (default with --report: "
+                                      "REPORT.interactive.html)")
     p_geo.add_argument("--no-chemenv", action="store_true", help="skip pymatgen ChemEnv (faster)")
     p_geo.add_argument("--h-positions", choices=("auto", "normalise", "as-refined"), default="auto",
                        help="H positions: auto (default) normalises X–H to neutron distances unless the CIF "
