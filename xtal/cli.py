@@ -29,10 +29,28 @@ def _print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
 
 
 LIBRARY_COLUMNS = [("id", "id", ""), ("formula", "formula", ""), ("spacegroup", "space group", ""),
-                   ("a", "a/Å", ".4f"), ("b", "b/Å", ".4f"), ("c", "c/Å", ".4f"),
-                   ("alpha", "α/°", ".2f"), ("beta", "β/°", ".2f"), ("gamma", "γ/°", ".2f"),
-                   ("volume_angstrom3", "V/Å³", ".2f"), ("z", "Z", "g"), ("density_g_cm3", "ρ/g cm⁻³", ".3f"),
-                   ("status", "kind", ""), ("source", "source", "")]
+                   ("cell", "a, b, c (Å)", ""), ("angles", "α, β, γ (°)", ""),
+                   ("volume_angstrom3", "V/Å³", ".1f"), ("z", "Z", "g"), ("kind", "kind", "")]
+
+
+def _library_rows(rows: list[dict]) -> list[dict]:
+    """The library table narrowed for a terminal (≤ 120 characters): one cell column (a single
+    value for a cubic cell), angles only when not all 90°, the kind in one word; density and
+    source are in `xtal library show ID`."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.get("a") is not None:
+            abc = [r["a"], r["b"], r["c"]]
+            same = max(abc) - min(abc) < 1e-6
+            r["cell"] = ", ".join(f"{v:.4f}".rstrip("0").rstrip(".") for v in (abc[:1] if same else abc))
+            ang = [r["alpha"], r["beta"], r["gamma"]]
+            r["angles"] = ("90" if all(abs(v - 90) < 1e-6 for v in ang)
+                           else ", ".join(f"{v:.1f}".rstrip("0").rstrip(".") for v in ang))
+        r["kind"] = {"model": "MODEL"}.get(r.get("kind"), r.get("kind")) if r.get("a") is not None \
+            else "empty slot"
+        out.append(r)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -43,17 +61,17 @@ def _cmd_library(args: argparse.Namespace) -> int:
 
     if args.library_cmd == "list":
         lib = Library.bundled()
-        rows = lib.table()
-        for r in rows:
-            r["source"] = (r.get("source") or "")[:60]
-        _print_table(rows, LIBRARY_COLUMNS)
+        # the empty slots have no cell: they are listed below the table, not as blank rows
+        _print_table(_library_rows([r for r in lib.table() if r.get("a") is not None]), LIBRARY_COLUMNS)
         empty = lib.empty_slots()
+        import textwrap
+
         if empty:
-            print(f"\n{len(empty)} empty slot(s): {', '.join(e.id for e in empty)} — "
-                  "supply the CIFs with `xtal library add FILE.cif --id ID`.")
+            print("\n" + textwrap.fill(f"{len(empty)} empty slot(s): {', '.join(e.id for e in empty)} — "
+                                       "supply the CIFs with `xtal library add FILE.cif --id ID`.", 100))
         models = [e.id for e in lib if e.kind == "model" and e.filled]
         if models:
-            print(f"MODEL structures (not refinements): {', '.join(models)}.")
+            print(textwrap.fill(f"MODEL structures (not refinements): {', '.join(models)}.", 100))
         return 0
     if args.library_cmd == "show":
         from xtal.structures import format_su
@@ -63,9 +81,10 @@ def _cmd_library(args: argparse.Namespace) -> int:
         print(f"{e.id}: {e.name}\n  formula  {e.formula}\n  role     {e.role}\n  kind     {e.status}")
         print(f"  notes    {e.notes}")
         for k, v in e.provenance.items():
-            print(f"  {k:8s} {v}")
+            print(f"  {k:8s} {_plain(v)}")
         if e.checks:
-            print(f"  checks   {e.checks}")
+            print("  checks   " + "; ".join(f"{k.replace('_angstrom', ' (Å)').replace('_', ' ')}: {_plain(v)}"
+                                       for k, v in e.checks.items()))
         if e.filled:
             p = lib.phase(e.id)
             c = p.cell
@@ -74,8 +93,9 @@ def _cmd_library(args: argparse.Namespace) -> int:
             print(f"  cell     a={c.a:.5f} b={c.b:.5f} c={c.c:.5f} Å  α={c.alpha:.3f} β={c.beta:.3f} "
                   f"γ={c.gamma:.3f}°  V={vol} Å³")
             print(f"  group    {p.spacegroup_hm} (No. {p.spacegroup_number}), {len(p.symops)} operators")
-            print(f"  Z        {p.formula_units}   density {p.density_calc:.4f} g/cm³   "
-                  f"T {p.temperature_k if p.temperature_k else 'not given'} K")
+            z = f"{p.formula_units:g}" if p.formula_units else "not given"
+            t = f"{p.temperature_k:g} K" if p.temperature_k else "not given"
+            print(f"  Z        {z}   density {p.density_calc:.4f} g/cm³   T {t}")
             print(f"  sites    {len(p.sites)} in the asymmetric unit, {len(p.cell_atoms())} in the cell")
             for w in p.warnings:
                 print(f"  warning  {w}")
@@ -88,6 +108,18 @@ def _cmd_library(args: argparse.Namespace) -> int:
     if args.library_cmd == "check":
         return _check_files(args.files)
     raise AssertionError(args.library_cmd)
+
+
+def _plain(v) -> str:
+    """A value for a person, not a Python repr: lists joined, dicts as 'key: value'."""
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_plain(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return "–".join(_plain(x) for x in v) if len(v) == 2 and all(isinstance(x, (int, float)) for x in v) \
+            else ", ".join(_plain(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 def _check_files(files: Sequence[str]) -> int:
