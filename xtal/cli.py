@@ -453,10 +453,21 @@ def _columns_arg(text: str | None) -> tuple | None:
     return tuple(int(t) if t.lstrip("-").isdigit() else t for t in items)
 
 
+REPORT_OUTPUTS = """Report outputs:
+  report.md + report.html   Markdown and one self-contained HTML file (figures embedded)  --report
+  *.interactive.html        interactive page, offline (plotly): zoom, hover hkl/d/I or frame/T/2θ/I,
+                            phase toggles, linear/√I/log; series.html for a series      --html
+  .png .svg .pdf            matplotlib figures for papers (format by suffix)            --plot
+  .json                     the result as data                                          --json
+  series: series.nc (xarray), phases.csv, events.json, heatmap/fractions/lattice PNGs, report, series.html"""
+
+
 def _cmd_formats(args: argparse.Namespace) -> int:
     from xtal.io.registry import formats_table
 
     print(formats_table())
+    print()
+    print(REPORT_OUTPUTS)
     return 0
 
 
@@ -468,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="xtal", description="Crystallography and powder diffraction of "
                                      "metal dodecaborates and their glyme solvates.",
-                                     epilog="Pattern formats:\n" + formats_table(),
+                                     epilog="Pattern formats:\n" + formats_table() + "\n\n" + REPORT_OUTPUTS,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
