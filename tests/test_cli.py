@@ -182,3 +182,14 @@ def test_series_cli_temperature_unit(tmp_path, capsys):
     ev = [ln for ln in stdout.splitlines() if "T = " in ln]
     assert ev and all(" K" in ln and "°C" not in ln for ln in ev)
     assert (out / "series.html").is_file()
+
+
+def test_wrong_wavelength_hint_reaches_every_output(tmp_path, capsys):
+    """issue 17: a Cu Kα pattern run as Mo Kα says so — on the terminal, in the report, on the page."""
+    rep = tmp_path / "wrong.md"
+    assert main(["identify", str(PBSO4 / "PBSO4.XRA"), "--wavelength", "0.71073", "--library", "PbSO4,CuO,NiO",
+                 "--no-progress", "--report", str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert "check the wavelength" in out and "Cu Kα" in out
+    assert "check the wavelength" in rep.read_text(encoding="utf-8")
+    assert "check the wavelength" in (tmp_path / "wrong.interactive.html").read_text(encoding="utf-8")

@@ -107,3 +107,22 @@ def test_fractions_amorphous_on_its_own_axis(warm):
 def test_write_series_result_writes_the_interactive_page(warm, tmp_path):
     w = S.write_series_result(warm, tmp_path, figures=False)
     assert w["series.html"].is_file() and "[series.html](series.html)" in w["report.md"].read_text()
+
+
+def test_expansion_fit_never_runs_across_a_transition(warm):
+    """A lattice transition at 105 °C splits the fit: one row per side, none spanning both."""
+    from xtal.series import thermal_expansion
+
+    ex = thermal_expansion(warm, "k2b12h12", split_at_c=[105.0])
+    segs = ex["a"]["segments"]
+    assert len(segs) == 2 and ex["a"]["split_at_C"] == [105.0]
+    assert segs[0]["T_range_C"][1] < 105.0 < segs[1]["T_range_C"][0]
+    assert sum(s["n_frames"] for s in segs) == thermal_expansion(warm, "k2b12h12")["a"]["n_frames"]
+    saved = warm.expansion
+    try:
+        warm.expansion = dict(saved, k2b12h12=ex)
+        md = S.render_series_markdown(warm).split("## Thermal expansion")[1]
+        rows = [ln for ln in md.splitlines() if ln.startswith("| k2b12h12 | a |")]
+        assert len(rows) == 2 and "60.0 – 100.0" in rows[0] and "110.0 – 150.0" in rows[1]
+    finally:
+        warm.expansion = saved

@@ -250,16 +250,21 @@ def _expansion_section(r, unit: str) -> list[str]:
     for pid, d in r.expansion.items():
         # the parameters free by symmetry (a cubic phase: a and V, not a, b and c thrice)
         free = set(independent_lattice_parameters(r.phase_info.get(pid, {}).get("spacegroup_number")))
-        for key, v in d.items():
+        for key, top in d.items():
             if key in LATTICE_NAMES and key not in free:
                 continue
-            a = v["alpha_per_K"]
-            L.append(f"| {pid} | {key} | {_fmt(a * 1e6 if a is not None else None, 2)} | "
-                     f"{_fmt(v['alpha_su'] * 1e6 if v['alpha_su'] is not None else None, 2)} | "
-                     f"{_fmt(to_unit(v['T_range_C'][0], unit), 1)} – "
-                     f"{_fmt(to_unit(v['T_range_C'][1], unit), 1)} | "
-                     f"{v['n_frames']} | {v['order']} |")
+            for v in top.get("segments", [top]):   # one row per side of a lattice transition
+                L.append(_expansion_row(pid, key, v, unit))
     return L + [""]
+
+
+def _expansion_row(pid: str, key: str, v: dict, unit: str) -> str:
+    a = v["alpha_per_K"]
+    return (f"| {pid} | {key} | {_fmt(a * 1e6 if a is not None else None, 2)} | "
+            f"{_fmt(v['alpha_su'] * 1e6 if v['alpha_su'] is not None else None, 2)} | "
+            f"{_fmt(to_unit(v['T_range_C'][0], unit), 1)} – "
+            f"{_fmt(to_unit(v['T_range_C'][1], unit), 1)} | "
+            f"{v['n_frames']} | {v['order']} |")
 
 
 def render_series_markdown(result, *, figures: dict | None = None, temperature: str | None = None,
