@@ -237,3 +237,24 @@ def test_series_page_heatmap_hover(browser, pages, series_result):
                         "'.hoverlayer .hovertext')].map(e => e.textContent).join(' | ')), 300))")
     assert "frame 3" in text and "°C" in text and "2θ" in text, text
     assert browser.console_errors == []
+
+
+def test_matplotlib_figure_sqrt_log_zoom_and_inset(id_result):
+    import matplotlib.pyplot as plt
+
+    from xtal.report.identify import identification_figure_mpl
+
+    obs = np.asarray(id_result.best.fit.observed)
+    fig = identification_figure_mpl(id_result, intensity="sqrt", zoom=(20, 30), inset=(14, 15))
+    ax = fig.axes[0]
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == "observed")
+    assert np.allclose(line.get_ydata(), np.sqrt(obs)) and ax.get_ylabel().startswith("√")
+    assert ax.get_xlim() == (20.0, 30.0)
+    insets = [c for c in ax.child_axes]
+    assert len(insets) == 1 and insets[0].get_xlim() == (14.0, 15.0)
+    plt.close(fig)
+    fig = identification_figure_mpl(id_result, intensity="log")
+    assert fig.axes[0].get_yscale() == "log"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="intensity"):
+        identification_figure_mpl(id_result, intensity="cubic")

@@ -279,7 +279,9 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         print(f"json: {args.json}")
     plot = args.plot or (str(Path(args.report).with_suffix(".png")) if args.report else None)
     if plot:
-        plot_identification(result, pattern, plot)
+        plot_identification(result, pattern, plot, intensity=args.intensity,
+                            zoom=tuple(args.zoom) if args.zoom else None,
+                            inset=tuple(args.inset) if args.inset else None)
         print(f"figure: {plot}")
     if args.report:
         md = render_identification_markdown(result)
@@ -541,6 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_id.add_argument("--json", help="write the JSON result here")
     p_id.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
     p_id.add_argument("--plot", help="figure: observed, calculated, difference, ticks")
+    p_id.add_argument("--intensity", choices=("linear", "sqrt", "log"), default="linear",
+                      help="intensity scale of the figure (sqrt: weak peaks beside strong ones)")
+    p_id.add_argument("--zoom", nargs=2, type=float, metavar=("MIN", "MAX"), help="2θ range of the figure")
+    p_id.add_argument("--inset", nargs=2, type=float, metavar=("MIN", "MAX"),
+                      help="2θ window drawn magnified in an inset of the figure")
     p_id.add_argument("--html", help="interactive page (zoom, hover hkl, phase toggles, √I/log); default "
                                      "with --report: REPORT.interactive.html")
     p_id.add_argument("--no-progress", action="store_true", help="no progress line on stderr")

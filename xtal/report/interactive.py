@@ -159,6 +159,18 @@ def _q(two_theta_deg: np.ndarray, wavelength: float | None) -> np.ndarray | None
     return 4 * np.pi * np.sin(np.radians(np.asarray(two_theta_deg, float) / 2)) / wavelength
 
 
+def amorphous_band(result: Any) -> np.ndarray:
+    """Frames in the amorphous halo's band (figures and pages alike): amorphous fraction at least
+    AMORPHOUS_BAND_LEVEL (well above the few % a refined background leaves), and from an amorphous
+    event on every frame that still shows a halo (> 5 %)."""
+    am = np.nan_to_num(result.dataset["amorphous_fraction"].values.astype(float), nan=0.0)
+    band = am >= AMORPHOUS_BAND_LEVEL
+    for e in result.events:
+        if e.get("kind") == "amorphous":
+            band[int(e["frame"]):] |= am[int(e["frame"]):] > 0.05
+    return band
+
+
 def series_figures(result: Any, *, temperature: str | None = None) -> dict[str, Any]:
     """{"heatmap", "lattice", "fractions"} figures of a SeriesResult, temperatures in K or °C
     (``temperature``: "K", "C" or None = automatic: K for a series that goes below 0 °C)."""
@@ -186,12 +198,7 @@ def series_figures(result: Any, *, temperature: str | None = None) -> dict[str, 
                            np.broadcast_to(x, img.shape), np.round(img, 1)], axis=-1)
         ids = [pid for j, pid in enumerate(result.phase_ids) if result.present[:, j].any()]
         am = ds["amorphous_fraction"].values.astype(float)
-        # the amorphous halo's band: frames whose amorphous fraction reaches AMORPHOUS_BAND_LEVEL
-        # (well above the few % a refined background leaves), and every frame from an amorphous event on
-        halo_frames = np.nan_to_num(am, nan=0.0) >= AMORPHOUS_BAND_LEVEL
-        for e in result.events:
-            if e.get("kind") == "amorphous":
-                halo_frames[int(e["frame"]):] |= np.nan_to_num(am[int(e["frame"]):], nan=0.0) > 0.05
+        halo_frames = amorphous_band(result)
         band_names = ids + (["amorphous halo"] if halo_frames.any() else [])
         fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.82, 0.18],
                             horizontal_spacing=0.02)

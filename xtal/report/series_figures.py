@@ -45,18 +45,6 @@ def _temps(res, temperature: str | None):
     return to_unit(res.temperature_c, unit), unit, unit_label(unit)
 
 
-def _halo_frames(res) -> np.ndarray:
-    """Frames drawn in the amorphous halo's band (the interactive page's rule)."""
-    from xtal.report.interactive import AMORPHOUS_BAND_LEVEL
-
-    am = np.nan_to_num(res.dataset["amorphous_fraction"].values.astype(float), nan=0.0)
-    band = am >= AMORPHOUS_BAND_LEVEL
-    for e in res.events:
-        if e.get("kind") == "amorphous":
-            band[int(e["frame"]):] |= am[int(e["frame"]):] > 0.05
-    return band
-
-
 def _title(res, text: str) -> str:
     return ("SYNTHETIC series — " if res.synthetic else "") + text
 
@@ -114,7 +102,9 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta", tempe
     if res.wavelength_angstrom:
         xlab += f"   (λ = {res.wavelength_angstrom:.5f} Å)"
     present = [pid for j, pid in enumerate(res.phase_ids) if res.present[:, j].any()]
-    halo = _halo_frames(res)
+    from xtal.report.interactive import amorphous_band
+
+    halo = amorphous_band(res)
     nb = len(present) + int(halo.any())
     fig = plt.figure(figsize=(11, 7), constrained_layout=True)
     gs = fig.add_gridspec(1, 3, width_ratios=[6, max(0.35 * nb, 0.6), 1.4])
