@@ -258,3 +258,14 @@ def test_matplotlib_figure_sqrt_log_zoom_and_inset(id_result):
     plt.close(fig)
     with pytest.raises(ValueError, match="intensity"):
         identification_figure_mpl(id_result, intensity="cubic")
+
+
+def test_series_page_marks_stand_ins(series_result, monkeypatch):
+    import xtal.report.series as S
+
+    monkeypatch.setattr(S, "_stand_ins", lambda attrs: [("libh4_ht", "β-Li2B12H12")])
+    hm = I.series_figures(series_result)["heatmap"].to_dict()
+    band = next(t for t in hm["data"] if t.get("legendgroup") == "libh4_ht")
+    assert band["name"] == "libh4_ht — stand-in for β-Li2B12H12"
+    ticks = [a for k, a in hm["layout"].items() if k.startswith("xaxis") and a.get("ticktext")][0]["ticktext"]
+    assert "libh4_ht †" in ticks and ticks[-1] == "amorphous halo"

@@ -199,7 +199,11 @@ def series_figures(result: Any, *, temperature: str | None = None) -> dict[str, 
         ids = [pid for j, pid in enumerate(result.phase_ids) if result.present[:, j].any()]
         am = ds["amorphous_fraction"].values.astype(float)
         halo_frames = amorphous_band(result)
-        band_names = ids + (["amorphous halo"] if halo_frames.any() else [])
+        from xtal.report.series import _stand_ins
+
+        stand_ins = dict(_stand_ins(ds.attrs))
+        band_names = [pid + (" †" if pid in stand_ins else "") for pid in ids] + \
+            (["amorphous halo"] if halo_frames.any() else [])
         fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.82, 0.18],
                             horizontal_spacing=0.02)
         fig.add_trace(go.Heatmap(x=_list(x), y=_list(y), z=logi.tolist(), colorscale="Viridis",
@@ -212,7 +216,8 @@ def series_figures(result: Any, *, temperature: str | None = None) -> dict[str, 
             j = result.phase_ids.index(pid)
             pres = result.present[:, j].astype(bool)
             info = result.phase_info.get(pid, {})
-            lab = pid + (" (MODEL)" if info.get("model") else "")
+            lab = (pid + (" (MODEL)" if info.get("model") else "")
+                   + (f" — stand-in for {stand_ins[pid]}" if pid in stand_ins else ""))
             yy = [float(v) if p else None for v, p in zip(y, pres)]
             fig.add_trace(go.Scatter(x=[k] * len(yy), y=yy, mode="lines+markers", name=lab,
                                      line=dict(color=_COLORS[k % len(_COLORS)], width=8),
@@ -237,7 +242,7 @@ def series_figures(result: Any, *, temperature: str | None = None) -> dict[str, 
             buttons.append(dict(label="Q", method="update",
                                 args=[{"x": [_list(qx)]}, {"xaxis.title.text": "Q (Å⁻¹)",
                                                            "xaxis.autorange": True}, [0]]))
-        fig.update_layout(title=prefix + f"Intensity map, 2θ–{'T' if y_by_t else 'frame'} ({tlab})",
+        fig.update_layout(title=prefix + f"Intensity map, 2θ–{'T' if y_by_t else 'frame'} (T in {unit})",
                           height=650, legend=dict(orientation="h", y=-0.25),
                           updatemenus=[dict(type="buttons", direction="right", x=0.82, y=1.01,
                                             xanchor="right", yanchor="bottom", buttons=buttons)])
@@ -271,7 +276,7 @@ def series_figures(result: Any, *, temperature: str | None = None) -> dict[str, 
                               row=r_, col=1)
             fig.update_yaxes(title_text="x / mean(x)", row=r_, col=1)
         fig.update_xaxes(title_text=tlab, row=len(ids), col=1)
-        fig.update_layout(title=prefix + f"Lattice parameters vs T ({tlab}), relative, with s.u.",
+        fig.update_layout(title=prefix + f"Lattice parameters vs T ({unit}), relative, with s.u.",
                           height=260 * len(ids) + 120)
         figs["lattice"] = fig
 
@@ -290,7 +295,7 @@ def series_figures(result: Any, *, temperature: str | None = None) -> dict[str, 
         fig.update_yaxes(title_text="weight fraction (crystalline)", row=1, col=1)
         fig.update_yaxes(title_text="amorphous fraction", row=2, col=1)
         fig.update_xaxes(title_text=tlab, row=2, col=1)
-        fig.update_layout(title=prefix + f"Phase fractions vs T ({tlab})", height=560)
+        fig.update_layout(title=prefix + f"Phase fractions vs T ({unit})", height=560)
         figs["fractions"] = fig
     return figs
 
