@@ -126,3 +126,24 @@ def test_expansion_fit_never_runs_across_a_transition(warm):
         assert len(rows) == 2 and "60.0 – 100.0" in rows[0] and "110.0 – 150.0" in rows[1]
     finally:
         warm.expansion = saved
+
+
+def test_demo_series_table_gives_one_programmed_temperature_per_transition():
+    """issue 17: α→β was 307.5 °C in the appears row and 310.0 °C in the jump row."""
+    from types import SimpleNamespace
+
+    from xtal.demo import _series_preamble
+
+    expected = [{"phase": "alpha_li2b12h12", "kind": "disappears", "T_mid_C": 307.5},
+                {"phase": "beta_li2b12h12", "kind": "appears", "T_mid_C": 307.5},
+                {"phase": "amorphous", "kind": "amorphous", "T_mid_C": 358.9}]
+    events = [{"phase": "beta_li2b12h12", "kind": "appears", "T_C": 307.5, "sigma_C": 1.4},
+              {"phase": "beta_li2b12h12", "kind": "jump", "from_phase": "alpha_li2b12h12", "T_C": 307.49,
+               "sigma_C": 1.4, "volume_change_pct": 8.75},
+              {"phase": "amorphous", "kind": "amorphous", "T_C": 357.0, "sigma_C": 1.4}]
+    md = _series_preamble(SimpleNamespace(attrs={}), SimpleNamespace(events=events), expected,
+                          __import__("pathlib").Path("s.nc"))
+    rows = [ln for ln in md.splitlines() if ln.startswith("| beta_li2b12h12 |") or ln.startswith("| alpha")]
+    programmed = {ln.split("|")[3].strip() for ln in rows}
+    assert programmed == {"307.5"}
+    assert "| amorphous | amorphous |" not in md and "| (amorphous halo) | amorphisation |" in md

@@ -616,16 +616,25 @@ def _series_preamble(da, sr, expected, path: Path) -> str:
          "## Programmed vs recovered events", "",
          "| phase | event | programmed T (°C) | recovered T (°C) | σ (°C) |", "|---|---|---|---|---|"]
     rec = {(e["phase"], e["kind"]): e for e in sr.events}
+    prog = {(e["phase"], e["kind"]): e for e in expected}
+
+    def who(phase, kind):   # the amorphous halo is not a library phase: not "amorphous | amorphous"
+        return ("(amorphous halo)", "amorphisation") if kind == "amorphous" else (phase, kind)
+
     for e in expected:
         got = rec.get((e["phase"], e["kind"]))
-        L.append(f"| {e['phase']} | {e['kind']} | {_fnum(e.get('T_mid_C'), 1)} | "
+        L.append("| {} | {} | ".format(*who(e["phase"], e["kind"])) + f"{_fnum(e.get('T_mid_C'), 1)} | "
                  f"{_fnum(got.get('T_C'), 1) if got else 'not found'} | {_fnum(got.get('sigma_C'), 1) if got else '–'} |")
     for e in sr.events:
         if e["kind"] == "jump":
+            # the programmed T of the jump is that of the same transition's rows above (one convention)
+            same = prog.get((e["phase"], "appears")) or {}
             L.append(f"| {e['phase']} | jump from {e.get('from_phase', '')} (ΔV = {e.get('volume_change_pct')} %, "
-                     f"programmed +8.7 %) | 310.0 | {_fnum(e.get('T_C'), 1)} | {_fnum(e.get('sigma_C'), 1)} |")
+                     f"programmed +8.7 %) | {_fnum(same.get('T_mid_C'), 1)} | {_fnum(e.get('T_C'), 1)} | "
+                     f"{_fnum(e.get('sigma_C'), 1)} |")
     L += ["", "Programmed temperatures are where the programmed fraction crosses half of its level on the "
-          "5 °C frame grid; an event between two frames is located to about ±1.4 °C (frame spacing/√12).", "",
+          "5 °C frame grid (the recipe's nominal α → β at 310 °C is 307.5 °C on that grid, in every row); "
+          "an event between two frames is located to about ±1.4 °C (frame spacing/√12).", "",
           "---", ""]
     return "\n".join(L) + "\n"
 
