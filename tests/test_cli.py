@@ -138,3 +138,58 @@ def test_geometry_batch_directory_with_metal_free_cif(tmp_path, capsys):
     res = json.loads(js.read_text())
     assert sorted(r["phase"].split("_")[0] for r in res["structures"]) == ["CaF2", "NAC"]
     assert "NAC" in captured.out and "CaF2" in captured.out
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 17: progress, interactive pages, the outputs in --help
+# ------------------------------------------------------------------------------------------------
+def test_identify_shows_progress_on_stderr_and_writes_the_interactive_page(tmp_path, capsys):
+    rep = tmp_path / "pbso4.md"
+    assert main(["identify", str(PBSO4 / "PBSO4.XRA"), "--instrument", str(PBSO4 / "INST_XRY.PRM"),
+                 "--library", "PbSO4,CuO,NiO", "--report", str(rep)]) == 0
+    cap = capsys.readouterr()
+    assert "identify: screen of 3 phases" in cap.err and "final refinement" in cap.err
+    assert "fits)" in cap.err and "identify:" not in cap.out          # progress never on stdout
+    page = tmp_path / "pbso4.interactive.html"
+    assert page.is_file() and f"interactive page: {page}" in cap.out
+    text = page.read_text(encoding="utf-8")
+    assert "js-plotly-plot" in text or "Plotly.newPlot" in text
+    assert "PbSO4 reflections" in text
+    assert main(["identify", str(PBSO4 / "PBSO4.XRA"), "--instrument", str(PBSO4 / "INST_XRY.PRM"),
+                 "--library", "PbSO4", "--no-progress", "--html", str(tmp_path / "p.html")]) == 0
+    cap = capsys.readouterr()
+    assert cap.err == "" and (tmp_path / "p.html").is_file()
+
+
+def test_help_and_formats_list_input_and_output_formats(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for s in ("Pattern formats", "xrdml", "Report outputs", "interactive.html", "series.html", ".svg"):
+        assert s in out, s
+    assert main(["formats"]) == 0
+    out = capsys.readouterr().out
+    assert "Report outputs" in out and "bruker_raw" in out
+
+
+def test_series_cli_temperature_unit(tmp_path, capsys):
+    out = tmp_path / "serK"
+    assert main(["series", str(SERIES_NC), "--library", "alpha_li2b12h12,beta_li2b12h12", "--out", str(out),
+                 "--no-progress", "--temperature-unit", "K"]) == 0
+    stdout = capsys.readouterr().out
+    md = (out / "report.md").read_text()
+    assert "T range (K)" in md and "°C |" not in md
+    ev = [ln for ln in stdout.splitlines() if "T = " in ln]
+    assert ev and all(" K" in ln and "°C" not in ln for ln in ev)
+    assert (out / "series.html").is_file()
+
+
+def test_wrong_wavelength_hint_reaches_every_output(tmp_path, capsys):
+    """issue 17: a Cu Kα pattern run as Mo Kα says so — on the terminal, in the report, on the page."""
+    rep = tmp_path / "wrong.md"
+    assert main(["identify", str(PBSO4 / "PBSO4.XRA"), "--wavelength", "0.71073", "--library", "PbSO4,CuO,NiO",
+                 "--no-progress", "--report", str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert "check the wavelength" in out and "Cu Kα" in out
+    assert "check the wavelength" in rep.read_text(encoding="utf-8")
+    assert "check the wavelength" in (tmp_path / "wrong.interactive.html").read_text(encoding="utf-8")

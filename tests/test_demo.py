@@ -283,3 +283,21 @@ def test_bundled_synthetic_data_are_reproducible(tmp_path):
     assert int(s1.attrs["synthetic"]) == 1 and "STAND-IN" in s1.attrs["stand_in"]
     prog = json.loads(s1.attrs["program"])
     assert "/" not in prog["phases"][0]["phase"]["cif"].split("structures/")[0]   # repo-relative paths
+
+
+def test_index_links_html_pages_and_interactive_pages_not_raw_markdown(demo):
+    """issue 17: the demo's index.html links the HTML reports and interactive pages, no raw .md."""
+    import re
+
+    res, out, lines = demo
+    html = (out / "index.html").read_text(encoding="utf-8")
+    links = re.findall(r'href="([^"]+)"', html)
+    assert links and not [h for h in links if h.endswith(".md")]
+    for page in ("series/series.html", "coordination/coordination.interactive.html",
+                 "identify/measured_PbSO4_lab_CuKa.interactive.html", "library/library.html",
+                 "simulate/simulated_patterns.html"):
+        assert page in links, page
+        assert (out / page).is_file(), page
+    for h in links:
+        if not re.match(r"^[a-z]+:", h):
+            assert (out / h).is_file(), h      # every local link resolves

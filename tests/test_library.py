@@ -145,10 +145,32 @@ def test_cli_library_list(capsys):
     assert main(["library", "list"]) == 0
     out = capsys.readouterr().out
     assert "alpha_li2b12h12" in out and "MODEL" in out
-    assert "EMPTY SLOT" in out
     assert "11 empty slot(s)" in out  # eight solvates, Na2B12H12 RT and HT, Li2B10H10 (issue 18: +5)
     line = next(ln for ln in out.splitlines() if ln.startswith("k2b12h12 "))
-    assert "1194.40" in line and "F m -3" in line
+    assert "1194.4" in line and "F m -3" in line
+    # issue 17: a terminal-wide table (was ~260 characters), a cubic cell given once
+    assert max(len(ln) for ln in out.splitlines()) <= 120
+    assert "10.61, 10.61" not in line and " 10.61 " in line
+    assert not any(ln.startswith("li2b12h12_2diglyme ") for ln in out.splitlines())  # no blank rows
+
+
+def test_cli_library_show_reads_like_text(capsys):
+    """issue 17: no Python dict, 'Z 4' not 'Z 4.0', 'T not given' not 'T not given K'."""
+    assert main(["library", "show", "alpha_li2b12h12"]) == 0
+    out = capsys.readouterr().out
+    assert "{" not in out and "[" not in out
+    assert "Z        4 " in out and "T not given" in out and "not given K" not in out
+    assert main(["library", "show", "li2b12h12_2diglyme"]) == 0
+    out = capsys.readouterr().out
+    checks = [ln for ln in out.splitlines() if ln.startswith("  checks")]
+    assert checks and "{" not in checks[0] and "'" not in checks[0] and "M-O (Å): 1.958–2.039" in checks[0]
+
+
+def test_cli_library_show_did_you_mean(capsys):
+    assert main(["library", "show", "PbS04"]) == 2
+    assert "did you mean 'PbSO4'?" in capsys.readouterr().err
+    assert main(["library", "show", "K2B12H12"]) == 2
+    assert "did you mean 'k2b12h12'" in capsys.readouterr().err
 
 
 def test_cli_library_show(capsys):

@@ -29,10 +29,28 @@ def _print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
 
 
 LIBRARY_COLUMNS = [("id", "id", ""), ("formula", "formula", ""), ("spacegroup", "space group", ""),
-                   ("a", "a/Å", ".4f"), ("b", "b/Å", ".4f"), ("c", "c/Å", ".4f"),
-                   ("alpha", "α/°", ".2f"), ("beta", "β/°", ".2f"), ("gamma", "γ/°", ".2f"),
-                   ("volume_angstrom3", "V/Å³", ".2f"), ("z", "Z", "g"), ("density_g_cm3", "ρ/g cm⁻³", ".3f"),
-                   ("status", "kind", ""), ("source", "source", "")]
+                   ("cell", "a, b, c (Å)", ""), ("angles", "α, β, γ (°)", ""),
+                   ("volume_angstrom3", "V/Å³", ".1f"), ("z", "Z", "g"), ("kind", "kind", "")]
+
+
+def _library_rows(rows: list[dict]) -> list[dict]:
+    """The library table narrowed for a terminal (≤ 120 characters): one cell column (a single
+    value for a cubic cell), angles only when not all 90°, the kind in one word; density and
+    source are in `xtal library show ID`."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.get("a") is not None:
+            abc = [r["a"], r["b"], r["c"]]
+            same = max(abc) - min(abc) < 1e-6
+            r["cell"] = ", ".join(f"{v:.4f}".rstrip("0").rstrip(".") for v in (abc[:1] if same else abc))
+            ang = [r["alpha"], r["beta"], r["gamma"]]
+            r["angles"] = ("90" if all(abs(v - 90) < 1e-6 for v in ang)
+                           else ", ".join(f"{v:.1f}".rstrip("0").rstrip(".") for v in ang))
+        r["kind"] = {"model": "MODEL"}.get(r.get("kind"), r.get("kind")) if r.get("a") is not None \
+            else "empty slot"
+        out.append(r)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -43,17 +61,17 @@ def _cmd_library(args: argparse.Namespace) -> int:
 
     if args.library_cmd == "list":
         lib = Library.bundled()
-        rows = lib.table()
-        for r in rows:
-            r["source"] = (r.get("source") or "")[:60]
-        _print_table(rows, LIBRARY_COLUMNS)
+        # the empty slots have no cell: they are listed below the table, not as blank rows
+        _print_table(_library_rows([r for r in lib.table() if r.get("a") is not None]), LIBRARY_COLUMNS)
         empty = lib.empty_slots()
+        import textwrap
+
         if empty:
-            print(f"\n{len(empty)} empty slot(s): {', '.join(e.id for e in empty)} — "
-                  "supply the CIFs with `xtal library add FILE.cif --id ID`.")
+            print("\n" + textwrap.fill(f"{len(empty)} empty slot(s): {', '.join(e.id for e in empty)} — "
+                                       "supply the CIFs with `xtal library add FILE.cif --id ID`.", 100))
         models = [e.id for e in lib if e.kind == "model" and e.filled]
         if models:
-            print(f"MODEL structures (not refinements): {', '.join(models)}.")
+            print(textwrap.fill(f"MODEL structures (not refinements): {', '.join(models)}.", 100))
         return 0
     if args.library_cmd == "show":
         from xtal.structures import format_su
@@ -63,9 +81,10 @@ def _cmd_library(args: argparse.Namespace) -> int:
         print(f"{e.id}: {e.name}\n  formula  {e.formula}\n  role     {e.role}\n  kind     {e.status}")
         print(f"  notes    {e.notes}")
         for k, v in e.provenance.items():
-            print(f"  {k:8s} {v}")
+            print(f"  {k:8s} {_plain(v)}")
         if e.checks:
-            print(f"  checks   {e.checks}")
+            print("  checks   " + "; ".join(f"{k.replace('_angstrom', ' (Å)').replace('_', ' ')}: {_plain(v)}"
+                                       for k, v in e.checks.items()))
         if e.filled:
             p = lib.phase(e.id)
             c = p.cell
@@ -74,8 +93,9 @@ def _cmd_library(args: argparse.Namespace) -> int:
             print(f"  cell     a={c.a:.5f} b={c.b:.5f} c={c.c:.5f} Å  α={c.alpha:.3f} β={c.beta:.3f} "
                   f"γ={c.gamma:.3f}°  V={vol} Å³")
             print(f"  group    {p.spacegroup_hm} (No. {p.spacegroup_number}), {len(p.symops)} operators")
-            print(f"  Z        {p.formula_units}   density {p.density_calc:.4f} g/cm³   "
-                  f"T {p.temperature_k if p.temperature_k else 'not given'} K")
+            z = f"{p.formula_units:g}" if p.formula_units else "not given"
+            t = f"{p.temperature_k:g} K" if p.temperature_k else "not given"
+            print(f"  Z        {z}   density {p.density_calc:.4f} g/cm³   T {t}")
             print(f"  sites    {len(p.sites)} in the asymmetric unit, {len(p.cell_atoms())} in the cell")
             for w in p.warnings:
                 print(f"  warning  {w}")
@@ -89,6 +109,18 @@ def _cmd_library(args: argparse.Namespace) -> int:
     if args.library_cmd == "check":
         return _check_files(args.files)
     raise AssertionError(args.library_cmd)
+
+
+def _plain(v) -> str:
+    """A value for a person, not a Python repr: lists joined, dicts as 'key: value'."""
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_plain(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return "–".join(_plain(x) for x in v) if len(v) == 2 and all(isinstance(x, (int, float)) for x in v) \
+            else ", ".join(_plain(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 def _check_files(files: Sequence[str]) -> int:
@@ -262,6 +294,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
                     suffixes=FIGURE_SUFFIXES)
     if report:
         plan.add(report.with_suffix(".html"), what="--report (HTML)")
+    page = plan.add(args.html or (_interactive_path(args.report) if args.report else None),
+                    what="--html", suffixes=(".html", ".htm"))
     plan.check()  # before reading the pattern or fitting anything
     if args.max_phases is not None and args.max_phases < 1:
         from xtal.errors import IdentificationError
@@ -271,8 +305,13 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     pattern = read_pattern(args.pattern, instrument=args.instrument, frame=args.frame,
                            columns=_columns_arg(args.columns))
     phases, empty = _library_phases(args.library)
-    result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
-                      polarization=_polarization_arg(args.polarization))
+    bar = None if args.no_progress else _StageProgress("identify")
+    try:
+        result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
+                          polarization=_polarization_arg(args.polarization), progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     best = result.best
     print(f"{args.pattern}: λ = {result.wavelength} Å; {len(phases)} library phases; confidence "
           f"{result.confidence}: {result.confidence_statement}")
@@ -296,7 +335,9 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         atomic_write_text(json_out, json.dumps(payload, indent=2))
         print(f"json: {json_out}")
     if plot:
-        plot_identification(result, pattern, plot, overwrite=args.force)
+        plot_identification(result, pattern, plot, overwrite=args.force, intensity=args.intensity,
+                            zoom=tuple(args.zoom) if args.zoom else None,
+                            inset=tuple(args.inset) if args.inset else None)
         print(f"figure: {plot}")
     if args.report:
         md = render_identification_markdown(result)
@@ -307,7 +348,35 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         if empty:
             md += ("\n\n**Not searched — empty library slots** (supply the CIFs): " + ", ".join(empty) + "\n")
         _outputs_report(md, args.report, "xtal phase identification", plan)
+    if page:
+        from xtal.report.interactive import write_identification_html
+
+        check_writable(page, overwrite=args.force, protected=tuple(plan.inputs))
+        print(f"interactive page: {write_identification_html(result, page)}")
     return 0
+
+
+def _interactive_path(report: str) -> Path:
+    """The interactive page written beside a report: report.md → report.interactive.html."""
+    return Path(report).with_suffix(".interactive.html")
+
+
+class _StageProgress:
+    """`identify` progress callback: one rewritten stderr line, stage and number of fits."""
+
+    def __init__(self, what: str):
+        self.what, self.width = what, 0
+
+    def __call__(self, stage: str, n_fits: int) -> None:
+        line = f"{self.what}: {stage} ({n_fits} fits)"
+        sys.stderr.write("\r" + line.ljust(self.width))
+        sys.stderr.flush()
+        self.width = max(self.width, len(line))
+
+    def close(self) -> None:
+        if self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -329,6 +398,8 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     if report:
         plan.add(report.with_suffix(".html"), what="--report (HTML)")
         plan.add(report.with_suffix(".png"), what="--report (figure)")
+    page = plan.add(args.html or (_interactive_path(args.report) if args.report else None),
+                    what="--html", suffixes=(".html", ".htm"))
     plan.check()  # before any structure is read
     published = Library.bundled().published_ranges()
     results, no_metal, failed = [], [], []
@@ -365,6 +436,11 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
         plot_distance_distributions(results, figure, published=published, overwrite=args.force)
         _outputs_report(render_geometry_markdown(results, figure=figure.name, published=published),
                         args.report, "xtal coordination geometry", plan)
+    if page and results:
+        from xtal.report.interactive import write_geometry_html
+
+        check_writable(page, overwrite=args.force, protected=tuple(plan.inputs))
+        print(f"interactive page: {write_geometry_html(results, page)}")
     for r in no_metal:
         print(f"xtal geometry: {r.file or r.phase_id}: {r.message}", file=sys.stderr)
     if failed:
@@ -420,7 +496,7 @@ def _cmd_series(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    written = write_series_result(result, args.out, overwrite=args.force)
+    written = write_series_result(result, args.out, overwrite=args.force, temperature=args.temperature_unit)
     md_path = written["report.md"]
     html = md_path.with_suffix(".html")
     md = md_path.read_text(encoding="utf-8")
@@ -429,8 +505,12 @@ def _cmd_series(args: argparse.Namespace) -> int:
         atomic_write_text(md_path, md)
     atomic_write_text(html, markdown_to_html(md, base_dir=md_path.parent, title="xtal thermal series"))
     written["report.html"] = html
+    from xtal.report.units import temperature_unit, to_unit
+
+    unit = temperature_unit(result.temperature_c, args.temperature_unit)
     for ev in result.events:
-        where = f"T = {ev['T_C']:.1f} ± {ev['sigma_C']:.1f} °C" if ev.get("T_C") is not None else ""
+        where = (f"T = {to_unit(ev['T_C'], unit):.1f} ± {ev['sigma_C']:.1f} {unit}"
+                 if ev.get("T_C") is not None else "")
         if ev.get("time_s") is not None:
             where += f" (t = {ev['time_s']:.0f} s)"
         print(f"  {ev['phase']}: {ev['kind']} at frame {ev['frame']} {where}")
@@ -505,10 +585,21 @@ def _columns_arg(text: str | None) -> tuple | None:
     return tuple(int(t) if t.lstrip("-").isdigit() else t for t in items)
 
 
+REPORT_OUTPUTS = """Report outputs:
+  report.md + report.html   Markdown and one self-contained HTML file (figures embedded)  --report
+  *.interactive.html        interactive page, offline (plotly): zoom, hover hkl/d/I or frame/T/2θ/I,
+                            phase toggles, linear/√I/log; series.html for a series      --html
+  .png .svg .pdf            matplotlib figures for papers (format by suffix)            --plot
+  .json                     the result as data                                          --json
+  series: series.nc (xarray), phases.csv, events.json, heatmap/fractions/lattice PNGs, report, series.html"""
+
+
 def _cmd_formats(args: argparse.Namespace) -> int:
     from xtal.io.registry import formats_table
 
     print(formats_table())
+    print()
+    print(REPORT_OUTPUTS)
     return 0
 
 
@@ -520,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="xtal", description="Crystallography and powder diffraction of "
                                      "metal dodecaborates and their glyme solvates.",
-                                     epilog="Pattern formats:\n" + formats_table(),
+                                     epilog="Pattern formats:\n" + formats_table() + "\n\n" + REPORT_OUTPUTS,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
@@ -584,6 +675,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_id.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
     p_id.add_argument("--plot", help="figure (PNG/PDF/SVG): observed, calculated, difference, ticks")
     p_id.add_argument("--force", action="store_true", help="replace existing output files")
+    p_id.add_argument("--intensity", choices=("linear", "sqrt", "log"), default="linear",
+                      help="intensity scale of the figure (sqrt: weak peaks beside strong ones)")
+    p_id.add_argument("--zoom", nargs=2, type=float, metavar=("MIN", "MAX"), help="2θ range of the figure")
+    p_id.add_argument("--inset", nargs=2, type=float, metavar=("MIN", "MAX"),
+                      help="2θ window drawn magnified in an inset of the figure")
+    p_id.add_argument("--html", help="interactive page (zoom, hover hkl, phase toggles, √I/log); default "
+                                     "with --report: REPORT.interactive.html")
+    p_id.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p_id.set_defaults(func=_cmd_identify)
 
     p_ser = sub.add_parser("series", help="phase map of an in-situ thermal series")
@@ -597,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_ser.add_argument("--workers", type=int, default=1, help="parallel processes (frames in chunks)")
     p_ser.add_argument("--scheduler", help="Dask distributed scheduler address tcp://host:port")
     p_ser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_ser.add_argument("--temperature-unit", choices=("auto", "K", "C"), default="auto",
+                       help="temperatures in the report, figures and pages: K, °C, or auto (default: K "
+                            "when the series goes below 0 °C, °C otherwise)")
     p_ser.add_argument("--force", action="store_true", help="replace existing outputs in OUTDIR")
     p_ser.set_defaults(func=_cmd_series)
 
@@ -614,6 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_geo.add_argument("--block", help="data block of a multi-block CIF")
     p_geo.add_argument("--json", help="write the JSON result here")
     p_geo.add_argument("--report", help="write a Markdown report here (+ .html and .png beside it)")
+    p_geo.add_argument("--html", help="interactive page of the distances (default with --report: "
+                                      "REPORT.interactive.html)")
     p_geo.add_argument("--no-chemenv", action="store_true", help="skip pymatgen ChemEnv (faster)")
     p_geo.add_argument("--h-positions", choices=("auto", "normalise", "as-refined"), default="auto",
                        help="H positions: auto (default) normalises X–H to neutron distances unless the CIF "

@@ -333,9 +333,12 @@ def _step_library(lib, out: Path, res: DemoOutputs, say) -> None:
     for e in models:
         L.append(f"- `{e.id}` — {e.name}: {' '.join(e.notes.split())}")
     L += ["", "Sources: see `library.csv` (columns `source`, `doi`, `cif`) and `structures/library.toml`.", ""]
-    from xtal.util import atomic_write_text
+    from xtal.report import write_report
 
-    res.add("library", "library.md", atomic_write_text(d / "library.md", "\n".join(L)))
+    md_path, html_path = write_report("\n".join(L), d / "library.md", html_path=d / "library.html",
+                                      title="xtal structure library")
+    res.add("library", "library.md", md_path)
+    res.add("library", "library.html", html_path)
     res.numbers["library"] = {"n_entries": len(rows), "n_filled": len(rows) - len(empty),
                               "empty_slots": [e.id for e in empty], "models": [e.id for e in models]}
     say(f"library: {len(rows)} entries, {len(empty)} empty slots "
@@ -390,9 +393,12 @@ def _step_simulate(lib, out: Path, res: DemoOutputs, say) -> None:
         kind = "**MODEL**" if v["model"] else v["kind"]
         L.append(f"| `{pid}` | {_md_escape(v['name'])} | {v['spacegroup']} | {kind} | {v['n_reflections']} | "
                  f"{strong} | {_md_escape('; '.join(v['warnings']))} |")
-    from xtal.util import atomic_write_text
+    from xtal.report import write_report
 
-    res.add("simulate", "table.md", atomic_write_text(d / "simulated_patterns.md", "\n".join(L) + "\n"))
+    md_path, html_path = write_report("\n".join(L) + "\n", d / "simulated_patterns.md",
+                                      html_path=d / "simulated_patterns.html", title="xtal simulated patterns")
+    res.add("simulate", "table.md", md_path)
+    res.add("simulate", "table.html", html_path)
     res.numbers["simulate"] = {"wavelength_angstrom": lam, "n_phases": len(phases),
                                "dodecaborate_figure_phases": dodeca,
                                "phases": {k: {"n_reflections": v["n_reflections"], "model": v["model"]}
@@ -407,6 +413,7 @@ def _step_simulate(lib, out: Path, res: DemoOutputs, say) -> None:
 def _step_identify(lib, out: Path, res: DemoOutputs, say) -> None:
     from xtal.identify import identify
     from xtal.report.identify import plot_identification, render_identification_markdown
+    from xtal.report.interactive import write_identification_html
     from xtal.report import write_report
 
     d = out / "identify"
@@ -454,6 +461,8 @@ def _step_identify(lib, out: Path, res: DemoOutputs, say) -> None:
         res.add("identify", f"{dp.name}.md", md_path)
         res.add("identify", f"{dp.name}.html", html_path)
         res.add("identify", f"{dp.name}.png", fig)
+        res.add("identify", f"{dp.name}.interactive.html",
+                write_identification_html(r, d / f"{dp.name}.interactive.html"))
         wf = {p.id: p.weight_fraction for p in b.phases} if b else {}
         numbers[dp.name] = {"kind": dp.kind, "synthetic": synthetic,
                             "best": b.ids if b else [], "rwp": b.rwp if b else None,
@@ -613,16 +622,25 @@ def _series_preamble(da, sr, expected, path: Path) -> str:
          "## Programmed vs recovered events", "",
          "| phase | event | programmed T (°C) | recovered T (°C) | σ (°C) |", "|---|---|---|---|---|"]
     rec = {(e["phase"], e["kind"]): e for e in sr.events}
+    prog = {(e["phase"], e["kind"]): e for e in expected}
+
+    def who(phase, kind):   # the amorphous halo is not a library phase: not "amorphous | amorphous"
+        return ("(amorphous halo)", "amorphisation") if kind == "amorphous" else (phase, kind)
+
     for e in expected:
         got = rec.get((e["phase"], e["kind"]))
-        L.append(f"| {e['phase']} | {e['kind']} | {_fnum(e.get('T_mid_C'), 1)} | "
+        L.append("| {} | {} | ".format(*who(e["phase"], e["kind"])) + f"{_fnum(e.get('T_mid_C'), 1)} | "
                  f"{_fnum(got.get('T_C'), 1) if got else 'not found'} | {_fnum(got.get('sigma_C'), 1) if got else '–'} |")
     for e in sr.events:
         if e["kind"] == "jump":
+            # the programmed T of the jump is that of the same transition's rows above (one convention)
+            same = prog.get((e["phase"], "appears")) or {}
             L.append(f"| {e['phase']} | jump from {e.get('from_phase', '')} (ΔV = {e.get('volume_change_pct')} %, "
-                     f"programmed +8.7 %) | 310.0 | {_fnum(e.get('T_C'), 1)} | {_fnum(e.get('sigma_C'), 1)} |")
+                     f"programmed +8.7 %) | {_fnum(same.get('T_mid_C'), 1)} | {_fnum(e.get('T_C'), 1)} | "
+                     f"{_fnum(e.get('sigma_C'), 1)} |")
     L += ["", "Programmed temperatures are where the programmed fraction crosses half of its level on the "
-          "5 °C frame grid; an event between two frames is located to about ±1.4 °C (frame spacing/√12).", "",
+          "5 °C frame grid (the recipe's nominal α → β at 310 °C is 307.5 °C on that grid, in every row); "
+          "an event between two frames is located to about ±1.4 °C (frame spacing/√12).", "",
           "---", ""]
     return "\n".join(L) + "\n"
 
@@ -645,7 +663,11 @@ def _step_coordination(lib, out: Path, res: DemoOutputs, say) -> None:
         g = analyse_geometry(p, chemenv=False, no_metal="empty")
         (results if g.sites else skipped).append(g)
     fig = plot_distance_distributions(results, d / "coordination.png", published=published,
-                                     overwrite=True)
+                                      overwrite=True)
+    from xtal.report.interactive import write_geometry_html
+
+    res.add("coordination", "coordination.interactive.html",
+            write_geometry_html(results, d / "coordination.interactive.html"))
     comparison = compare_metals(results, published)
     payload = {"note": ("Coordination of the alkali/alkaline-earth metal sites of every bundled structure. "
                         "pymatgen ChemEnv was NOT run (chemenv=False, for speed); polyhedra are xtal's own "
@@ -695,26 +717,26 @@ def _write_overview(out: Path, res: DemoOutputs) -> None:
     lib = n.get("library", {})
     L.append(f"| 1 | structure library: {lib.get('n_entries')} entries, {len(lib.get('empty_slots', []))} "
              f"**empty slots**, MODELS: {', '.join(lib.get('models', []))} | "
-             "[library.md](library/library.md) · [library.csv](library/library.csv) |")
+             "[library](library/library.html) · [library.csv](library/library.csv) |")
     sim = n.get("simulate", {})
     L.append(f"| 2 | simulated patterns of {sim.get('n_phases')} phases at λ = 0.71073 Å | "
-             "[figure](simulate/dodecaborate_phases_MoKa.png) · [table](simulate/simulated_patterns.md) · "
+             "[figure](simulate/dodecaborate_phases_MoKa.png) · [table](simulate/simulated_patterns.html) · "
              "`simulate/ID.xye`, `ID_reflections.csv` |")
     for name, v in n.get("identify", {}).items():
         wf = ", ".join(f"{k} {100 * w:.1f} wt%" for k, w in v["weight_fractions"].items() if w is not None)
         tag = "**SYNTHETIC** " if v["synthetic"] else "measured "
         L.append(f"| 3 | {tag}`{name}`: {wf}; Rwp {100 * v['rwp']:.2f} %; confidence {v['confidence']} | "
-                 f"[md](identify/{name}.md) · [html](identify/{name}.html) · [json](identify/{name}.json) · "
-                 f"[png](identify/{name}.png) |")
+                 f"[report](identify/{name}.html) · [interactive](identify/{name}.interactive.html) · "
+                 f"[json](identify/{name}.json) · [png](identify/{name}.png) |")
     s = n.get("series", {})
     j = s.get("alpha_beta_jump")
     L.append(f"| 4 | **SYNTHETIC** thermal series, {s.get('n_frames')} frames"
              + (f": α→β at {j['T_C']:.1f} ± {j['sigma_C']:.1f} °C, ΔV = {j['volume_change_pct']:+.2f} %" if j else "")
-             + " | [report.html](series/report.html) · [report.md](series/report.md) · "
+             + " | [report](series/report.html) · [interactive](series/series.html) · "
              "[heatmap](series/heatmap.png) · [events.json](series/events.json) |")
     c = n.get("coordination", {})
     L.append(f"| 5 | coordination of {len(c.get('structures', []))} structures (ChemEnv off) | "
-             "[html](coordination/coordination.html) · [md](coordination/coordination.md) · "
+             "[report](coordination/coordination.html) · [interactive](coordination/coordination.interactive.html) · "
              "[json](coordination/coordination.json) · [png](coordination/coordination.png) |")
     L += ["", "## Timings (s)", "", "| step | s |", "|---|---|"]
     for k, v in res.timings_s.items():

@@ -165,8 +165,21 @@ class Library:
         try:
             return self.entries[phase_id]
         except KeyError:
-            raise UnknownPhaseError(f"no phase {phase_id!r} in the library; known: "
+            close = self.suggest(phase_id)
+            hint = f" — did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownPhaseError(f"no phase {phase_id!r} in the library{hint}; known: "
                                     f"{', '.join(sorted(self.entries))}") from None
+
+    def suggest(self, phase_id: str, n: int = 3) -> list[str]:
+        """Ids close to a mistyped one (case-insensitive, digit 0 read as letter O: PbS04 → PbSO4)."""
+        import difflib
+
+        def norm(t: str) -> str:
+            return t.lower().replace("0", "o")
+
+        by_norm = {norm(i): i for i in self.entries}
+        hits = difflib.get_close_matches(norm(phase_id), list(by_norm), n=n, cutoff=0.75)
+        return [by_norm[h] for h in hits]
 
     def phase(self, phase_id: str) -> Phase:
         """The Phase of a filled entry (read once, cached)."""

@@ -470,6 +470,7 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
             lattice_mode=m.mode, crystal_system=m.system, library_cell=m.cell0,
             bragg_intensity=inten, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")},
             reflections_two_theta_deg=_reflection_positions(m, cell, rad, g["zero"], x),
+            reflections=_reflection_rows(m, cell, rad, g["zero"], x),
             preferred_orientation=_po_result(fitter, i, g, cov_nl)))
     amorph = (estimate_amorphous_fraction(x, bg, fixed_bg is None, total_bragg, fitter.B.shape[1])
               if amorphous else None)
@@ -541,6 +542,21 @@ def _reflection_positions(m: PhaseModel, cell, rad: Any, zero_deg: float, x: np.
     tt = two_theta_from_d(m.d_spacings(cell), rad.primary) + zero_deg
     tt = tt[np.isfinite(tt)]
     return np.sort(tt[(tt >= x[0]) & (tt <= x[-1])])
+
+
+def _reflection_rows(m: PhaseModel, cell, rad: Any, zero_deg: float, x: np.ndarray) -> list[dict]:
+    """The reflections inside the fitted range with hkl, d and relative intensity (for hover labels)."""
+    d = m.d_spacings(cell)
+    with np.errstate(invalid="ignore"):
+        tt = two_theta_from_d(d, rad.primary) + zero_deg
+    ok = np.isfinite(tt) & (tt >= x[0]) & (tt <= x[-1])
+    if not ok.any():
+        return []
+    inten = m.fmult[ok] * lorentz_polarization(tt[ok] - zero_deg, rad.polarization)
+    rel = 100 * inten / max(float(np.max(inten)), 1e-300)
+    return [{"hkl": tuple(int(v) for v in h), "d_angstrom": float(dd), "two_theta_deg": float(t),
+             "intensity_pct": float(r)}
+            for h, dd, t, r in sorted(zip(m.hkl[ok], d[ok], tt[ok], rel), key=lambda z: z[2])]
 
 
 def _strongest_tth(m: PhaseModel, cell, rad: Any, g) -> float:

@@ -40,6 +40,9 @@ class PhaseFit:
     profile: dict[str, float] = field(default_factory=dict)
     #: primary-line 2θ (°) of the phase's reflections in the fitted range (refined cell, zero shift)
     reflections_two_theta_deg: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: the same reflections as rows (hkl, d_angstrom, two_theta_deg, relative intensity m|F|²·LP, %),
+    #: for the interactive report's hover labels
+    reflections: list[dict] = field(default_factory=list)
     #: March–Dollase preferred orientation refined for this phase: {"axis", "r", "r_su"}, or None
     preferred_orientation: dict | None = None
 

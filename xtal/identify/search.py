@@ -64,6 +64,8 @@ class _Search:
         self.fixed_bg, self.fw0 = fixed_bg, fw0
         self.ids = list(by_id)
         self.n_fits = 0
+        self.progress = None   # optional callback(stage, n_fits) from `identify(progress=...)`
+        self.stage = "search"
         self.fits: dict[frozenset, FitResult] = {}
         self.valid: set[frozenset] = set()
         dmin = dmin_for(data, rad, opts.max_strain)
@@ -78,12 +80,20 @@ class _Search:
         self.hit_by_id: dict[str, ScreenHit] = {}
         self.aliases: dict[str, list[str]] = {}     # id → other entries of the same phase
 
+    def tell(self, stage: str | None = None) -> None:
+        """Report the stage and the number of fits so far to the caller's progress callback."""
+        if stage is not None:
+            self.stage = stage
+        if self.progress is not None:
+            self.progress(self.stage, self.n_fits)
+
     # --- fits ------------------------------------------------------------------------------
     def quick(self, set_ids: list[str], parent: FitResult | None,
               strain: dict[str, float] | None = None) -> FitResult:
         """Search fit: isotropic strain, width-only profile, decimated data, strong reflections."""
         strain = strain or {}
         self.n_fits += 1
+        self.tell()
         if parent is not None:
             # keep the parent's cells and zero shift, not its profile: with phases missing the
             # profile of the parent fit is distorted (it absorbs the missing peaks)
@@ -98,6 +108,7 @@ class _Search:
     def final(self, order: list[str], start: FitResult) -> FitResult:
         """Final refinement: full data, full profile, lattice per axis, exact profile tails."""
         self.n_fits += 1
+        self.tell()
         fit = WholePatternFit(self.data, [self.by_id[i] for i in order], self.rad,
                               lattice=self.opts.refine_lattice, fixed_background=self.fixed_bg,
                               max_strain=self.opts.max_strain, exact_profile=True)
@@ -360,7 +371,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
              n_first: int = 4, min_rwp_gain: float = 0.025, min_intensity_fraction: float = 0.01,
              two_theta_range: tuple[float, float] | None = None,
              polarization: Any = None,
-             internal_standard: tuple[str, float] | None = None) -> IdentificationResult:
+             internal_standard: tuple[str, float] | None = None,
+             progress: Any = None) -> IdentificationResult:
     """Which library phases are in ``pattern``, how much of each, what is left unexplained.
 
     Parameters
@@ -385,6 +397,9 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     polarization : beam polarisation for the LP factor (None = unpolarised lab beam).
     internal_standard : (phase id, known weight fraction) of a crystalline standard mixed into the
         sample: the absolute amorphous fraction of the sample follows from its refined fraction.
+    progress : optional callback ``progress(stage, n_fits)`` called at each stage ("screen",
+        "hypotheses with k phases", "elimination", "final refinement") and after each fit; the
+        caller renders it (the CLI on stderr). Nothing is printed here.
 
     Raises ``EmptyLibraryError`` (no phases), ``NoSignalError`` (all zero / constant),
     ``NoPeaksError`` (nothing above the noise), ``MissingWavelengthError``.
@@ -416,17 +431,23 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
                            path=data.source)
     search = _Search(data, rad, {str(p.id): p for p in phases},
                      bg0 if background in ("snip", "arpls") else None, fw0, opts)
+    search.progress = progress
+    search.tell(f"screen of {len(phases)} phases")
     hits = screen_models(list(search.models.values()), data.x, data.y - bg0, rad, max_strain, fw0,
                          data.sigma)
     search.hit_by_id = {h.id: h for h in hits}
     cands = _distinct([h.id for h in hits if h.score > 0.2 and h.n_reflections > 0],
                       search.by_id, search.aliases)[:max_candidates]
+    search.tell("hypotheses with 1 phase")
     beam = search.first_level(cands)
     level = 1
     while beam and level < max_phases:
         level += 1
+        search.tell(f"hypotheses with {level} phases")
         beam = search.extend(beam)
+    search.tell("elimination")
     search.eliminate()
+    search.tell("final refinement")
     hyps = search.hypotheses()
     if internal_standard is not None:
         sid, known = internal_standard
@@ -441,6 +462,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     res.screen, res.n_fits, res.source = hits, search.n_fits, data.source
     res.x_deg, res.observed = data.x, data.y
     res.elapsed_s = time.perf_counter() - t0
+    search.tell("done")
     return res
 
 

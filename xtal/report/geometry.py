@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,6 +21,17 @@ def _f(v: float | None, nd: int = 3) -> str:
     return "–" if v is None else f"{v:.{nd}f}"
 
 
+def _used_operators(r: GeometryResult) -> list[int]:
+    """Operator numbers (1-based) that occur in the bonds' symmetry codes ("n_555"), sorted."""
+    used = set()
+    for site in r.sites:
+        for b in site.bonds:
+            m = re.match(r"^(\d+)", str(b.symop or ""))
+            if m and 1 <= int(m.group(1)) <= len(r.symops):
+                used.add(int(m.group(1)))
+    return sorted(used)
+
+
 def render_geometry_markdown(results: Sequence[GeometryResult], *, figure: str | None = None,
                              published: Mapping[str, Any] | None = None) -> str:
     """Markdown report: per phase and metal site the bond table, CN, BVS, polyhedron; then the
@@ -33,14 +45,17 @@ def render_geometry_markdown(results: Sequence[GeometryResult], *, figure: str |
         out.append("")
         if r.model:
             note = " ".join((r.model_note or "").split())
+            # the CIF's own note often opens with the same banner: say it once
+            note = re.sub(r"^MODEL\s*(--|—|-|:)?\s*(NOT A REFINED STRUCTURE\.?)?\s*", "", note, flags=re.I)
             out += [f"> **⚠ MODEL — NOT A REFINED STRUCTURE.** {note}".rstrip(), ""]
         out.append(f"- file: `{r.file}`")
         cut = r.cutoff
         out.append("- cutoff: " + (f"{cut['angstrom']:.3f} Å (explicit)" if cut.get("mode") == "explicit"
                                     else cut.get("rule", cut.get("mode", ""))))
-        out.append(f"- symmetry codes: operator numbers follow {r.symop_source}: "
-                   + "; ".join(f"{k + 1}: {t}" for k, t in enumerate(r.symops[:48]))
-                   + (" …" if len(r.symops) > 48 else ""))
+        used = _used_operators(r)
+        out.append(f"- symmetry codes: operator numbers follow {r.symop_source} ({len(r.symops)} operators); "
+                   + ("those used in the tables: " + "; ".join(f"{k}: {r.symops[k - 1]}" for k in used)
+                      if used else "none used"))
         out.append("- s.u.: " + ("from cell and coordinate s.u., no covariance" if r.su_available
                                  else "not available in the CIF — distances without s.u."))
         if r.message:
@@ -185,13 +200,37 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
                                 published: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Figure: M–X distances per metal (one panel per metal element, one row per phase, marker per
     donor kind, distances within 0.01 Å merged into one marker labelled ×n, shaded published M–O range). Written atomically to ``path`` (PNG/SVG/PDF by suffix)."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     from xtal.util import atomic_path, check_figure_path
 
     check_figure_path(path, overwrite=overwrite)
+    fig = distance_figure(results, published=published)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path
+
+
+def _label_levels(xs: Sequence[float], min_sep: float, n_levels: int = 4) -> list[int]:
+    """A height level per label at x (in x order) so that labels closer than ``min_sep`` on one
+    level never meet (the ×n counts overlapped when two clusters sat close)."""
+    last = [-math.inf] * n_levels
+    out = [0] * len(xs)
+    for i in sorted(range(len(xs)), key=lambda i: xs[i]):
+        lvl = next((k for k in range(n_levels) if xs[i] - last[k] >= min_sep), int(np.argmin(last)))
+        last[lvl] = xs[i]
+        out[i] = lvl
+    return out
+
+
+def distance_figure(results: Sequence[GeometryResult], *, published: Mapping[str, Any] | None = None):
+    """The matplotlib figure of ``plot_distance_distributions`` (tests read its artists)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
     pub = published_m_o_ranges() if published is None else published
     metals = sorted({s.element for r in results for s in r.sites}, key=lambda m: (METAL_ORDER.get(m, 99), m))
     if not metals:
@@ -201,6 +240,7 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
     seen_kinds: dict[str, Any] = {}
     for ax, metal in zip(axes[:, 0], metals):
         rows = [r for r in results if any(s.element == metal for s in r.sites)]
+        top_level = 0
         for k, r in enumerate(rows):
             clusters: list[tuple[str, list[Bond]]] = []
             site_bonds = sorted((b for s in r.sites if s.element == metal for b in s.bonds),
@@ -210,6 +250,13 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
                     clusters[-1][1].append(b)
                 else:
                     clusters.append((b.kind, [b]))
+            centres = [float(np.mean([b.distance for b in bl])) for _, bl in clusters]
+            span = (max(centres) - min(centres)) if centres else 0.0
+            levels = _label_levels([c for c, (_, bl) in zip(centres, clusters) if len(bl) > 1],
+                                   max(0.045 * span, 0.02))
+            multi = iter(levels)
+            if k == len(rows) - 1 and levels:
+                top_level = max(levels)   # head room for stacked labels on the top row
             for ci, (kind, bl) in enumerate(clusters):
                 mk, col = _KIND_STYLE.get(kind, ("D", "tab:purple"))
                 dist = float(np.mean([b.distance for b in bl]))
@@ -219,8 +266,8 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
                                 capsize=3, mfc="none" if kind in CONTACT_KINDS else col)
                 seen_kinds.setdefault(kind + (" (contact, not in CN)" if kind in CONTACT_KINDS else ""), h)
                 if len(bl) > 1:
-                    ax.annotate(f"×{len(bl)}", (dist, k), xytext=(0, 9 + 8 * (ci % 2)), textcoords="offset points",
-                                ha="center", fontsize=9, color=col)
+                    ax.annotate(f"×{len(bl)}", (dist, k), xytext=(0, 9 + 11 * next(multi)),
+                                textcoords="offset points", ha="center", fontsize=9, color=col)
             rng = pub.get(r.phase_id)
             if isinstance(rng, Mapping):
                 rng = rng.get(metal)
@@ -230,7 +277,7 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
                                                                           alpha=0.15))
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels([r.phase_id + (" (MODEL)" if r.model else "") for r in rows], fontsize=11)
-        ax.set_ylim(-0.6, len(rows) - 0.25)
+        ax.set_ylim(-0.6, len(rows) - 0.25 + 0.35 * top_level)
         ax.set_xlabel(f"{metal}–X distance (Å)", fontsize=12)
         ax.set_title(f"{metal} coordination", fontsize=12, loc="left")
         ax.tick_params(axis="x", labelsize=11)
@@ -245,8 +292,4 @@ def plot_distance_distributions(results: Sequence[GeometryResult], path: str | P
         title += " — includes MODEL structures"
     fig.suptitle(title, fontsize=13, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 1, top))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=130, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
+    return fig

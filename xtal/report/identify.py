@@ -109,9 +109,16 @@ def _fmt_su(v: float, s: float | None) -> str:
 
 
 def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *,
-                        hypothesis: int = 0, overwrite: bool = False) -> Any:
+                        hypothesis: int = 0, overwrite: bool = False, intensity: str = "linear",
+                        zoom: tuple[float, float] | None = None,
+                        inset: tuple[float, float] | None = None) -> Any:
     """Figure of a hypothesis: observed, calculated, background, difference, per-phase tick rows
-    and the unexplained peaks; written atomically to ``path`` (PNG/SVG/PDF by extension)."""
+    and the unexplained peaks; written atomically to ``path`` (PNG/SVG/PDF by extension).
+
+    intensity : "linear", "sqrt" (√I: weak peaks next to strong ones) or "log".
+    zoom : (min, max) 2θ range shown (default: the whole pattern).
+    inset : (min, max) 2θ window drawn magnified in an inset of the pattern panel.
+    """
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -121,6 +128,33 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
 
     src = getattr(pattern, "source", None) or result.source
     target = check_figure_path(path, overwrite=overwrite, protected=(src,) if src else ())
+    fig = identification_figure_mpl(result, pattern, hypothesis=hypothesis, intensity=intensity,
+                                    zoom=zoom, inset=inset)
+    ext = Path(str(target)).suffix.lstrip(".").lower() or "png"
+    try:
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return target
+
+
+_SCALES = {"linear": ("intensity (counts)", lambda y: y),
+           "sqrt": ("√intensity (√counts)", lambda y: np.sign(y) * np.sqrt(np.abs(y))),
+           "log": ("intensity (counts, log)", lambda y: y)}
+
+
+def identification_figure_mpl(result: IdentificationResult, pattern: Any = None, *, hypothesis: int = 0,
+                              intensity: str = "linear", zoom: tuple[float, float] | None = None,
+                              inset: tuple[float, float] | None = None):
+    """The matplotlib figure of ``plot_identification`` (tests read its artists)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if intensity not in _SCALES:
+        raise ValueError(f"intensity must be one of {sorted(_SCALES)}, not {intensity!r}")
+    ylab, tf = _SCALES[intensity]
     fig = plt.figure(figsize=(11, 7.5), dpi=110)
     plt.rcParams.update({"font.size": 11})
     synthetic = bool(getattr(pattern, "meta", None) and pattern.meta.get("synthetic"))
@@ -129,12 +163,12 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
                      color="#b00000", fontweight="bold", fontsize=12)
     if not result.hypotheses:
         ax = fig.add_subplot(111)
-        ax.plot(result.x_deg, result.observed, color="k", lw=0.8, label="observed")
+        ax.plot(result.x_deg, tf(result.observed), color="k", lw=0.8, label="observed")
         for k, p in enumerate(result.unexplained_peaks):
             ax.axvline(p["two_theta"], color="crimson", ls=":", lw=0.8,
                        label="unexplained peak" if k == 0 else None)
         ax.set_xlabel("2θ (°)")
-        ax.set_ylabel("intensity (counts)")
+        ax.set_ylabel(ylab)
         ax.set_title("No library phase explains this pattern (dotted: unexplained peaks)")
         ax.legend()
     else:
@@ -146,13 +180,13 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
         axt = fig.add_subplot(gs[1], sharex=ax)
         axd = fig.add_subplot(gs[2], sharex=ax)
         x = f.x_deg
-        ax.plot(x, f.observed, ".", color="k", ms=2, label="observed")
-        ax.plot(x, f.calculated, color="tab:red", lw=0.9, label="calculated", zorder=4)
-        ax.plot(x, f.background, color="tab:green", lw=0.9, label="background")
+        ax.plot(x, tf(f.observed), ".", color="k", ms=2, label="observed")
+        ax.plot(x, tf(f.calculated), color="tab:red", lw=0.9, label="calculated", zorder=4)
+        ax.plot(x, tf(f.background), color="tab:green", lw=0.9, label="background")
         colors = ["tab:purple", "tab:orange", "tab:cyan", "tab:brown", "tab:pink", "tab:olive"]
         for i, p in enumerate(f.phases):
             col = colors[i % len(colors)]
-            ax.plot(x, f.background + f.per_phase[p.id], lw=0.6, color=col, alpha=0.7,
+            ax.plot(x, tf(f.background + f.per_phase[p.id]), lw=0.6, color=col, alpha=0.7,
                     label=f"{p.id}{' (MODEL)' if p.model else ''}: {_fmt_pct(p.weight_fraction)} wt%")
             # ticks at the refined Kα1 positions
             tt = p.reflections_two_theta_deg
@@ -160,7 +194,7 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
         up = result.unexplained_peaks if hypothesis == 0 else unexplained_peaks(f)
         if up:
             yy = np.interp([p["two_theta"] for p in up], x, f.observed)
-            ax.plot([p["two_theta"] for p in up], yy * 1.04 + 0.02 * np.max(f.observed), "v",
+            ax.plot([p["two_theta"] for p in up], tf(yy * 1.04 + 0.02 * np.max(f.observed)), "v",
                     color="crimson", ms=7, label="unexplained peak")
         axt.set_yticks([n_ph - i for i in range(n_ph)])
         axt.set_yticklabels([p.id for p in f.phases], fontsize=9)
@@ -169,7 +203,7 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
         axd.axhline(0, color="grey", lw=0.5)
         axd.set_ylabel("obs − calc (counts)")
         axd.set_xlabel("2θ (°)")
-        ax.set_ylabel("intensity (counts)")
+        ax.set_ylabel(ylab)
         lam = result.radiation
         ttl = (f"{' + '.join(h.ids)} — Rwp {100 * h.rwp:.2f} %, confidence {result.confidence}"
                f", λ = {result.wavelength:.5f} Å" + (" (Kα1/Kα2)" if lam and lam.is_doublet else ""))
@@ -178,10 +212,20 @@ def plot_identification(result: IdentificationResult, pattern: Any, path: Any, *
         plt.setp(ax.get_xticklabels(), visible=False)
         plt.setp(axt.get_xticklabels(), visible=False)
         ax.set_xlim(x[0], x[-1])
-    ext = Path(str(target)).suffix.lstrip(".").lower() or "png"
-    try:
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=ext, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return target
+        if inset is not None:
+            lo, hi = sorted(float(v) for v in inset)
+            axi = ax.inset_axes([0.42, 0.42, 0.3, 0.5])
+            m = (x >= lo) & (x <= hi)
+            axi.plot(x[m], tf(f.observed[m]), ".", color="k", ms=2)
+            axi.plot(x[m], tf(f.calculated[m]), color="tab:red", lw=0.9)
+            axi.set_xlim(lo, hi)
+            axi.set_title(f"{lo:g}–{hi:g}° (magnified)", fontsize=9)
+            axi.tick_params(labelsize=8)
+            if intensity == "log":
+                axi.set_yscale("log")
+            ax.indicate_inset_zoom(axi, edgecolor="0.4")
+    if intensity == "log":
+        fig.axes[0].set_yscale("log")
+    if zoom is not None:
+        fig.axes[0].set_xlim(*sorted(float(v) for v in zoom))
+    return fig

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xtal.report.series import _stand_ins
+
 __all__ = ["plot_heatmap", "plot_fractions", "plot_lattice", "plot_waterfall", "write_series_figures"]
 
 _FONT = 11
@@ -26,9 +28,21 @@ def _mpl():
     return plt
 
 
-def _label(res, pid: str) -> str:
+def _label(res, pid: str, *, short: bool = False) -> str:
+    """Phase label: MODEL marked; a stand-in says what it stands in for (``short``: a † mark, the
+    text going into a footnote, for the narrow band labels)."""
     info = res.phase_info.get(pid, {})
-    return pid + (" (MODEL)" if info.get("model") else "")
+    stand = dict(_stand_ins(res.dataset.attrs)).get(pid)
+    mark = (" †" if short else f" — stand-in for {stand}") if stand else ""
+    return pid + (" (MODEL)" if info.get("model") else "") + mark
+
+
+def _temps(res, temperature: str | None):
+    """(temperatures in the chosen unit, unit, axis label): K for a cryo series unless told."""
+    from xtal.report.units import temperature_unit, to_unit, unit_label
+
+    unit = temperature_unit(res.temperature_c, temperature)
+    return to_unit(res.temperature_c, unit), unit, unit_label(unit)
 
 
 def _title(res, text: str) -> str:
@@ -49,7 +63,7 @@ def _colors(n):
     return [cmap(i % 10) for i in range(n)]
 
 
-def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
+def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta", temperature: str | None = None):
     """Heat map of log10 intensity with phase-existence bars, the temperature programme and event lines.
 
     x: 2θ (°) or, with ``x_axis="q"``, Q = 4π sinθ/λ (Å⁻¹).  y: temperature when it changes
@@ -64,10 +78,10 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     floor = np.percentile(pos, 1) if pos.size else 1.0
     logi = np.log10(np.clip(img, max(floor, 1e-9), None))
     frames = _frames(res)
-    T = res.temperature_c
+    T, unit, tlab = _temps(res, temperature)
     by_t = _monotonic(T)
     ycen = T if by_t else frames
-    ylab = "T (°C)" if by_t else "frame"
+    ylab = tlab if by_t else "frame"
 
     def edges(c):
         c = np.asarray(c, float)
@@ -88,8 +102,12 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     if res.wavelength_angstrom:
         xlab += f"   (λ = {res.wavelength_angstrom:.5f} Å)"
     present = [pid for j, pid in enumerate(res.phase_ids) if res.present[:, j].any()]
+    from xtal.report.interactive import amorphous_band
+
+    halo = amorphous_band(res)
+    nb = len(present) + int(halo.any())
     fig = plt.figure(figsize=(11, 7), constrained_layout=True)
-    gs = fig.add_gridspec(1, 3, width_ratios=[6, max(0.35 * len(present), 0.6), 1.4])
+    gs = fig.add_gridspec(1, 3, width_ratios=[6, max(0.35 * nb, 0.6), 1.4])
     ax0 = fig.add_subplot(gs[0])
     ye = edges(ycen)
     im = ax0.pcolormesh(edges(x), ye, logi, cmap=cmap, shading="flat", rasterized=True)
@@ -100,7 +118,7 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     cb = fig.colorbar(im, ax=ax0, location="right", fraction=0.05, pad=0.01)
     cb.set_label("log10 intensity (counts)")
     ax0.set_title(_title(res, "intensity map" + (" (2θ–T)" if by_t and x_axis != "q" else "")))
-    ev_col = {"appears": "white", "disappears": "orange", "jump": "red", "amorphous": "magenta"}
+    ev_col = {"appears": "lime", "disappears": "orange", "jump": "red", "amorphous": "magenta"}
 
     def ypos(fp):
         f = _frame_at(res, fp)
@@ -111,7 +129,7 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
                     lw=1.0, ls="--", alpha=0.9)
     merges = [t for t in getattr(res, "lattice_transitions", []) if t.get("T_merge_C") is not None]
     for t in merges:
-        tm = t["T_merge_C"]
+        tm = t["T_merge_C"] + (273.15 if unit == "K" else 0.0)
         yv = tm if by_t else float(np.interp(tm, T, frames)) if _monotonic(T) else None
         if yv is not None:
             ax0.axhline(yv, color="cyan", lw=1.2, ls=":")
@@ -124,9 +142,20 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
         for k in np.flatnonzero(pr):
             lo, hi = sorted((ye[k], ye[k + 1]))
             ax1.add_patch(plt.Rectangle((m - 0.4, lo), 0.8, hi - lo, color=cols[j], lw=0))
-    ax1.set_xlim(-0.6, max(len(present), 1) - 0.4)
-    ax1.set_xticks(range(len(present)))
-    ax1.set_xticklabels([_label(res, p) for p in present], rotation=90)
+    names = [_label(res, p, short=True) for p in present]
+    stand = [(p, w) for p, w in _stand_ins(res.dataset.attrs) if p in present]
+    if stand:
+        fig.text(0.0, 1.0, "† " + "; ".join(f"{p} stands in for {w}" for p, w in stand),
+                 fontsize=_FONT - 2, ha="left", va="bottom")
+    if halo.any():     # the amorphous halo has a band too
+        for k in np.flatnonzero(halo):
+            lo, hi = sorted((ye[k], ye[k + 1]))
+            ax1.add_patch(plt.Rectangle((len(present) - 0.4, lo), 0.8, hi - lo, facecolor="0.75",
+                                        edgecolor="0.35", hatch="//", lw=0))
+        names.append("amorphous halo")
+    ax1.set_xlim(-0.6, max(nb, 1) - 0.4)
+    ax1.set_xticks(range(nb))
+    ax1.set_xticklabels(names, rotation=90)
     ax1.tick_params(axis="y", labelleft=False)
     ax1.set_title("phases")
     # temperature programme (on a T axis: the acquisition order instead)
@@ -137,7 +166,7 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
     if bad.size:
         ax2.plot(px[bad], ycen[bad], "rx", ms=8, label="skipped frame")
         ax2.legend(loc="lower right")
-    ax2.set_xlabel("frame" if by_t else "T (°C)")
+    ax2.set_xlabel("frame" if by_t else tlab)
     ax2.tick_params(axis="y", labelleft=False)
     ax2.set_title("programme")
     ax2.grid(alpha=0.3)
@@ -147,8 +176,8 @@ def plot_heatmap(res, *, cmap: str = "viridis", x_axis: str = "two_theta"):
                if any(e["kind"] == k for e in res.events)]
     handles += [Line2D([], [], color="cyan", ls=":", label=f"{t['phase']}: {'='.join(t['axes'])} merge")
                 for t in merges]
-    if handles:
-        ax0.legend(handles=handles, loc="upper right", title="events", framealpha=0.7)
+    if handles:   # below the figure: a legend inside the map hid the data under it
+        fig.legend(handles=handles, loc="outside lower center", title="events", ncols=min(len(handles), 5))
     return fig
 
 
@@ -164,18 +193,21 @@ def _frame_at(res, pos: float) -> float:
     return float(frames[i] + (pos - i) * (frames[i + 1] - frames[i]))
 
 
-def _xaxis(res):
-    T = res.temperature_c
+def _xaxis(res, temperature: str | None = None):
+    T, _, tlab = _temps(res, temperature)
     if _monotonic(T):
-        return T, "T (°C)"
+        return T, tlab
     return _frames(res), "frame"
 
 
-def plot_fractions(res):
-    """Weight fraction of every present phase (± s.u.) and the amorphous fraction."""
+def plot_fractions(res, *, temperature: str | None = None):
+    """Weight fraction of every present phase (± s.u.) and, on its own axis below, the amorphous
+    fraction (it is not a fraction of the crystalline part)."""
     plt = _mpl()
-    x, xl = _xaxis(res)
-    fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
+    x, xl = _xaxis(res, temperature)
+    T, _, tlab = _temps(res, temperature)
+    fig, (ax, axa) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, height_ratios=[3, 1.2],
+                                  constrained_layout=True)
     cols = _colors(len(res.phase_ids))
     for j, pid in enumerate(res.phase_ids):
         if not res.present[:, j].any():
@@ -185,28 +217,31 @@ def plot_fractions(res):
         ax.errorbar(x, w, yerr=np.where(np.isfinite(s), s, 0), fmt="o-", ms=3, lw=1.2,
                     color=cols[j], label=_label(res, pid), capsize=0)
     af = res.dataset["amorphous_fraction"].values
-    if np.isfinite(af).any() and np.nanmax(af) > 0.02:
-        ax.plot(x, af, "k--", lw=1.2, label="amorphous fraction (halo)")
+    axa.plot(x, af, "k--", lw=1.2, label="amorphous fraction (halo / total)")
+    axa.set_ylabel("amorphous fraction")
+    axa.set_ylim(-0.03, max(0.1, float(np.nanmax(af)) * 1.1) if np.isfinite(af).any() else 1.0)
+    axa.grid(alpha=0.3)
+    axa.legend(loc="upper left")
+    axa.set_xlabel(xl)
     ax.set_ylim(-0.03, 1.05)
-    ax.set_xlabel(xl)
     ax.set_ylabel("weight fraction (Hill–Howard, crystalline)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     ax.set_title(_title(res, "phase fractions"))
     if xl == "frame":
         tx = ax.twinx()
-        tx.plot(x, res.temperature_c, color="0.5", lw=1)
-        tx.set_ylabel("T (°C)", color="0.4")
+        tx.plot(x, T, color="0.5", lw=1)
+        tx.set_ylabel(tlab, color="0.4")
     return fig
 
 
-def plot_lattice(res):
+def plot_lattice(res, *, temperature: str | None = None):
     """a, b, c (Å) and V (Å³) vs T per present phase, with s.u. (open symbols: cooling/hold frames)."""
     plt = _mpl()
     pids = [pid for j, pid in enumerate(res.phase_ids) if res.present[:, j].any()]
     if not pids:
         raise ValueError("no phase present in any frame")
-    T = res.temperature_c
+    T, _, tlab = _temps(res, temperature)
     fig, axes = plt.subplots(len(pids), 2, figsize=(11, 3.2 * len(pids) + 0.6), squeeze=False,
                              constrained_layout=True)
     heating = np.r_[True, np.diff(T) > 0.05] if T.size else np.array([], bool)
@@ -235,7 +270,7 @@ def plot_lattice(res):
             if (~heating).any():
                 axl.errorbar(T[~heating], rel[~heating], yerr=srel[~heating], fmt="o", ms=4,
                              mfc="none", color=c)
-        axl.set_xlabel("T (°C)")
+        axl.set_xlabel(tlab)
         axl.set_ylabel("Δp / p (%)")
         axl.set_title(_title(res, _label(res, pid) + ": lattice parameters"))
         axl.legend(loc="best")
@@ -251,14 +286,15 @@ def plot_lattice(res):
         if ex and ex.get("alpha_per_K") is not None:
             axv.text(0.02, 0.95, f"α_V = {ex['alpha_per_K'] * 1e6:.1f}({ex['alpha_su'] * 1e6:.1f})"
                      " ×10⁻⁶ K⁻¹", transform=axv.transAxes, va="top")
-        axv.set_xlabel("T (°C)")
+        axv.set_xlabel(tlab)
         axv.set_ylabel("cell volume (Å³)")
         axv.legend(loc="lower right")
         axv.grid(alpha=0.3)
     return fig
 
 
-def plot_waterfall(res, *, max_curves: int = 30, offset: float | None = None):
+def plot_waterfall(res, *, max_curves: int = 30, offset: float | None = None,
+                   temperature: str | None = None):
     """Offset patterns (binned) every n-th frame, coloured by temperature."""
     plt = _mpl()
     if res.heat_x is None:
@@ -271,7 +307,8 @@ def plot_waterfall(res, *, max_curves: int = 30, offset: float | None = None):
     sel = rows[::step]
     top = np.nanmax(heat[sel])
     off = offset if offset is not None else 0.35 * top
-    T = res.temperature_c[sel]
+    T_all, _, tlab = _temps(res, temperature)
+    T = T_all[sel]
     cmap = plt.get_cmap("cividis")
     tmin, tmax = (np.nanmin(T), np.nanmax(T)) if np.isfinite(T).any() else (0, 1)
     fig, ax = plt.subplots(figsize=(9, 8), constrained_layout=True)
@@ -279,7 +316,7 @@ def plot_waterfall(res, *, max_curves: int = 30, offset: float | None = None):
         c = cmap((t - tmin) / (tmax - tmin) if tmax > tmin and np.isfinite(t) else 0.5)
         ax.plot(res.heat_x, heat[k] + m * off, color=c, lw=0.8)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(tmin, tmax))
-    fig.colorbar(sm, ax=ax, label="T (°C)")
+    fig.colorbar(sm, ax=ax, label=tlab)
     ax.set_xlabel("2θ (°)")
     ax.set_ylabel(f"intensity (counts) + offset (every {step} frame{'s' if step > 1 else ''})")
     ax.set_title(_title(res, "waterfall"))
@@ -287,17 +324,20 @@ def plot_waterfall(res, *, max_curves: int = 30, offset: float | None = None):
 
 
 def write_series_figures(res, outdir, *, overwrite: bool = False, waterfall: bool = True,
-                         dpi: int = 120) -> dict[str, Path]:
+                         dpi: int = 120, temperature: str | None = None) -> dict[str, Path]:
     """Save the figures as PNG (atomic writes); returns {name: path}."""
     from xtal.io import atomic_write
 
     plt = _mpl()
     out = Path(outdir)
     made = {}
-    makers = [("heatmap.png", plot_heatmap), ("heatmap_q.png", lambda r: plot_heatmap(r, x_axis="q")),
-              ("fractions.png", plot_fractions), ("lattice.png", plot_lattice)]
+    t = temperature
+    makers = [("heatmap.png", lambda r: plot_heatmap(r, temperature=t)),
+              ("heatmap_q.png", lambda r: plot_heatmap(r, x_axis="q", temperature=t)),
+              ("fractions.png", lambda r: plot_fractions(r, temperature=t)),
+              ("lattice.png", lambda r: plot_lattice(r, temperature=t))]
     if waterfall:
-        makers.append(("waterfall.png", plot_waterfall))
+        makers.append(("waterfall.png", lambda r: plot_waterfall(r, temperature=t)))
     for name, fn in makers:
         try:
             fig = fn(res)

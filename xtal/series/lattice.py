@@ -24,18 +24,41 @@ def _wfit(x, y, s, deg):
     return coef, cov, chi2, float(r @ r)
 
 
-def thermal_expansion(res, phase: str, *, quadratic: str = "auto") -> dict:
+def thermal_expansion(res, phase: str, *, quadratic: str = "auto",
+                      split_at_c: list[float] | tuple[float, ...] = ()) -> dict:
     """Linear (or quadratic) fit of a, b, c and V vs T over the frames where `phase` is present.
 
     Returns {param: {"alpha_per_K", "alpha_su", "T_ref_C", "value_at_T_ref", "n_frames",
     "T_range_C", "order", "quadratic_coef"}}: α = (1/p)(dp/dT) at T_ref (mid-range).
+
+    ``split_at_c``: transition temperatures (°C, e.g. an axis merging) inside the phase's range: one
+    fit never runs across them. Each side is fitted on its own and listed under "segments" (same
+    fields, plus "split_at_C"); the top-level fields are those of the side with most frames.
     """
+    T = res.temperature_c
+    splits = sorted(float(t) for t in split_at_c if t is not None and math.isfinite(t))
+    if splits:
+        edges = [-math.inf] + splits + [math.inf]
+        segs = [_expansion_fits(res, phase, quadratic, (T > lo) & (T <= hi))
+                for lo, hi in zip(edges[:-1], edges[1:])]
+        out = {}
+        for key in ("a", "b", "c", "vol"):
+            parts = [sg[key] for sg in segs if key in sg]
+            if not parts:
+                continue
+            best = max(parts, key=lambda d: d["n_frames"])
+            out[key] = dict(best, segments=parts, split_at_C=[rounded(t, 3) for t in splits])
+        return out
+    return _expansion_fits(res, phase, quadratic, np.ones(T.shape, bool))
+
+
+def _expansion_fits(res, phase: str, quadratic, window: np.ndarray) -> dict:
     T = res.temperature_c
     out = {}
     for key in ("a", "b", "c", "vol"):
         y = res.values(key, phase)
         s = res.values(key + "_su", phase)
-        m = np.isfinite(y) & np.isfinite(T)
+        m = np.isfinite(y) & np.isfinite(T) & window
         if m.sum() < 3 or np.ptp(T[m]) < 1.0:
             continue
         s = np.where(np.isfinite(s) & (s > 0), s, np.nanmedian(s[m]) if np.isfinite(s[m]).any() else 1e-4)

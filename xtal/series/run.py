@@ -117,9 +117,11 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
                        notes=list(src.notes) + table.all_notes(),
                        options=dict(opts.__dict__))
     res.events = detect_events(res)
-    res.expansion = {pid: thermal_expansion(res, pid) for j, pid in enumerate(ids)
-                     if present[:, j].any()}
     res.lattice_transitions = [t for pid in ids for t in auto_merging(res, pid)]
+    # an expansion fit never runs across a lattice transition of its phase
+    res.expansion = {pid: thermal_expansion(res, pid, split_at_c=[
+        t["T_merge_C"] for t in res.lattice_transitions if t["phase"] == pid and t.get("T_merge_C") is not None])
+        for j, pid in enumerate(ids) if present[:, j].any()}
     timing["events_s"] = time.perf_counter() - t_stage
     res.timing = {k: round(v, 3) for k, v in timing.items()}
     res.elapsed_s = time.perf_counter() - t0

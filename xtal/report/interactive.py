@@ -1,0 +1,387 @@
+"""Interactive, self-contained HTML pages (plotly) of the identification, series and geometry results.
+
+Each page embeds plotly.js (``include_plotlyjs=True``): it opens from a file with no server and no
+network. What a chemist can do on them: zoom (drag, double-click to reset), toggle phases in the
+legend, read hkl / d / intensity of a reflection, frame / T / 2θ / intensity of a heat-map cell
+and a lattice parameter with its s.u. on hover, and switch the intensity scale between linear,
+√I and log. The matplotlib PNG/SVG figures stay the ones for papers.
+
+The ``*_figure`` functions return ``plotly.graph_objects.Figure`` objects (tests read their dicts);
+``write_*_html`` write the pages atomically.
+"""
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from xtal.report.units import (independent_lattice_parameters, temperature_unit, to_unit,
+                               unit_label)
+
+__all__ = ["identification_figure", "series_figures", "geometry_figure", "write_identification_html",
+           "write_series_html", "write_geometry_html", "html_page"]
+
+_COLORS = ["#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#2ca02c", "#7f7f7f"]
+_LATTICE_UNITS = {"a": "Å", "b": "Å", "c": "Å", "alpha": "°", "beta": "°", "gamma": "°"}
+AMORPHOUS_BAND_LEVEL = 0.15  # amorphous fraction from which a frame is drawn in the halo band
+_GREEK = {"alpha": "α", "beta": "β", "gamma": "γ"}
+
+
+def _go():
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    return go, make_subplots
+
+
+def _sqrt(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, float)
+    return np.sign(y) * np.sqrt(np.abs(y))
+
+
+def _list(a) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(a, float)]
+
+
+def _scale_menu(traces_linear: list, traces_sqrt: list, n_total: int, axis: str = "yaxis",
+                label: str = "intensity (counts)") -> dict:
+    """A button row switching the scaled traces between linear, √I and log."""
+    idx = [i for i, y in enumerate(traces_linear) if y is not None]
+
+    def args(ys, kind, lab):
+        return [{"y": [ys[i] for i in idx]}, {f"{axis}.type": kind, f"{axis}.title.text": lab,
+                                              f"{axis}.autorange": True}, idx]
+
+    return dict(type="buttons", direction="right", x=1.0, xanchor="right", y=1.01, yanchor="bottom",
+                showactive=True, buttons=[
+                    dict(label="linear", method="update", args=args(traces_linear, "linear", label)),
+                    dict(label="√I", method="update", args=args(traces_sqrt, "linear", f"√({label})")),
+                    dict(label="log", method="update", args=args(traces_linear, "log", f"{label}, log")),
+                ])
+
+
+# ------------------------------------------------------------------------------------------------
+# identification
+# ------------------------------------------------------------------------------------------------
+def identification_figure(result: Any, *, hypothesis: int = 0):
+    """Observed, calculated, background, one curve and one tick row per phase (legend-toggled
+    together), difference; hover on a tick gives hkl, d, 2θ and relative intensity."""
+    go, make_subplots = _go()
+    if not result.hypotheses:
+        fig = go.Figure()
+        fig.add_trace(go.Scattergl(x=_list(result.x_deg), y=_list(result.observed), mode="lines",
+                                   name="observed", line=dict(color="black", width=1)))
+        up = result.unexplained_peaks
+        if up:
+            fig.add_trace(go.Scatter(x=[p["two_theta"] for p in up],
+                                     y=list(np.interp([p["two_theta"] for p in up], result.x_deg,
+                                                      result.observed)),
+                                     mode="markers", name="unexplained peak",
+                                     marker=dict(symbol="triangle-down", color="crimson", size=9)))
+        fig.update_layout(title="No library phase explains this pattern", xaxis_title="2θ (°)",
+                          yaxis_title="intensity (counts)")
+        return fig
+    h = result.hypotheses[min(hypothesis, len(result.hypotheses) - 1)]
+    f = h.fit
+    n_ph = len(f.phases)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.02,
+                        row_heights=[0.62, 0.08 + 0.04 * n_ph, 0.22])
+    x = _list(f.x_deg)
+    lin: list = []
+    sq: list = []
+
+    def add(trace, row, scaled=None):
+        fig.add_trace(trace, row=row, col=1)
+        lin.append(None if scaled is None else _list(scaled))
+        sq.append(None if scaled is None else _list(_sqrt(scaled)))
+
+    add(go.Scattergl(x=x, y=_list(f.observed), mode="markers", name="observed",
+                     marker=dict(color="black", size=3),
+                     hovertemplate="2θ %{x:.3f}°<br>I %{y:.0f}<extra>observed</extra>"), 1, f.observed)
+    add(go.Scattergl(x=x, y=_list(f.calculated), mode="lines", name="calculated",
+                     line=dict(color="#d62728", width=1.2),
+                     hovertemplate="2θ %{x:.3f}°<br>I %{y:.0f}<extra>calculated</extra>"), 1, f.calculated)
+    add(go.Scattergl(x=x, y=_list(f.background), mode="lines", name="background",
+                     line=dict(color="#2ca02c", width=1)), 1, f.background)
+    for i, p in enumerate(f.phases):
+        col = _COLORS[i % len(_COLORS)]
+        wt = "" if p.weight_fraction is None else f": {100 * p.weight_fraction:.1f} wt%"
+        name = f"{p.id}{' (MODEL)' if p.model else ''}{wt}"
+        y = f.background + f.per_phase[p.id]
+        add(go.Scattergl(x=x, y=_list(y), mode="lines", name=name, legendgroup=p.id,
+                         line=dict(color=col, width=1), opacity=0.8,
+                         hovertemplate=f"{p.id}<br>2θ %{{x:.3f}}°<br>I %{{y:.0f}}<extra></extra>"), 1, y)
+        refl = p.reflections or [{"hkl": (), "d_angstrom": float("nan"), "two_theta_deg": float(t),
+                                  "intensity_pct": float("nan")} for t in p.reflections_two_theta_deg]
+        custom = [[" ".join(str(v) for v in r["hkl"]), r["d_angstrom"], r["intensity_pct"]] for r in refl]
+        add(go.Scatter(x=[r["two_theta_deg"] for r in refl], y=[n_ph - i] * len(refl), mode="markers",
+                       name=f"{p.id} reflections", legendgroup=p.id, showlegend=False,
+                       marker=dict(symbol="line-ns-open", size=14, color=col, line=dict(width=1.5)),
+                       customdata=custom,
+                       hovertemplate=(f"<b>{p.id}</b> (%{{customdata[0]}})<br>2θ %{{x:.3f}}°<br>"
+                                      "d %{customdata[1]:.4f} Å<br>I %{customdata[2]:.1f} %<extra></extra>")),
+            2)
+    up = result.unexplained_peaks if hypothesis == 0 else []
+    if up:
+        ux = [p["two_theta"] for p in up]
+        uy = np.interp(ux, f.x_deg, f.observed) * 1.05
+        add(go.Scatter(x=ux, y=_list(uy), mode="markers", name="unexplained peak",
+                       marker=dict(symbol="triangle-down", color="crimson", size=10),
+                       customdata=[[p["d"], p["intensity"]] for p in up],
+                       hovertemplate="unexplained<br>2θ %{x:.3f}°<br>d %{customdata[0]:.4f} Å<br>"
+                                     "I %{customdata[1]:.0f}<extra></extra>"), 1, uy)
+    add(go.Scattergl(x=x, y=_list(f.observed - f.calculated), mode="lines", name="obs − calc",
+                     line=dict(color="#1f77b4", width=1)), 3)
+    lam = result.radiation
+    title = (f"{' + '.join(h.ids)} — Rwp {100 * h.rwp:.2f} %, confidence {result.confidence}, "
+             f"λ = {result.wavelength:.5f} Å" + (" (Kα1/Kα2)" if lam is not None and lam.is_doublet else ""))
+    fig.update_layout(title=dict(text=title, y=0.98), height=720, hovermode="closest",
+                      legend=dict(orientation="h", y=-0.12), margin=dict(t=110),
+                      updatemenus=[_scale_menu(lin, sq, len(fig.data))])
+    fig.update_yaxes(title_text="intensity (counts)", row=1, col=1)
+    fig.update_yaxes(tickvals=[n_ph - i for i in range(n_ph)], ticktext=[p.id for p in f.phases],
+                     range=[0.4, n_ph + 0.6], row=2, col=1)
+    fig.update_yaxes(title_text="obs − calc", row=3, col=1)
+    fig.update_xaxes(title_text="2θ (°)", row=3, col=1)
+    fig.update_xaxes(range=[float(f.x_deg[0]), float(f.x_deg[-1])])
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# series
+# ------------------------------------------------------------------------------------------------
+def _q(two_theta_deg: np.ndarray, wavelength: float | None) -> np.ndarray | None:
+    if not wavelength:
+        return None
+    return 4 * np.pi * np.sin(np.radians(np.asarray(two_theta_deg, float) / 2)) / wavelength
+
+
+def amorphous_band(result: Any) -> np.ndarray:
+    """Frames in the amorphous halo's band (figures and pages alike): amorphous fraction at least
+    AMORPHOUS_BAND_LEVEL (well above the few % a refined background leaves), and from an amorphous
+    event on every frame that still shows a halo (> 5 %)."""
+    am = np.nan_to_num(result.dataset["amorphous_fraction"].values.astype(float), nan=0.0)
+    band = am >= AMORPHOUS_BAND_LEVEL
+    for e in result.events:
+        if e.get("kind") == "amorphous":
+            band[int(e["frame"]):] |= am[int(e["frame"]):] > 0.05
+    return band
+
+
+def series_figures(result: Any, *, temperature: str | None = None) -> dict[str, Any]:
+    """{"heatmap", "lattice", "fractions"} figures of a SeriesResult, temperatures in K or °C
+    (``temperature``: "K", "C" or None = automatic: K for a series that goes below 0 °C)."""
+    go, make_subplots = _go()
+    ds = result.dataset
+    unit = temperature_unit(result.temperature_c, temperature)
+    T = to_unit(result.temperature_c, unit)
+    frames = np.arange(result.n_frames)
+    tlab = unit_label(unit)
+    figs: dict[str, Any] = {}
+    prefix = "SYNTHETIC series — " if result.synthetic else ""
+
+    # heat map with phase bands (incl. the amorphous halo) to its right
+    if result.heat_x is not None and np.isfinite(ds["heatmap"].values).any():
+        img = ds["heatmap"].values.astype(float)
+        pos = img[np.isfinite(img) & (img > 0)]
+        floor = float(np.percentile(pos, 1)) if pos.size else 1.0
+        logi = np.log10(np.clip(img, max(floor, 1e-9), None))
+        y_by_t = np.all(np.isfinite(T)) and len(T) > 1 and (np.all(np.diff(T) > 0) or np.all(np.diff(T) < 0))
+        y = T if y_by_t else frames
+        ylab = tlab if y_by_t else "frame"
+        x = np.asarray(result.heat_x, float)
+        qx = _q(x, result.wavelength_angstrom)
+        custom = np.stack([np.repeat(frames[:, None], x.size, 1), np.repeat(T[:, None], x.size, 1),
+                           np.broadcast_to(x, img.shape), np.round(img, 1)], axis=-1)
+        ids = [pid for j, pid in enumerate(result.phase_ids) if result.present[:, j].any()]
+        am = ds["amorphous_fraction"].values.astype(float)
+        halo_frames = amorphous_band(result)
+        from xtal.report.series import _stand_ins
+
+        stand_ins = dict(_stand_ins(ds.attrs))
+        band_names = [pid + (" †" if pid in stand_ins else "") for pid in ids] + \
+            (["amorphous halo"] if halo_frames.any() else [])
+        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.82, 0.18],
+                            horizontal_spacing=0.02)
+        fig.add_trace(go.Heatmap(x=_list(x), y=_list(y), z=logi.tolist(), colorscale="Viridis",
+                                 customdata=custom.tolist(), name="log₁₀ I",
+                                 colorbar=dict(title="log₁₀ I", x=1.02),
+                                 hovertemplate=("frame %{customdata[0]:d}<br>T %{customdata[1]:.1f} "
+                                                + unit + "<br>2θ %{customdata[2]:.3f}°<br>"
+                                                "I %{customdata[3]:.0f}<extra></extra>")), row=1, col=1)
+        for k, pid in enumerate(ids):
+            j = result.phase_ids.index(pid)
+            pres = result.present[:, j].astype(bool)
+            info = result.phase_info.get(pid, {})
+            lab = (pid + (" (MODEL)" if info.get("model") else "")
+                   + (f" — stand-in for {stand_ins[pid]}" if pid in stand_ins else ""))
+            yy = [float(v) if p else None for v, p in zip(y, pres)]
+            fig.add_trace(go.Scatter(x=[k] * len(yy), y=yy, mode="lines+markers", name=lab,
+                                     line=dict(color=_COLORS[k % len(_COLORS)], width=8),
+                                     marker=dict(size=4), legendgroup=pid,
+                                     hovertemplate=f"{lab}<br>present at %{{y:.1f}}<extra></extra>"),
+                          row=1, col=2)
+        if halo_frames.any():
+            k = len(ids)
+            yy = [float(v) if p else None for v, p in zip(y, halo_frames)]
+            fig.add_trace(go.Scatter(x=[k] * len(yy), y=yy, mode="lines+markers", name="amorphous halo",
+                                     line=dict(color="#7f7f7f", width=8, dash="dot"), marker=dict(size=4),
+                                     customdata=_list(am),
+                                     hovertemplate="amorphous halo<br>fraction %{customdata:.2f}"
+                                                   "<extra></extra>"), row=1, col=2)
+        fig.update_xaxes(tickvals=list(range(len(band_names))), ticktext=band_names, tickangle=-60,
+                         range=[-0.6, len(band_names) - 0.4], row=1, col=2)
+        fig.update_xaxes(title_text="2θ (°)", row=1, col=1)
+        fig.update_yaxes(title_text=ylab, row=1, col=1)
+        buttons = [dict(label="2θ", method="update",
+                        args=[{"x": [_list(x)]}, {"xaxis.title.text": "2θ (°)", "xaxis.autorange": True}, [0]])]
+        if qx is not None:
+            buttons.append(dict(label="Q", method="update",
+                                args=[{"x": [_list(qx)]}, {"xaxis.title.text": "Q (Å⁻¹)",
+                                                           "xaxis.autorange": True}, [0]]))
+        fig.update_layout(title=prefix + f"Intensity map, 2θ–{'T' if y_by_t else 'frame'} (T in {unit})",
+                          height=650, legend=dict(orientation="h", y=-0.25),
+                          updatemenus=[dict(type="buttons", direction="right", x=0.82, y=1.01,
+                                            xanchor="right", yanchor="bottom", buttons=buttons)])
+        figs["heatmap"] = fig
+
+    # lattice parameters vs T, with s.u., only the parameters free by symmetry
+    ids = [pid for j, pid in enumerate(result.phase_ids) if result.present[:, j].any()]
+    if ids:
+        fig = make_subplots(rows=len(ids), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                            subplot_titles=ids)
+        names = list(ds["lattice"].values)
+        for r_, pid in enumerate(ids, 1):
+            j = result.phase_ids.index(pid)
+            pres = result.present[:, j].astype(bool)
+            free = independent_lattice_parameters(result.phase_info.get(pid, {}).get("spacegroup_number"))
+            for k, par in enumerate(free):
+                i = names.index(par)
+                v = ds["cell"].values[:, j, i].astype(float)
+                s = ds["cell_su"].values[:, j, i].astype(float)
+                v = np.where(pres, v, np.nan)
+                ref = np.nanmean(v) if np.isfinite(v).any() else 1.0
+                u = _LATTICE_UNITS[par]
+                nm = _GREEK.get(par, par)
+                fig.add_trace(go.Scatter(x=_list(T), y=_list(v / ref), mode="markers+lines",
+                                         name=f"{pid} {nm}", legendgroup=pid,
+                                         error_y=dict(type="data", array=_list(s / ref), visible=True),
+                                         customdata=np.stack([v, s, frames], 1).tolist(),
+                                         hovertemplate=(f"{pid} {nm} = %{{customdata[0]:.5f}} ± "
+                                                        f"%{{customdata[1]:.5f}} {u}<br>T %{{x:.1f}} {unit}"
+                                                        "<br>frame %{customdata[2]:d}<extra></extra>")),
+                              row=r_, col=1)
+            fig.update_yaxes(title_text="x / mean(x)", row=r_, col=1)
+        fig.update_xaxes(title_text=tlab, row=len(ids), col=1)
+        fig.update_layout(title=prefix + f"Lattice parameters vs T ({unit}), relative, with s.u.",
+                          height=260 * len(ids) + 120)
+        figs["lattice"] = fig
+
+        # weight fractions (crystalline) and, on its own axis, the amorphous fraction
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
+                            vertical_spacing=0.06)
+        for k, pid in enumerate(ids):
+            wf = np.asarray(result.values("wf", pid), float)
+            fig.add_trace(go.Scatter(x=_list(T), y=_list(wf), mode="lines+markers", name=pid,
+                                     line=dict(color=_COLORS[k % len(_COLORS)]),
+                                     hovertemplate=f"{pid}: %{{y:.3f}}<br>T %{{x:.1f}} {unit}<extra></extra>"),
+                          row=1, col=1)
+        fig.add_trace(go.Scatter(x=_list(T), y=_list(ds["amorphous_fraction"].values), mode="lines+markers",
+                                 name="amorphous fraction", line=dict(color="#7f7f7f", dash="dot")),
+                      row=2, col=1)
+        fig.update_yaxes(title_text="weight fraction (crystalline)", row=1, col=1)
+        fig.update_yaxes(title_text="amorphous fraction", row=2, col=1)
+        fig.update_xaxes(title_text=tlab, row=2, col=1)
+        fig.update_layout(title=prefix + f"Phase fractions vs T ({unit})", height=560)
+        figs["fractions"] = fig
+    return figs
+
+
+# ------------------------------------------------------------------------------------------------
+# geometry
+# ------------------------------------------------------------------------------------------------
+def geometry_figure(results: Sequence[Any]):
+    """M–X distances with s.u. per metal site; hover gives the ligand, its kind and symmetry code."""
+    go, _ = _go()
+    fig = go.Figure()
+    kinds: dict[str, int] = {}
+    cats = []
+    for r in results:
+        for site in r.sites:
+            cat = f"{r.phase_id} {site.label}"
+            cats.append(cat)
+            for b in site.bonds:
+                kinds.setdefault(b.kind, len(kinds))
+    for kind, k in kinds.items():
+        xs, ys, es, cd = [], [], [], []
+        for r in results:
+            for site in r.sites:
+                for b in site.bonds:
+                    if b.kind != kind:
+                        continue
+                    xs.append(f"{r.phase_id} {site.label}")
+                    ys.append(float(b.distance))
+                    es.append(float(b.su) if b.su is not None and math.isfinite(b.su) else 0.0)
+                    cd.append([b.to, b.symop, site.cn,
+                               "" if b.su is None else f"{b.su:.4f}"])
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=kind,
+                                 marker=dict(size=9, color=_COLORS[k % len(_COLORS)], opacity=0.8),
+                                 error_y=dict(type="data", array=es, visible=True), customdata=cd,
+                                 hovertemplate=("%{x}–%{customdata[0]} (%{customdata[1]})<br>"
+                                                "d = %{y:.4f} ± %{customdata[3]} Å<br>CN %{customdata[2]}"
+                                                f"<br>{html.escape(kind)}<extra></extra>")))
+    fig.update_layout(title="Metal–ligand distances with s.u. (hover: ligand, symmetry code)",
+                      xaxis=dict(title="metal site", categoryorder="array", categoryarray=cats),
+                      yaxis_title="distance (Å)", height=560, hovermode="closest")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# pages
+# ------------------------------------------------------------------------------------------------
+def html_page(figures: Sequence[Any], *, title: str, intro_html: str = "") -> str:
+    """One self-contained HTML page: plotly.js embedded once, then every figure."""
+    parts = []
+    for i, fig in enumerate(figures):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"xtal-fig-{i}",
+                                 config={"displaylogo": False, "scrollZoom": True,
+                                         "toImageButtonOptions": {"format": "svg"}}))
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>body{{font-family:-apple-system,'Segoe UI',"
+            "Helvetica,Arial,sans-serif;max-width:80em;margin:1em auto;padding:0 1em;color:#222}"
+            "p.help{color:#555}</style>\n</head>\n<body>\n"
+            f"<h1>{html.escape(title)}</h1>\n{intro_html}\n<p class=\"help\">Drag to zoom, double-click to "
+            "reset, click a legend entry to hide or show it; hover for values. Works offline.</p>\n"
+            + "\n".join(parts) + "\n</body>\n</html>\n")
+
+
+def _write(path, text: str, overwrite: bool = True) -> Path:
+    from xtal.util import atomic_write_text, check_writable
+
+    target = check_writable(path, overwrite=overwrite)
+    return atomic_write_text(target, text)
+
+
+def write_identification_html(result: Any, path, *, overwrite: bool = True) -> Path:
+    """The identification's interactive page (pattern, per-phase toggles, hkl on hover)."""
+    intro = (f"<p><b>Confidence: {html.escape(str(result.confidence))}.</b> "
+             f"{html.escape(result.confidence_statement or '')}</p>")
+    if result.warnings:
+        intro += "<ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in result.warnings) + "</ul>"
+    return _write(path, html_page([identification_figure(result)], title="xtal phase identification",
+                                  intro_html=intro), overwrite)
+
+
+def write_series_html(result: Any, path, *, temperature: str | None = None, overwrite: bool = True) -> Path:
+    """The thermal series' interactive page (heat map with bands, fractions, lattice vs T)."""
+    figs = series_figures(result, temperature=temperature)
+    title = "xtal thermal series" + (" (SYNTHETIC data)" if result.synthetic else "")
+    return _write(path, html_page(list(figs.values()), title=title), overwrite)
+
+
+def write_geometry_html(results: Sequence[Any], path, *, overwrite: bool = True) -> Path:
+    """The coordination geometry's interactive page (distances with s.u., hover details)."""
+    return _write(path, html_page([geometry_figure(results)], title="xtal coordination geometry"), overwrite)
