@@ -21,7 +21,6 @@ from xtal.demo import DemoOutputs, demo_patterns, demo_series_path, run_demo
 
 SLOTS = {"li2b12h12_2diglyme", "li2b12h12_1.5dme", "na2b12h12_4diglyme_rt", "na2b12h12_2diglyme_ht",
          "k2b12h12_4diglyme", "na2b12h12"}
-RUNTIME_LIMIT_S = 180.0
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,7 @@ def test_every_output_exists_and_is_listed(demo):
         assert out.resolve() in p.resolve().parents, p
     for sec in ("library", "simulate", "identify", "series", "coordination", "overview"):
         assert res.files[sec], sec
-    # the run finishes within the budget and ends by printing where each output is
-    assert res.elapsed_s < RUNTIME_LIMIT_S
+    # the run ends by printing where each output is (its duration is measured in benchmarks/)
     assert any(ln.startswith("[1/5]") for ln in lines) and any(ln.startswith("[5/5]") for ln in lines)
     tail = "\n".join(lines[-50:])
     for where in ("library/library.csv", "simulate/dodecaborate_phases_MoKa.png",
