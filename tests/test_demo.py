@@ -232,12 +232,10 @@ def test_refuses_to_write_into_the_bundled_data():
     assert not (REPO / "patterns" / "demo-out").exists()
 
 
+@pytest.mark.slow
 def test_cli_demo(tmp_path):
     from xtal import cli
 
-    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
-    if "demo" not in sub.choices:
-        pytest.skip("`xtal demo` is not wired into xtal.cli yet")
     out = tmp_path / "cli-demo"
     assert cli.main(["demo", "--out", str(out)]) == 0
     pb = _json(out / "identify" / "measured_PbSO4_lab_CuKa.json")
