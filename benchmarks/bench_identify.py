@@ -1,43 +1,121 @@
-"""Benchmark of `xtal.identify.identify`: one pattern (5000 points) against a 12-phase library.
+"""Benchmark of `xtal identify`: the whole command, and `identify` inside one process.
 
 Run from the repository root:
 
-    python benchmarks/bench_identify.py [--repeat 7]
+    python benchmarks/bench_identify.py [--repeat 3] [--inprocess]
 
-The pattern is a labelled synthetic 3-phase mixture (xtal.synth; Cu Kα1/Kα2, 2θ 10–80°, 5000
-points, strained cells, zero shift, Chebyshev background, Poisson noise). The library is 12
-bundled phases (the 3 present + 9 decoys). The first call includes building the reflection
-tables of the 12 phases (cached per phase afterwards); the median is over the following calls.
-Also timed: `fit_phases` started from a neighbouring result (the per-frame cost of a series).
+**Command** (default; issue 16): `xtal identify PATTERN --json OUT` in a fresh process (imports,
+reading the pattern, loading the 19-phase bundled library, reflection tables, the fit, the JSON),
+5000 points (a labelled synthetic 3-phase mixture, Cu Kα1/Kα2, 2θ 10–80°), wall and CPU time of
+the child process:
+
+* *no cache*: ``XTAL_CACHE_DIR=off`` (every process recomputes every reflection table, as before
+  the on-disk cache);
+* *cold*: an empty cache directory (computes and stores the tables);
+* *warm*: the same directory again (reads them).
+
+Baseline in the same process: pymatgen's `XRDCalculator.get_pattern` sticks of the same library
+phases at the same λ and 2θ range (what a pymatgen-based tool computes before it fits anything).
+Also measured: ``python -X importtime``-free import time of the modules each command needs.
+
+**In process** (``--inprocess``): `identify` of the same pattern against a 12-phase library; the
+first call includes the reflection tables, the median is over the following calls; and
+`fit_phases` started from a neighbouring result (the per-frame cost of a series).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 from xtal import identify as I
+from xtal.io import write_pattern
 from xtal.library import Library
 from xtal.synth import synthetic_pattern
 
 LIBRARY_IDS = ["PbSO4", "NiO", "CuO", "CaF2", "NAC", "BiFeO3", "Bi2Fe4O9", "Bi25FeO39",
                "CuCr2O4", "k2b12h12", "libh4_rt", "libh4_ht"]
 TRUE = (["PbSO4", "CuO", "k2b12h12"], [0.5, 0.3, 0.2])
+RANGE = (10.0, 80.0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=7)
-    args = ap.parse_args()
-    lib = Library.bundled()
+def make_pattern(lib):
+    by_id = {p.id: p for p in lib.phases(TRUE[0])}
+    return synthetic_pattern([by_id[i] for i in TRUE[0]], TRUE[1], wavelength_angstrom="CuKa",
+                             two_theta_range_deg=RANGE, step_deg=0.014, strain=[0.004, -0.006, 0.01],
+                             zero_shift_deg=0.03, fwhm_deg=0.09, eta=0.6,
+                             background={"kind": "chebyshev", "coeffs": [200, -40, 15]},
+                             counts_max=2e4, seed=42)
+
+
+def _child(args: list[str], env: dict) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one child process."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def pymatgen_sticks(phases, wavelength: float) -> tuple[float, float]:
+    from pymatgen.analysis.diffraction.xrd import XRDCalculator
+    t, c = time.perf_counter(), time.process_time()
+    calc = XRDCalculator(wavelength=wavelength)
+    for p in phases:
+        calc.get_pattern(p.to_pymatgen(), scaled=False, two_theta_range=RANGE)
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def command_benchmark(repeat: int) -> None:
+    lib = Library.bundled(user_dir=False)
+    phases = lib.phases()
+    pat = make_pattern(lib)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pfile = write_pattern(pat, tmp / "mix.xye")
+        cmd = [sys.executable, "-m", "xtal.cli", "identify", str(pfile), "--json", str(tmp / "o.json")]
+        base_env = dict(os.environ, XTAL_USER_STRUCTURES=str(tmp / "user"))
+        print(f"pattern: {pat.x.size} points, 2θ {RANGE[0]:g}–{RANGE[1]:g}°, Cu Kα1/Kα2; library: "
+              f"{len(phases)} bundled phases; load average {os.getloadavg()[0]:.2f}")
+        rows: dict[str, list[tuple[float, float]]] = {"no cache": [], "cold": [], "warm": []}
+        for k in range(repeat):
+            cdir = tmp / f"cache{k}"
+            rows["no cache"].append(_child(cmd, dict(base_env, XTAL_CACHE_DIR="off")))
+            rows["cold"].append(_child(cmd, dict(base_env, XTAL_CACHE_DIR=str(cdir))))
+            rows["warm"].append(_child(cmd, dict(base_env, XTAL_CACHE_DIR=str(cdir))))
+        imp = _child([sys.executable, "-c", "import xtal.cli, xtal.identify, xtal.io, xtal.library"],
+                     base_env)
+        bare = _child([sys.executable, "-c", "pass"], base_env)
+        pm = [pymatgen_sticks(phases, 1.540593) for _ in range(max(1, repeat // 2))]
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+           for k, v in rows.items()}
+    pmw, pmc = min(w for w, _ in pm), min(c for _, c in pm)
+    print(f"`xtal identify` (median of {repeat}, wall / CPU s):")
+    for k, (w, c) in med.items():
+        print(f"  {k:9s} {w:6.2f} / {c:5.2f}")
+    print(f"  warm vs no cache: wall {med['no cache'][0] / med['warm'][0]:.2f}x, "
+          f"CPU {med['no cache'][1] / med['warm'][1]:.2f}x")
+    print(f"  imports of the identify path: {imp[0]:.2f} s wall / {imp[1]:.2f} s CPU "
+          f"(bare interpreter {bare[0]:.2f} / {bare[1]:.2f})")
+    print(f"pymatgen XRDCalculator sticks of the same {len(phases)} phases, same λ and range (best of "
+          f"{len(pm)}): {pmw:.2f} s wall / {pmc:.2f} s CPU")
+    print(f"  whole warm `xtal identify` / pymatgen sticks alone: wall {med['warm'][0] / pmw:.2f}, "
+          f"CPU {med['warm'][1] / pmc:.2f}")
+
+
+def inprocess_benchmark(repeat: int) -> None:
+    lib = Library.bundled(user_dir=False)
     phases = lib.phases(LIBRARY_IDS)
     by_id = {p.id: p for p in phases}
+    pat = make_pattern(lib)
     ids, wf = TRUE
-    pat = synthetic_pattern([by_id[i] for i in ids], wf, wavelength_angstrom="CuKa",
-                            two_theta_range_deg=(10.0, 80.0), step_deg=0.014, strain=[0.004, -0.006, 0.01],
-                            zero_shift_deg=0.03, fwhm_deg=0.09, eta=0.6,
-                            background={"kind": "chebyshev", "coeffs": [200, -40, 15]},
-                            counts_max=2e4, seed=42)
     print(f"pattern: {pat.x.size} points, library: {len(phases)} phases, truth: "
           + ", ".join(f"{i} {w:.0%}" for i, w in zip(ids, wf)))
     I.clear_cache()
@@ -45,28 +123,35 @@ def main() -> None:
     res = I.identify(pat, phases)
     cold = time.perf_counter() - t
     times, cpu = [], []
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
         res = I.identify(pat, phases)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     best = res.best
     print(f"identify: first call (incl. reflection tables) {cold:.3f} s; "
-          f"median of {args.repeat} {statistics.median(times):.3f} s "
+          f"median of {repeat} {statistics.median(times):.3f} s "
           f"(min {min(times):.3f}, max {max(times):.3f}); CPU median {statistics.median(cpu):.3f} s; "
           f"{res.n_fits} fits")
     print("best: " + " + ".join(f"{p.id} {p.weight_fraction:.1%}" for p in best.phases)
           + f"; Rwp {best.rwp:.2%}; confidence {res.confidence}")
-    # series use: the same phases, started from the previous result
     fit = best.fit
     sub = [by_id[i] for i in best.ids]
     tt = []
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         t = time.perf_counter()
         I.fit_phases(pat, sub, start=fit)
         tt.append(time.perf_counter() - t)
     print(f"fit_phases(start=previous), {len(sub)} phases, {pat.x.size} points: "
           f"median {statistics.median(tt) * 1e3:.0f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--inprocess", action="store_true", help="time identify() inside one process")
+    args = ap.parse_args()
+    (inprocess_benchmark if args.inprocess else command_benchmark)(args.repeat)
 
 
 if __name__ == "__main__":

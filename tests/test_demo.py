@@ -23,7 +23,6 @@ SLOTS = {"li2b12h12_2diglyme", "li2b12h12_1.5dme", "na2b12h12_4diglyme_rt", "na2
          "k2b12h12_4diglyme", "na2b12h12",
          # issue 18: the study's DMSO, DEF and water solvates, the B10H10 impurity, Na2B12H12 high-T
          "li2b12h12_n_dmso", "li2b12h12_n_def", "li2b12h12_n_h2o", "li2b10h10", "na2b12h12_ht"}
-RUNTIME_LIMIT_S = 180.0
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +53,7 @@ def test_every_output_exists_and_is_listed(demo):
         assert out.resolve() in p.resolve().parents, p
     for sec in ("library", "simulate", "identify", "series", "coordination", "overview"):
         assert res.files[sec], sec
-    # the run finishes within the budget and ends by printing where each output is
-    assert res.elapsed_s < RUNTIME_LIMIT_S
+    # the run ends by printing where each output is (its duration is measured in benchmarks/)
     assert any(ln.startswith("[1/5]") for ln in lines) and any(ln.startswith("[5/5]") for ln in lines)
     tail = "\n".join(lines[-50:])
     for where in ("library/library.csv", "simulate/dodecaborate_phases_MoKa.png",
@@ -236,12 +234,10 @@ def test_refuses_to_write_into_the_bundled_data():
     assert not (REPO / "patterns" / "demo-out").exists()
 
 
+@pytest.mark.slow
 def test_cli_demo(tmp_path):
     from xtal import cli
 
-    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
-    if "demo" not in sub.choices:
-        pytest.skip("`xtal demo` is not wired into xtal.cli yet")
     out = tmp_path / "cli-demo"
     assert cli.main(["demo", "--out", str(out)]) == 0
     pb = _json(out / "identify" / "measured_PbSO4_lab_CuKa.json")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -117,7 +116,7 @@ def test_fit_phases_refines_cell_per_axis_with_su(bundled):
         assert abs(fast.cell[k] - pc.cell[k]) < 3 * pc.cell_su[k]
 
 
-def test_fit_phases_from_neighbour_is_fast(bundled):
+def test_fit_phases_from_neighbour_converges_in_few_evaluations(bundled):
     """Series use: the next frame (slightly expanded) started from the previous result converges
     in a few iterations to the right lattice."""
     _, by_id = bundled
@@ -127,14 +126,10 @@ def test_fit_phases_from_neighbour_is_fast(bundled):
     p0 = synthetic_pattern([cu, nio], [0.8, 0.2], strain=[0.0, 0.0], seed=1, **kw)
     p1 = synthetic_pattern([cu, nio], [0.8, 0.2], strain=[0.0005, 0.0004], seed=2, **kw)
     f0 = I.fit_phases(p0, [cu, nio])
-    I.fit_phases(p1, [cu, nio], start=f0)          # warm-up
-    t = time.perf_counter()
     f1 = I.fit_phases(p1, [cu, nio], start=f0)
-    dt = time.perf_counter() - t
     assert f1.phase("CuCr2O4").strain[0] == pytest.approx(0.0005, abs=1e-4)
     assert f1.phase("NiO").strain[0] == pytest.approx(0.0004, abs=1e-4)
-    assert f1.nfev <= 25
-    assert dt < 0.5, dt     # ~0.05 s on the 2-core machine; generous for CI
+    assert f1.nfev <= 25    # few evaluations from the neighbour; wall time is in benchmarks/
 
 
 def test_model_phase_is_flagged(bundled):

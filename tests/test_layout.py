@@ -14,8 +14,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xtal"
 WRITERS = ("xtal.io", "xtal.report")
 #: orchestration: may use everything
 ORCHESTRATION = ("xtal.cli", "xtal.demo")
-#: the structure store: `library add` copies a user's CIF into it (atomically), its one write
-STORES = ("xtal.library",)
+#: the structure store (`library add` copies a user's CIF into it, atomically, its one write) and the
+#: reflection cache in the user's cache directory (xtal.cache: temporary file + os.replace)
+STORES = ("xtal.library", "xtal.cache")
 #: what an analysis module may not import
 RENDERING = ("xtal.report", "matplotlib", "plotly")
 WRITER_NAMES = {"atomic_write", "atomic_path", "atomic_write_text", "write_pattern", "write_series",

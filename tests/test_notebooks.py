@@ -4,7 +4,6 @@ visible on a code host."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -15,7 +14,6 @@ nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = REPO / "notebooks"
 TIMEOUT_S = 120          # per cell
-BUDGET_S = 90            # per notebook (each runs in ~10–30 s on two cores)
 
 EXPECTED = {
     # notebook: (strings that must appear in the outputs, minimum number of figures shown)
@@ -63,6 +61,7 @@ def test_notebook_is_stored_executed(name):
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_executes(name, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -71,13 +70,10 @@ def test_notebook_executes(name, monkeypatch):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
-    t0 = time.perf_counter()
     client.execute()       # raises CellExecutionError on any error
-    elapsed = time.perf_counter() - t0
     text, n_img = _text(nb)
     assert "ERROR" not in text and "Traceback" not in text
     strings, min_figs = EXPECTED[name]
     for s in strings:
         assert s in text, f"{name}: {s!r} not in the outputs"
     assert n_img >= min_figs, f"{name}: {n_img} figures shown, expected ≥ {min_figs}"
-    assert elapsed < BUDGET_S, f"{name} took {elapsed:.0f} s"

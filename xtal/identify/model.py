@@ -7,10 +7,13 @@ here re-implements Bragg's law or the Lorentz–polarisation factor.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from xtal.cache import cached_arrays, phase_cache_key
+from xtal.formfactors import DEFAULT_FORM_FACTORS
 from xtal.simulate import (group_ops, laue_rotations, march_dollase_cos2, march_dollase_factor,
                            reciprocal_metric, reflection_table)
 
@@ -205,26 +208,36 @@ def _phase_key(phase: Any) -> tuple:
             getattr(phase, "block", None))
 
 
+def _d_of(hkl: np.ndarray, cell: Sequence[float]) -> np.ndarray:
+    return 1.0 / np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", hkl, reciprocal_metric(cell), hkl), 1e-12))
+
+
+def _dmin_grid(dmin: float) -> float:
+    """A d_min ≤ 0.98·dmin on a 2 % geometric grid: nearby requests (another pattern's range, another
+    strain margin) share one computed list, in memory and on disk."""
+    step = math.log(1.02)
+    return math.exp(math.floor(math.log(dmin * 0.98) / step) * step)
+
+
 def cached_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray]:
-    """Reflections down to dmin, cached per phase: a cached list computed to a smaller d is reused."""
+    """Reflections with d ≥ dmin, cached per phase in memory and on disk (`xtal.cache`): a list
+    computed to a smaller d is reused. The same reflections whether the list was cached or not."""
     key = _phase_key(phase)
     hit = _REFL_CACHE.get(key)
-    if hit is not None and hit[0] <= dmin * (1 + 1e-9):
-        dcache, hkl, fm = hit
-        if dcache < dmin * 0.999:
-            d = 1.0 / np.sqrt(np.maximum(
-                np.einsum("ni,ij,nj->n", hkl, reciprocal_metric(phase.cell.parameters), hkl), 1e-12))
-            keep = d >= dmin
-            return hkl[keep], fm[keep]
-        return hkl, fm
-    # compute a little further than asked so that neighbouring calls reuse it
-    dmin_calc = dmin * 0.98
-    hkl, fm = _base_reflections(phase, dmin_calc)
-    _REFL_CACHE[key] = (dmin_calc, hkl, fm)
-    return hkl, fm
+    if hit is None or hit[0] > dmin * (1 + 1e-9):
+        dmin_calc = _dmin_grid(dmin)
+        hkl, fm = cached_arrays(
+            "reflections", phase_cache_key(phase, "reflections", repr(dmin_calc), DEFAULT_FORM_FACTORS),
+            ("hkl", "fmult"), lambda: _base_reflections(phase, dmin_calc),
+            check=lambda a: a[0].ndim == 2 and a[0].shape[1] == 3 and a[0].shape[0] == a[1].shape[0])
+        hit = _REFL_CACHE[key] = (dmin_calc, hkl, fm)
+    _, hkl, fm = hit
+    keep = _d_of(hkl, phase.cell.parameters) >= dmin
+    return hkl[keep], fm[keep]
 
 
 def clear_cache() -> None:
-    """Forget the cached reflection lists (e.g. after editing a Phase in place)."""
+    """Forget the reflection lists cached in memory (e.g. after editing a Phase in place; the disk
+    cache's key includes the phase's cell and sites, so an edited phase is a new entry there)."""
     _REFL_CACHE.clear()
 

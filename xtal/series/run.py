@@ -171,16 +171,17 @@ class _Run:
                 self._store(recs)
             return {"chain_s": time.perf_counter() - t_stage}
         timing = {}
-        submit, close = _executor(workers, scheduler)
+        pool = _Pool(workers, scheduler)
         try:
             # coarse chain over the first frame of every chunk (sequential, screened): each chunk
             # is seeded from its own first frame's solution, reached by continuity
             seeds = self._coarse_seeds(chunks)
             timing["coarse_chain_s"] = time.perf_counter() - t_stage
             t_stage = time.perf_counter()
-            states = self._parallel(chunks, seeds, submit, 2 * workers)
+            inflight = 2 * (len(pool.client.scheduler_info()["workers"]) if pool.client else workers)
+            states = self._parallel(chunks, seeds, pool, max(2, inflight))
         finally:
-            close()
+            pool.close()
         timing["parallel_chunks_s"] = time.perf_counter() - t_stage
         t_stage = time.perf_counter()
         # reconcile chunk boundaries: refit the first frames of each chunk from the previous one
@@ -189,21 +190,22 @@ class _Run:
         timing["reconcile_s"] = time.perf_counter() - t_stage
         return timing
 
-    def _parallel(self, chunks, seeds, submit, max_inflight: int) -> dict[int, dict]:
+    def _parallel(self, chunks, seeds, pool: "_Pool", max_inflight: int) -> dict[int, dict]:
         states: dict[int, dict] = {}
         pending = {}
         it_chunks = iter(chunks)
+        phases = pool.share(self.phases)
 
         def feed():
             for a, b in it_chunks:
-                pending[submit(run_chunk, self.src.fetch_items(a, b), self.phases, self.opts,
-                               seeds.get(a), self.heat_range, self.wl_ref)] = a
+                pending[pool.submit(run_chunk, self.src.fetch_items(a, b), phases, self.opts,
+                                    seeds.get(a), self.heat_range, self.wl_ref)] = a
                 if len(pending) >= max_inflight:
                     return
 
         feed()
         while pending:
-            for fut in _wait_first(pending):
+            for fut in pool.first_done(pending):
                 a = pending.pop(fut)
                 recs, states[a] = fut.result()
                 self._store(recs)
@@ -253,28 +255,46 @@ def _agree(old: dict[str, tuple], new: FrameRecord) -> bool:
     return True
 
 
-def _executor(workers: int, scheduler: str | None):
-    if scheduler:
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            raise SeriesError("scheduler= needs dask.distributed (pip install 'dask[distributed]'); "
-                              "or use workers=N for local processes") from None
-        client = Client(scheduler)
-        return client.submit, client.close
-    from concurrent.futures import ProcessPoolExecutor
+class _Pool:
+    """Local worker processes or a Dask cluster behind one interface: ``share`` an object every
+    task needs (the library phases: sent once per cluster, not once per task), ``submit``,
+    ``first_done`` and ``close``."""
 
-    ex = ProcessPoolExecutor(max_workers=workers)
-    return ex.submit, lambda: ex.shutdown(wait=True, cancel_futures=True)
+    def __init__(self, workers: int, scheduler: str | None):
+        self.client = self.ex = None
+        if scheduler:
+            try:
+                from dask.distributed import Client
+            except ImportError:
+                raise SeriesError("scheduler= needs dask.distributed (pip install 'xtal[dask]' or "
+                                  "'dask[distributed]'); or use workers=N for local processes") from None
+            self.client = Client(scheduler)
+        else:
+            from concurrent.futures import ProcessPoolExecutor
 
+            self.ex = ProcessPoolExecutor(max_workers=workers)
 
-def _wait_first(pending: dict):
-    try:
+    def share(self, obj):
+        if self.client is not None:
+            return self.client.scatter(obj, broadcast=True, hash=False)
+        return obj
+
+    def submit(self, fn, *args):
+        if self.client is not None:
+            return self.client.submit(fn, *args, pure=False)
+        return self.ex.submit(fn, *args)
+
+    def first_done(self, pending):
+        if self.client is not None:
+            from dask.distributed import wait as dwait
+
+            return dwait(list(pending), return_when="FIRST_COMPLETED").done
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-        return done
-    except TypeError:  # dask futures
-        from dask.distributed import wait as dwait
+        return wait(list(pending), return_when=FIRST_COMPLETED)[0]
 
-        return dwait(list(pending), return_when="FIRST_COMPLETED").done
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        else:
+            self.ex.shutdown(wait=True, cancel_futures=True)
