@@ -269,3 +269,33 @@ def test_series_page_marks_stand_ins(series_result, monkeypatch):
     assert band["name"] == "libh4_ht — stand-in for β-Li2B12H12"
     ticks = [a for k, a in hm["layout"].items() if k.startswith("xaxis") and a.get("ticktext")][0]["ticktext"]
     assert "libh4_ht †" in ticks and ticks[-1] == "amorphous halo"
+
+
+def test_refinement_page_rietveld_and_le_bail(tmp_path):
+    """`xtal refine` writes an interactive page too: the real PbSO4 pattern's Le Bail fit and a
+    short Rietveld fit, each with its tick row, difference curve and the √I/log switch, and the
+    CLI refuses an existing page without --force before refining."""
+    from tests.conftest import REF_PATTERNS, REF_STRUCTURES
+    from xtal.cli import main
+    from xtal.io import read_pattern
+    from xtal.refine import le_bail
+    from xtal.report.interactive import refinement_figure
+    from xtal.structures import read_cif
+
+    d = REF_PATTERNS / "lab_PbSO4_CuKa"
+    pat = read_pattern(d / "PBSO4.XRA", instrument=d / "INST_XRY.PRM")
+    lb = le_bail(pat, [read_cif(REF_STRUCTURES / "PbSO4.cif")], two_theta_range=(20, 40))
+    fig = refinement_figure(lb).to_dict()
+    names = [t.get("name") for t in fig["data"]]
+    assert {"observed", "calculated", "background", "obs − calc"} <= set(names)
+    ticks = next(t for t in fig["data"] if t.get("name", "").endswith("reflections"))
+    assert len(ticks["x"]) >= 10 and 20 <= min(ticks["x"]) and max(ticks["x"]) <= 40
+    assert "Le Bail" in fig["layout"]["title"]["text"]
+    assert fig["layout"]["updatemenus"][0]["buttons"]
+    page = tmp_path / "refine.html"
+    page.write_text("keep")
+    args = ["refine", str(d / "PBSO4.XRA"), "--instrument", str(d / "INST_XRY.PRM"), "--cif",
+            str(REF_STRUCTURES / "PbSO4.cif"), "--lebail", "--range", "20", "40", "--html", str(page)]
+    assert main(args) == 2 and page.read_text() == "keep"
+    assert main(args + ["--force"]) == 0
+    assert "plotly" in page.read_text()[:200000].lower()

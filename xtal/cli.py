@@ -523,12 +523,26 @@ def _cmd_series(args: argparse.Namespace) -> int:
 # refine
 # ------------------------------------------------------------------------------------------------
 def _cmd_refine(args: argparse.Namespace) -> int:
+    from xtal.io import read_pattern
     from xtal.io.cif_writer import write_refined_cif
     from xtal.refine import le_bail, rietveld
+    from xtal.report.interactive import write_refinement_html
     from xtal.report.refine import plot_rietveld, render_lebail_markdown, render_rietveld_markdown
     from xtal.structures import read_cif
-    from xtal.io import read_pattern
+    from xtal.util import FIGURE_SUFFIXES
 
+    plan = _plan([Path(args.pattern), _input_path(args.instrument), *(Path(c) for c in args.cif)],
+                 args.force)
+    cif_out = None if args.lebail else plan.add(args.write_cif, what="--write-cif", suffixes=(".cif",))
+    report = plan.add(args.report, what="--report", suffixes=REPORT_SUFFIXES)
+    if report:
+        plan.add(report.with_suffix(".html"), what="--report (HTML)")
+    plot = None if args.lebail else plan.add(
+        args.plot or (report.with_suffix(".png") if report else None), what="--plot",
+        suffixes=FIGURE_SUFFIXES)
+    page = plan.add(args.html or (_interactive_path(args.report) if args.report else None),
+                    what="--html", suffixes=(".html", ".htm"))
+    plan.check()  # before reading anything or refining
     pattern = read_pattern(args.pattern, instrument=args.instrument)
     phases = [read_cif(c) for c in args.cif]
     rng = tuple(args.range) if args.range else None
@@ -539,8 +553,9 @@ def _cmd_refine(args: argparse.Namespace) -> int:
               f"{lb.elapsed_s:.2f} s")
         for ph in lb.phases:
             print(f"  {ph.id}: cell " + ", ".join(f"{v:.5f}" for v in ph.cell[:3]))
-        if args.report:
-            _outputs_report(render_lebail_markdown(lb), args.report, "xtal Le Bail fit")
+        _outputs_report(render_lebail_markdown(lb), args.report, "xtal Le Bail fit", plan)
+        if page:
+            print(f"interactive page: {write_refinement_html(lb, page, overwrite=args.force)}")
         return 0
     refine = [g.strip() for g in args.refine.split(",")] if args.refine else None
     kw = {"refine": refine} if refine else {}
@@ -556,14 +571,15 @@ def _cmd_refine(args: argparse.Namespace) -> int:
         print(f"  {ph.id}: cell " + ", ".join(f"{v:.5f}" for v in ph.cell[:3]))
     for w in res.warnings:
         print(f"  warning: {w}")
-    if args.write_cif:
-        print(f"cif: {write_refined_cif(res, args.write_cif, overwrite=args.force)}")
-    plot = args.plot or (str(Path(args.report).with_suffix(".png")) if args.report else None)
+    if cif_out:
+        print(f"cif: {write_refined_cif(res, cif_out, overwrite=args.force)}")
     if plot:
-        print(f"figure: {plot_rietveld(res, plot)}")
-    if args.report:
+        print(f"figure: {plot_rietveld(res, plot, overwrite=args.force)}")
+    if report:
         md = render_rietveld_markdown(res) + (f"\n![Rietveld plot]({Path(plot).name})\n" if plot else "")
-        _outputs_report(md, args.report, "xtal Rietveld refinement")
+        _outputs_report(md, args.report, "xtal Rietveld refinement", plan)
+    if page:
+        print(f"interactive page: {write_refinement_html(res, page, overwrite=args.force)}")
     return 0
 
 
@@ -741,7 +757,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_ref.add_argument("--write-cif", help="write the refined structure(s) here")
     p_ref.add_argument("--report", help="Markdown report (+ .html and figure beside it)")
     p_ref.add_argument("--plot", help="Rietveld figure")
-    p_ref.add_argument("--force", action="store_true", help="replace an existing CIF")
+    p_ref.add_argument("--html", help="interactive page (zoom, hover, √I/log); default with --report: "
+                                      "REPORT.interactive.html")
+    p_ref.add_argument("--force", action="store_true", help="replace existing output files")
     p_ref.set_defaults(func=_cmd_refine)
     return parser
 

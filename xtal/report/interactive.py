@@ -382,6 +382,55 @@ def write_series_html(result: Any, path, *, temperature: str | None = None, over
     return _write(path, html_page(list(figs.values()), title=title), overwrite)
 
 
+def refinement_figure(res: Any):
+    """A Rietveld or Le Bail fit: observed, calculated, background, one tick row per phase (toggled
+    with its curve), difference; linear/√I/log intensity."""
+    go, make_subplots = _go()
+    n_ph = len(res.phases)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.02,
+                        row_heights=[0.62, 0.08 + 0.04 * n_ph, 0.22])
+    x = _list(res.x_deg)
+    lin: list = []
+    sq: list = []
+
+    def add(trace, row, scaled=None):
+        fig.add_trace(trace, row=row, col=1)
+        lin.append(None if scaled is None else _list(scaled))
+        sq.append(None if scaled is None else _list(_sqrt(scaled)))
+
+    add(go.Scattergl(x=x, y=_list(res.observed), mode="markers", name="observed",
+                     marker=dict(color="black", size=3)), 1, res.observed)
+    add(go.Scattergl(x=x, y=_list(res.calculated), mode="lines", name="calculated",
+                     line=dict(color="#d62728", width=1.2)), 1, res.calculated)
+    add(go.Scattergl(x=x, y=_list(res.background), mode="lines", name="background",
+                     line=dict(color="#2ca02c", width=1)), 1, res.background)
+    for i, ph in enumerate(res.phases):
+        col = _COLORS[i % len(_COLORS)]
+        ticks = getattr(ph, "ticks_two_theta_deg", None)
+        if ticks is None and getattr(ph, "two_theta_deg", None) is not None:      # Le Bail phase
+            ticks = np.asarray(ph.two_theta_deg)[np.asarray(ph.in_range, bool)]
+        ticks = [] if ticks is None else _list(ticks)
+        add(go.Scatter(x=ticks, y=[n_ph - i] * len(ticks), mode="markers", name=f"{ph.id} reflections",
+                       legendgroup=ph.id, marker=dict(symbol="line-ns-open", size=14, color=col),
+                       hovertemplate=f"<b>{ph.id}</b><br>2θ %{{x:.3f}}°<extra></extra>"), 2)
+    add(go.Scattergl(x=x, y=_list(res.observed - res.calculated), mode="lines", name="obs − calc",
+                     line=dict(color="#1f77b4", width=1)), 3)
+    method = "Rietveld" if getattr(res, "method", None) == "rietveld" else "Le Bail"
+    fig.update_layout(title=f"{method}: {' + '.join(p.id for p in res.phases)} — Rwp {100 * res.rwp:.2f} %, "
+                            f"χ² {res.chi2:.2f}", height=720, hovermode="closest",
+                      legend=dict(orientation="h", y=-0.12), updatemenus=[_scale_menu(lin, sq, len(fig.data))])
+    fig.update_yaxes(title_text="intensity (counts)", row=1, col=1)
+    fig.update_yaxes(tickvals=[n_ph - i for i in range(n_ph)], ticktext=[p.id for p in res.phases],
+                     range=[0.4, n_ph + 0.6], row=2, col=1)
+    fig.update_xaxes(title_text="2θ (°)", row=3, col=1)
+    return fig
+
+
+def write_refinement_html(res: Any, path, *, overwrite: bool = True) -> Path:
+    """The refinement's interactive page (Rietveld or Le Bail)."""
+    return _write(path, html_page([refinement_figure(res)], title="xtal refinement"), overwrite)
+
+
 def write_geometry_html(results: Sequence[Any], path, *, overwrite: bool = True) -> Path:
     """The coordination geometry's interactive page (distances with s.u., hover details)."""
     return _write(path, html_page([geometry_figure(results)], title="xtal coordination geometry"), overwrite)
