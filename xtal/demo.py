@@ -582,7 +582,8 @@ def _step_series(lib, out: Path, res: DemoOutputs, say) -> None:
     res.numbers["series"] = nums
     jump = nums.get("alpha_beta_jump")
     say(f"series: {sr.n_frames} frames in {sr.elapsed_s:.1f} s; events: "
-        + "; ".join(f"{e['phase']} {e['kind']} {_fnum(e.get('T_C'), 1)} °C" for e in sr.events)
+        + "; ".join(("amorphisation" if e["kind"] == "amorphous" else f"{e['phase']} {e['kind']}")
+                    + f" {_fnum(e.get('T_C'), 1)} °C" for e in sr.events)
         + (f"; α→β jump at {jump['T_C']:.1f} ± {jump['sigma_C']:.1f} °C, ΔV = {jump['volume_change_pct']:+.2f} %"
            if jump else ""))
 
