@@ -66,10 +66,31 @@ def _scale_menu(traces_linear: list, traces_sqrt: list, n_total: int, axis: str 
 # ------------------------------------------------------------------------------------------------
 # identification
 # ------------------------------------------------------------------------------------------------
+class _ThreePanels:
+    """A pattern figure in three panels (pattern, tick rows, difference); traces added with their
+    intensities remember the linear and √I values for the intensity-scale menu."""
+
+    def __init__(self, n_phases: int):
+        go, make_subplots = _go()
+        self.go = go
+        self.fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.02,
+                                 row_heights=[0.62, 0.08 + 0.04 * n_phases, 0.22])
+        self.lin: list = []
+        self.sq: list = []
+
+    def add(self, trace, row, scaled=None) -> None:
+        self.fig.add_trace(trace, row=row, col=1)
+        self.lin.append(None if scaled is None else _list(scaled))
+        self.sq.append(None if scaled is None else _list(_sqrt(scaled)))
+
+    def scale_menu(self) -> dict:
+        return _scale_menu(self.lin, self.sq, len(self.fig.data))
+
+
 def identification_figure(result: Any, *, hypothesis: int = 0):
     """Observed, calculated, background, one curve and one tick row per phase (legend-toggled
     together), difference; hover on a tick gives hkl, d, 2θ and relative intensity."""
-    go, make_subplots = _go()
+    go, _ = _go()
     if not result.hypotheses:
         fig = go.Figure()
         fig.add_trace(go.Scattergl(x=_list(result.x_deg), y=_list(result.observed), mode="lines",
@@ -87,16 +108,9 @@ def identification_figure(result: Any, *, hypothesis: int = 0):
     h = result.hypotheses[min(hypothesis, len(result.hypotheses) - 1)]
     f = h.fit
     n_ph = len(f.phases)
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.02,
-                        row_heights=[0.62, 0.08 + 0.04 * n_ph, 0.22])
+    panels = _ThreePanels(n_ph)
+    fig, add = panels.fig, panels.add
     x = _list(f.x_deg)
-    lin: list = []
-    sq: list = []
-
-    def add(trace, row, scaled=None):
-        fig.add_trace(trace, row=row, col=1)
-        lin.append(None if scaled is None else _list(scaled))
-        sq.append(None if scaled is None else _list(_sqrt(scaled)))
 
     add(go.Scattergl(x=x, y=_list(f.observed), mode="markers", name="observed",
                      marker=dict(color="black", size=3),
@@ -140,7 +154,7 @@ def identification_figure(result: Any, *, hypothesis: int = 0):
              f"λ = {result.wavelength:.5f} Å" + (" (Kα1/Kα2)" if lam is not None and lam.is_doublet else ""))
     fig.update_layout(title=dict(text=title, y=0.98), height=720, hovermode="closest",
                       legend=dict(orientation="h", y=-0.12), margin=dict(t=110),
-                      updatemenus=[_scale_menu(lin, sq, len(fig.data))])
+                      updatemenus=[panels.scale_menu()])
     fig.update_yaxes(title_text="intensity (counts)", row=1, col=1)
     fig.update_yaxes(tickvals=[n_ph - i for i in range(n_ph)], ticktext=[p.id for p in f.phases],
                      range=[0.4, n_ph + 0.6], row=2, col=1)
@@ -385,18 +399,10 @@ def write_series_html(result: Any, path, *, temperature: str | None = None, over
 def refinement_figure(res: Any):
     """A Rietveld or Le Bail fit: observed, calculated, background, one tick row per phase (toggled
     with its curve), difference; linear/√I/log intensity."""
-    go, make_subplots = _go()
     n_ph = len(res.phases)
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.02,
-                        row_heights=[0.62, 0.08 + 0.04 * n_ph, 0.22])
+    panels = _ThreePanels(n_ph)
+    go, fig, add = panels.go, panels.fig, panels.add
     x = _list(res.x_deg)
-    lin: list = []
-    sq: list = []
-
-    def add(trace, row, scaled=None):
-        fig.add_trace(trace, row=row, col=1)
-        lin.append(None if scaled is None else _list(scaled))
-        sq.append(None if scaled is None else _list(_sqrt(scaled)))
 
     add(go.Scattergl(x=x, y=_list(res.observed), mode="markers", name="observed",
                      marker=dict(color="black", size=3)), 1, res.observed)
@@ -418,7 +424,7 @@ def refinement_figure(res: Any):
     method = "Rietveld" if getattr(res, "method", None) == "rietveld" else "Le Bail"
     fig.update_layout(title=f"{method}: {' + '.join(p.id for p in res.phases)} — Rwp {100 * res.rwp:.2f} %, "
                             f"χ² {res.chi2:.2f}", height=720, hovermode="closest",
-                      legend=dict(orientation="h", y=-0.12), updatemenus=[_scale_menu(lin, sq, len(fig.data))])
+                      legend=dict(orientation="h", y=-0.12), updatemenus=[panels.scale_menu()])
     fig.update_yaxes(title_text="intensity (counts)", row=1, col=1)
     fig.update_yaxes(tickvals=[n_ph - i for i in range(n_ph)], ticktext=[p.id for p in res.phases],
                      range=[0.4, n_ph + 0.6], row=2, col=1)
