@@ -456,7 +456,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
                                       "and its known weight fraction in (0, 1)")
     res = _conclude(hyps, rad, pk, internal_standard)
     if res.confidence in ("none", "low"):
-        hint = _tube_hint(data, list(search.models.values()), rad, hits, max_strain, fw0)
+        hint = _tube_hint(data, data.y - bg0, list(search.models.values()), rad, hits, max_strain, fw0)
         if hint:
             res.warnings.append(hint)
     res.screen, res.n_fits, res.source = hits, search.n_fits, data.source
@@ -557,20 +557,19 @@ def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any,
     return res
 
 
-def _tube_hint(data: PreparedData, models: list, rad: Any, hits: list, max_strain: float,
+def _tube_hint(data: PreparedData, net: np.ndarray, models: list, rad: Any, hits: list, max_strain: float,
                fw0: float) -> str | None:
     """A hint when the library matches far better at another common tube's wavelength (a Cu
     pattern given as Mo, …): the screen is repeated on the same 2θ data with Cu, Mo and Co Kα1."""
     from xtal.beam import TUBES, Radiation
 
     own = max((h.score for h in hits), default=0.0)
-    bg = estimate_background(data.x, data.y, "snip", fw0)
     best = None
     for tube, (l1, _, _) in TUBES.items():
         if tube not in ("Cu", "Mo", "Co") or abs(l1 - rad.primary) < 0.02 * rad.primary:
             continue
         other = Radiation((l1,), (1.0,), f"{tube}Ka1", rad.polarization)
-        scr = screen_models(models, data.x, data.y - bg, other, max_strain, fw0, data.sigma)
+        scr = screen_models(models, data.x, net, other, max_strain, fw0, data.sigma)
         if scr and (best is None or scr[0].score > best[1]):
             best = (tube, scr[0].score, scr[0].id)
     if best and best[1] >= 0.6 and best[1] > own + 0.2:
