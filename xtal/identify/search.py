@@ -298,6 +298,8 @@ class _Search:
         po = {p.id: tuple(p.preferred_orientation["axis"]) for p in f.phases if p.preferred_orientation}
         for k, pid in enumerate(ids):
             for alt in self.aliases.get(pid, []):
+                if alt in ids:           # both entries already in the answer: no variant to try
+                    continue
                 order = ids[:k] + [alt] + ids[k + 1:]
                 po_alt = {(alt if i == pid else i): ax for i, ax in po.items()}
                 start = dataclasses.replace(f, phases=[dataclasses.replace(p, id=alt) if p.id == pid
