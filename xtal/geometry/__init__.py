@@ -16,7 +16,7 @@ reads or writes a file: the ``_geom_bond`` loop and printed precisions also come
 reports and figure are rendered by `xtal.report.geometry`.
 Bond-valence parameters: the IUCr bvparm table (2011 edition, shipped whole as ``xtal/data/bvparm2011.cif``),
 else Brese & O'Keeffe's universal parameters from pymatgen; H normalisation in `hydrogen`, cluster-anion
-centroid coordination in `clusters`.
+centroid coordination in `clusters`, riding-model thermal correction of the BVS in `thermal`.
 
 Modules: `symmetry` (codes, images, neighbour search, distance s.u.), `chemistry` (covalent graph,
 molecules, donor kinds), `polyhedra` (CShM, angles, ChemEnv), `bondvalence` (parameters, sums),

@@ -19,6 +19,7 @@ from xtal.geometry.model import (CONTACT_KINDS, DEFAULT_METALS, METAL_ORDER, Bon
                                  NoMetalError, SiteGeometry, _alt_key, _in_alternative)
 from xtal.geometry.polyhedra import _angles, _run_chemenv, _shape_summary, polyhedron_verdict
 from xtal.geometry.symmetry import _raw_ops, _Sym
+from xtal.geometry.thermal import riding_bvs
 from xtal.errors import GeometryError
 from xtal.structures import Phase, Site
 from xtal.structures.validate import check_physical
@@ -43,7 +44,8 @@ MAX_CUTOFF_ANGSTROM = 6.0
 def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
                      cutoff_angstrom: float | None = None, *, chemenv: bool = True,
                      chemenv_timeout_s: float = 30.0, compare_cif: bool = True,
-                     no_metal: str = "raise", normalise_h: bool | None = None) -> GeometryResult:
+                     no_metal: str = "raise", normalise_h: bool | None = None,
+                     thermal_correction: str | None = None) -> GeometryResult:
     """Coordination geometry of the metal sites of ``phase``.
 
     Parameters
@@ -59,7 +61,13 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
         "empty" returns a result with no sites and a ``message``.
     normalise_h : move H to neutron X–H distances (`xtal.geometry.hydrogen`); None (default): on unless
         the CIF says neutron; the decision is in ``result.hydrogen``.
+    thermal_correction : None (default) or ``"riding"``: also give each site the BVS from riding-model
+        corrected distances (`xtal.geometry.thermal`, Busing & Levy 1964) in ``site.bvs_thermal``; the
+        uncorrected ``site.bvs`` is unchanged.
     """
+    if thermal_correction not in (None, "riding"):
+        raise GeometryError(f"thermal_correction {thermal_correction!r}: use None or 'riding'",
+                            field="thermal_correction")
     if cutoff_angstrom is not None:
         c = float(cutoff_angstrom) if isinstance(cutoff_angstrom, (int, float, np.floating)) else math.nan
         if not (0.5 <= c <= MAX_CUTOFF_ANGSTROM):
@@ -80,6 +88,10 @@ def analyse_geometry(phase: Phase, metals: Iterable[str] | str | None = None,
     cut_modes: set[str] = set()
     sites_out = [_site_geometry(work, sym, chem, i, ox_map.get(phase.sites[i].label), cutoff_angstrom,
                                 coord_su, cut_modes) for i in idxs]
+    if thermal_correction == "riding":
+        for i, s in zip(idxs, sites_out):
+            s.bvs_thermal = riding_bvs(work, sym, work.sites[i], s.oxidation_state, s.bonds,
+                                       s.major_alternative)
     _attach_chemenv(work, sites_out, chemenv, chemenv_timeout_s, warnings)
     for s in sites_out:
         s.polyhedron["verdict"] = polyhedron_verdict(s.polyhedron, [b.distance for b in s.donors()])

@@ -81,6 +81,8 @@ class SiteGeometry:
     major_alternative: str | None = None
     #: coordination by whole cluster anions (centroid CN, hapticity, M···centroid), None without them
     anion_coordination: dict[str, Any] | None = None
+    #: BVS from thermal-motion corrected distances (`xtal.geometry.thermal`), None unless asked for
+    bvs_thermal: dict[str, Any] | None = None
 
     def donors(self, alternative: str | None = None) -> list[Bond]:
         """Bonds counted in CN (no M···M or M···B contacts) of one disorder alternative such as ``'A:1'``
@@ -100,6 +102,9 @@ class SiteGeometry:
                 "angles": self.angles, "polyhedron": self.polyhedron, "ligands": self.ligands,
                 "coordination_mode": self.coordination_mode, "major_alternative": self.major_alternative,
                 "anion_coordination": self.anion_coordination,
+                "bvs_thermal": None if self.bvs_thermal is None else
+                {**self.bvs_thermal, "bvs": None if self.bvs_thermal["bvs"] is None
+                 else round(self.bvs_thermal["bvs"], 4)},
                 "bonds": [b.to_json_dict() for b in self.bonds], "warnings": self.warnings}
 
 

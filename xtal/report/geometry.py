@@ -118,6 +118,8 @@ def _phase_rules_md(r: GeometryResult) -> list[str]:
         if moved:
             out.append("  - moved: " + "; ".join(f"{m['label']}–{m['parent']} {m['before']:.3f} → {m['after']:.3f} Å"
                                                  for m in moved[:12]) + (" …" if len(moved) > 12 else ""))
+        for el, src in (h.get("sources") or {}).items():
+            out.append(f"  - {el}–H target: {src}")
     return out + ([""] if out else [])
 
 
@@ -132,6 +134,7 @@ def _site_md(s: Any) -> list[str]:
         reach = p["r0"] - p["b"] * math.log(BV_CUTOFF_VALENCE)
         out.append(f"  - {p['pair']}: R0 = {p['r0']} Å, b = {p['b']} Å ({p['source']}); counted to "
                    f"d ≤ {reach:.3f} Å (s ≥ {BV_CUTOFF_VALENCE} v.u.)")
+    out += _thermal_md(s.bvs, s.bvs_thermal)
     a = s.angles
     if a.get("n"):
         out.append(f"- L–M–L angles: min {a['min']:.1f}°, max {a['max']:.1f}°, mean {a['mean']:.1f}°")
@@ -145,6 +148,17 @@ def _site_md(s: Any) -> list[str]:
         out.append(f"| {b.to} | {b.symop} | {b.text} | {b.kind} | {b.molecule or ''} | "
                    f"{b.disorder_group or ''} | {b.occupancy:g} | {_f(b.bond_valence, 3)} |")
     return out + [""]
+
+
+def _thermal_md(bvs: float | None, t: dict[str, Any] | None) -> list[str]:
+    """The riding-corrected BVS beside the uncorrected one, with formula and citation."""
+    if not t:
+        return []
+    deltas = [b["delta"] for b in t["bonds"]]
+    span = (f"Δd {min(deltas):.4f}–{max(deltas):.4f} Å" if deltas else "no bond corrected")
+    return [f"- BVS with thermal-motion correction ({t['model']}): **{_f(t['bvs'], 3)} v.u.** "
+            f"(uncorrected {_f(bvs, 3)}; {t['note']}; {span})",
+            f"  - {t['formula']}; {t['citation']}"]
 
 
 def _polyhedron_md(poly: dict[str, Any]) -> list[str]:
