@@ -120,7 +120,8 @@ def _tail_columns(x: np.ndarray, bragg: np.ndarray, profile: dict[str, float]) -
         return np.zeros((x.size, 0))
     from xtal.profiles import caglioti_fwhm
 
-    w = np.asarray(caglioti_fwhm(x, profile["U"], profile["V"], profile["W"]), dtype=float)
+    w = np.asarray(caglioti_fwhm(x, profile["U"], profile["V"], profile["W"], min_fwhm_deg=step),
+                   dtype=float)
     fwhm = float(np.nanmedian(np.clip(w, step, 5.0))) if np.isfinite(w).any() else 0.1
     n = x.size
     m = 1 << int(np.ceil(np.log2(2 * n)))
