@@ -98,6 +98,9 @@ class RietveldResult:
     berar_lelann: float = 1.0
     #: distance restraints: {"pair", "target", "sigma", "value"} (Å)
     restraints: list[dict] = field(default_factory=list)
+    #: rigid bodies: {"phase", "body", "centre", "site_symmetry", "params": [{"name", "value", "su",
+    #: "status", "axis"}]}; status says whether the data determined a parameter or what fixed it
+    rigid_bodies: list[dict] = field(default_factory=list)
 
     @property
     def gof(self) -> float:

@@ -28,6 +28,8 @@ from xtal.simulate import cell_volume
 #: what `rietveld` refines unless told otherwise
 DEFAULT_REFINE = ("scale", "background", "zero", "cell", "profile", "xyz", "uiso")
 _STRUCTURE = ("xyz", "uiso", "occ", "rb")
+#: rigid-body angles: turns about the body's ``axes`` (`rigid.symmetry_axes`)
+ANGLE_NAMES = ("rot1", "rot2", "rot3")
 #: the stages of a refinement from scratch (label, parameter kinds held): peak positions and
 #: intensities first, then the width, then its angle dependence, then the structure
 _STAGES = (("scale, background, zero, cell", ("U", "V", "W", "eta", "po", *_STRUCTURE)),
@@ -66,7 +68,7 @@ def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequen
             prm.append(Param(f"{pid}:po_r", "po", 1.0, "po" in on, phase=i, lo=0.2, hi=5.0))
         carried = {lab for b in ps.bodies for lab in (*b.b_sites, *b.h_sites)}
         for k, b in enumerate(ps.bodies):
-            for sub, (nm, v) in enumerate(zip(("rx", "ry", "rz", "dBB", "dBH"),
+            for sub, (nm, v) in enumerate(zip((*ANGLE_NAMES, "dBB", "dBH"),
                                               (*b.angles, b.d_bb, b.d_bh))):
                 free = "rigid" in st and (sub >= 3 or b.angle_free[sub])
                 prm.append(Param(f"{pid}:body{k}:{nm}", "rb", float(v), free, phase=i,
@@ -307,7 +309,37 @@ def make_result(ref: Refinement, res: Any, stages: list[dict]) -> RietveldResult
         nfev=ref.nfev, max_shift_over_su=maxshift, x_deg=ref.x, observed=ref.y, calculated=ev["calc"],
         background=bg, sigma=ref.sigma, per_phase={ps.id: c for ps, c in zip(ref.phases, ev["per_phase"])},
         radiation=ref.rad, global_params=glob, warnings=warnings, stages=stages,
-        berar_lelann=stats["berar_lelann"], restraints=_restraint_report(ref, st))
+        berar_lelann=stats["berar_lelann"], restraints=_restraint_report(ref, st),
+        rigid_bodies=_body_report(ref, params))
+
+
+def _body_report(ref: Refinement, params: list[dict]) -> list[dict]:
+    """Per rigid body: centre, site symmetry, and for each angle its axis and what fixed it
+    ("refined" with s.u.; "fixed by site symmetry"; "not determined by the data"; "held")."""
+    from xtal.refine.rigid import axis_direction
+    from xtal.structures.model import Cell
+
+    out = []
+    for i, ps in enumerate(ref.phases):
+        orth = Cell(*ps.phase.cell.parameters).orthogonalization_matrix()
+        for k, body in enumerate(ps.bodies):
+            rows = []
+            for nm in (*ANGLE_NAMES, "dBB", "dBH"):
+                prm = next(p for p in params if p["name"] == f"{ps.id}:body{k}:{nm}")
+                sub = len(rows)
+                if sub < 3 and not body.angle_free[sub]:
+                    status = f"fixed by site symmetry ({body.site_symmetry})"
+                elif not prm["refined"]:
+                    status = "held (not refined)"
+                elif not prm["determined"]:
+                    status = "not determined by the data"
+                else:
+                    status = "refined"
+                rows.append({"name": prm["name"], "value": prm["value"], "su": prm["su"], "status": status,
+                             "axis": axis_direction(body.axes[:, sub], orth) if sub < 3 else None})
+            out.append({"phase": ps.id, "body": k, "centre": tuple(float(v) for v in body.centre),
+                        "site_symmetry": body.site_symmetry, "params": rows})
+    return out
 
 
 def _restraint_report(ref: Refinement, st: dict) -> list[dict]:

@@ -45,10 +45,13 @@ def render_rietveld_markdown(res: Any, title: str = "Rietveld refinement") -> st
         out += ["## Distance restraints", "", "| pair | target (Å) | σ (Å) | refined (Å) |", "|---|---|---|---|"]
         out += [f"| {r['pair']} | {r['target']:.3f} | {r['sigma']:.3f} | {r['value']:.3f} |" for r in res.restraints]
         out.append("")
-    bodies = [p for p in res.params if ":body" in p["name"]]
-    if bodies:
-        out += ["## Rigid bodies", "", "| parameter | value |", "|---|---|"]
-        out += [f"| {p['name']} | {_v(p['value'], p['su'], 4)}{'' if p['refined'] else ' (fixed)'} |" for p in bodies]
+    for b in getattr(res, "rigid_bodies", []):
+        centre = ", ".join(f"{v:.4f}" for v in b["centre"])
+        out += [f"## Rigid body {b['body']} of {b['phase']} (centre {centre}, site symmetry {b['site_symmetry']})",
+                "", "Angles are turns (rad) about the axes shown, after the fitted orientation; "
+                "distances in Å.", "", "| parameter | axis | value | determined? |", "|---|---|---|---|"]
+        out += [f"| {p['name']} | {p['axis'] or '—'} | {_v(p['value'], p['su'], 4)} | {p['status']} |"
+                for p in b["params"]]
         out.append("")
     g = res.global_params
     out += ["## Instrument and profile", "", "| parameter | value |", "|---|---|"]
