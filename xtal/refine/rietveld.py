@@ -27,7 +27,7 @@ from xtal.simulate import cell_volume
 
 #: what `rietveld` refines unless told otherwise
 DEFAULT_REFINE = ("scale", "background", "zero", "cell", "profile", "xyz", "uiso")
-_STRUCTURE = ("xyz", "uiso", "occ", "rb")
+_STRUCTURE = ("xyz", "uiso", "uij", "occ", "rb")
 #: rigid-body angles: turns about the body's ``axes`` (`rigid.symmetry_axes`)
 ANGLE_NAMES = ("rot1", "rot2", "rot3")
 #: the stages of a refinement from scratch (label, parameter kinds held): peak positions and
@@ -82,6 +82,9 @@ def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequen
             if not s.aniso:
                 prm.append(Param(f"{pid}:{s.label}:Uiso", "uiso", s.uiso, "uiso" in st, phase=i, index=j,
                                  lo=-0.05, hi=0.5))
+            for k, un in enumerate(s.uij_names):
+                prm.append(Param(f"{pid}:{s.label}:{un}", "uij", float(s.v[k]), "uij" in st, phase=i,
+                                 index=j, sub=k, lo=-0.5, hi=0.5))
             prm.append(Param(f"{pid}:{s.label}:occ", "occ", s.occ, "occ" in st, phase=i, index=j,
                              lo=0.0, hi=2.0))
     return prm
@@ -110,7 +113,9 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
 
     ``refine``: groups among "scale", "background", "zero", "displacement", "cell", "profile"
     (U, V, W, η), "po" (March–Dollase r; axes in ``preferred_orientation`` {phase id: hkl}),
-    "xyz", "uiso", "occ" (for the phases in ``structure_of``, None: all), "rigid" (the
+    "xyz", "uiso", "uij" (the Uij of the sites that have them, constrained by their site
+    symmetry: `constraints.adp_constraints`), "occ" (for the phases in ``structure_of``, None:
+    all), "rigid" (the
     ``rigid_bodies`` {phase id: [`rigid.Icosahedron`]}: orientation, B–B and B–H distances; the
     sites they carry do not refine on their own). ``restraints``: (phase id, site A, site B,
     target Å, σ Å) distance restraints (extra least-squares rows). ``start``: a previous result (sequential refinement) or {name: value}.
@@ -220,22 +225,30 @@ def cell_and_su(ps: PhaseSetup, q: np.ndarray, cov_q: np.ndarray | None):
     return cell, su, cell_volume(cell), float(math.sqrt(max(var[6], 0.0)))
 
 
+def _propagated_su(basis: np.ndarray, cov: np.ndarray | None, n: int) -> tuple:
+    """s.u. of the components basis @ v from the covariance of v (None: not refined/determined, or 0)."""
+    if cov is None:
+        return (None,) * n
+    var = np.einsum("ik,kl,il->i", basis, cov, basis)
+    return tuple(float(math.sqrt(v)) if v > 1e-30 else None for v in var)
+
+
 def _site_results(ref: Refinement, i: int, su_of) -> list[RefinedSite]:
     ps = ref.phases[i]
     sites = []
     for j, s in enumerate(ps.sites):
         idx = [k for k, p in enumerate(ref.params) if p.phase == i and p.index == j and p.kind == "xyz"]
-        cov_u = su_of.cov_block(idx)
-        if cov_u is not None:
-            var = np.einsum("ik,kl,il->i", s.basis, cov_u, s.basis)
-            fsu = tuple(float(math.sqrt(v)) if v > 1e-30 else None for v in var)
-        else:
-            fsu = (None, None, None)
+        fsu = _propagated_su(s.basis, su_of.cov_block(idx), 3)
         ui = [k for k in ref.find("uiso", i, j)]
         oc = [k for k in ref.find("occ", i, j)]
-        sites.append(RefinedSite(s.label, ps.phase.sites[j].element, tuple(float(v) for v in s.frac()),
-                                 fsu, None if s.aniso else s.uiso, su_of(ui[0]) if ui else None, s.occ,
-                                 su_of(oc[0]) if oc else None, list(s.names)))
+        site = RefinedSite(s.label, ps.phase.sites[j].element, tuple(float(v) for v in s.frac()),
+                           fsu, None if s.aniso else s.uiso, su_of(ui[0]) if ui else None, s.occ,
+                           su_of(oc[0]) if oc else None, list(s.names))
+        if s.aniso:
+            site.u_aniso = tuple(float(v) for v in s.uij())
+            site.u_aniso_su = _propagated_su(s.uij_basis, su_of.cov_block(ref.find("uij", i, j)), 6)
+            site.free_uij = list(s.uij_names)
+        sites.append(site)
     return sites
 
 

@@ -41,6 +41,13 @@ def render_rietveld_markdown(res: Any, title: str = "Rietveld refinement") -> st
             out.append(f"| {s.label} | {xyz} | {_v(s.occupancy, s.occupancy_su, 3)} | "
                        f"{_v(s.uiso, s.uiso_su, 4)} |")
         out.append("")
+        aniso = [s for s in ph.sites if getattr(s, "u_aniso", None) is not None]
+        if aniso:
+            out += ["| site | U11 | U22 | U33 | U12 | U13 | U23 (Å²) | free by site symmetry |",
+                    "|---|---|---|---|---|---|---|---|"]
+            out += [f"| {s.label} | " + " | ".join(_v(v, su, 4) for v, su in zip(s.u_aniso, s.u_aniso_su))
+                    + f" | {', '.join(s.free_uij) or 'none'} |" for s in aniso]
+            out.append("")
     if res.restraints:
         out += ["## Distance restraints", "", "| pair | target (Å) | σ (Å) | refined (Å) |", "|---|---|---|---|"]
         out += [f"| {r['pair']} | {r['target']:.3f} | {r['sigma']:.3f} | {r['value']:.3f} |" for r in res.restraints]
