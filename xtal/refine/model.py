@@ -80,6 +80,8 @@ class PhaseSetup:
     po_axis: tuple[int, int, int] | None = None
     intensities: np.ndarray | None = None     # free intensities (Le Bail); None: from the structure
     bodies: list = field(default_factory=list)  # rigid bodies (`rigid.Icosahedron`) on this phase
+    #: {element: f′ + i f″} in the structure factors (`dispersion.anomalous_dispersion`); {}: none
+    dispersion: dict = field(default_factory=dict)
     _fcache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -143,7 +145,8 @@ def apply_bodies(ps: PhaseSetup, cell: Sequence[float]) -> None:
 
 def fmult_of(ps: PhaseSetup, cell: Sequence[float], sites: Sequence[SiteParams]) -> np.ndarray:
     """mult·|F|² of every reflection for a cell and site parameters."""
-    f = structure_factors(structure_with(ps, cell, sites), ps.hkl, precision="double")
+    f = structure_factors(structure_with(ps, cell, sites), ps.hkl, precision="double",
+                          dispersion=ps.dispersion or None)
     return ps.mult * (f.real ** 2 + f.imag ** 2)
 
 

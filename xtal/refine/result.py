@@ -107,6 +107,8 @@ class RietveldResult:
     #: rigid bodies: {"phase", "body", "centre", "site_symmetry", "params": [{"name", "value", "su",
     #: "status", "axis"}]}; status says whether the data determined a parameter or what fixed it
     rigid_bodies: list[dict] = field(default_factory=list)
+    #: {phase id: {element: f′ + i f″}} used in the structure factors ({} per phase: f0 only)
+    dispersion: dict[str, dict[str, complex]] = field(default_factory=dict)
 
     @property
     def gof(self) -> float:

@@ -20,6 +20,7 @@ import numpy as np
 from xtal.errors import XtalError
 from xtal.identify.prepare import default_n_background, initial_width, prepare_pattern, radiation_from
 from xtal.beam import two_theta_from_d
+from xtal.refine.dispersion import anomalous_dispersion
 from xtal.refine.engine import Param, Refinement
 from xtal.refine.model import PhaseSetup, setup_phase, two_theta_dmin
 from xtal.refine.result import RefinedPhase, RefinedSite, RietveldResult
@@ -108,7 +109,7 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
              fwhm_deg: float | None = None, eta: float = 0.5,
              structure_of: Sequence[str] | None = None, max_strain: float = 0.015,
              rigid_bodies: Mapping[str, Sequence[Any]] | None = None,
-             restraints: Sequence[tuple] = ()) -> RietveldResult:
+             restraints: Sequence[tuple] = (), anomalous: bool = True) -> RietveldResult:
     """Rietveld refinement of ``phases`` (``xtal.structures.Phase``) against ``pattern``.
 
     ``refine``: groups among "scale", "background", "zero", "displacement", "cell", "profile"
@@ -122,6 +123,8 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     ``staged``: profile/cell/background first, structure second (skipped when ``start`` is given).
     Without ``start`` each phase's cell is first placed by a scan of isotropic strain within
     ±``max_strain`` (a CIF cell from another temperature is often off by more than a peak width).
+    ``anomalous``: f′ + i f″ of every element at the primary λ (Chantler, `dispersion`) in the
+    structure factors (False: f0 only, as ``xtal.simulate``).
     """
     t0 = time.perf_counter()
     phases = list(phases)
@@ -134,6 +137,8 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     setups = [setup_phase(p, dmin, po.get(str(p.id))) for p in phases]
     for ps in setups:
         ps.bodies = list((rigid_bodies or {}).get(ps.id, []))
+        if anomalous:
+            ps.dispersion = anomalous_dispersion((st.element for st in ps.phase.sites), rad.primary)
     nb = n_background or default_n_background(data.x)
     width = fwhm_deg or initial_width(data)
     params = build_params(setups, nb, refine, width=width, eta=eta, structure_of=structure_of)
@@ -323,7 +328,8 @@ def make_result(ref: Refinement, res: Any, stages: list[dict]) -> RietveldResult
         background=bg, sigma=ref.sigma, per_phase={ps.id: c for ps, c in zip(ref.phases, ev["per_phase"])},
         radiation=ref.rad, global_params=glob, warnings=warnings, stages=stages,
         berar_lelann=stats["berar_lelann"], restraints=_restraint_report(ref, st),
-        rigid_bodies=_body_report(ref, params))
+        rigid_bodies=_body_report(ref, params),
+        dispersion={ps.id: dict(ps.dispersion) for ps in ref.phases})
 
 
 def _body_report(ref: Refinement, params: list[dict]) -> list[dict]:

@@ -33,6 +33,7 @@ def render_rietveld_markdown(res: Any, title: str = "Rietveld refinement") -> st
         out += [f"## {ph.id} ({ph.spacegroup})", "",
                 "a, b, c (Å), α, β, γ (°): " + ", ".join(_v(v, s, 5) for v, s in zip(ph.cell, ph.cell_su))
                 + f"; V = {_v(ph.volume, ph.volume_su, 3)} Å³; scale {ph.scale:.4g}", ""]
+        out += [_dispersion_line(res, ph.id), ""]
         if ph.po_axis is not None:
             out += [f"March–Dollase r along {ph.po_axis}: {_v(ph.po_r, ph.po_r_su, 4)}", ""]
         out += ["| site | x | y | z | occ | Uiso (Å²) |", "|---|---|---|---|---|---|"]
@@ -72,6 +73,12 @@ def render_rietveld_markdown(res: Any, title: str = "Rietveld refinement") -> st
     out.append("s.u. are from the covariance scaled by χ²; for serially correlated profile residuals "
                "multiply them by the Bérar–Lelann factor above.")
     return "\n".join(out) + "\n"
+
+
+def _dispersion_line(res: Any, pid: str) -> str:
+    from xtal.refine.dispersion import describe
+
+    return describe(getattr(res, "dispersion", {}).get(pid, {}), res.radiation.primary)
 
 
 def render_lebail_markdown(res: Any) -> str:
