@@ -65,6 +65,7 @@ def main() -> None:
     for s, s0 in zip(g2.phases[0].sites, ph.sites):
         f = [f"{v:.4f}({round(e * 1e4)})" if e else f"{v:.4f}" for v, e in zip(s.frac, s.frac_su)]
         print(f"| {s.label} | {' | '.join(f)} | {s.uiso:.4f}({round(s.uiso_su * 1e4)}) | {s0.frac} |")
+    _dispersion_and_uij(pat, ph, kw, g2)
     nd = REF / "patterns" / "sync_NAC_11BM"
     npat = read_pattern(nd / "11BM_NAC.fxye", instrument=nd / "11bm_gsas.prm")
     nac = read_cif(REF / "structures" / "NAC.cif")
@@ -94,6 +95,26 @@ def main() -> None:
           f"{m.get('T_meanfield_C', float('nan')) + 273.15:.1f} ± {m.get('sigma_meanfield_C', float('nan')):.1f} K")
     for order in (1, 2):
         _parametric(parametric_cell(ds, "CuCr2O4", t_range_k=(150.0, 300.0), order=order))
+
+
+def _dispersion_and_uij(pat, ph, kw: dict, with_disp) -> None:
+    """The GSAS-II recipe without f′, f″, and with Pb's Uij (mirror: U11 U22 U33 U13) refined."""
+    import dataclasses
+
+    from xtal.refine import rietveld
+
+    no = rietveld(pat, [ph], anomalous=False, **kw)
+    pb, pb0 = with_disp.phases[0].sites[0], no.phases[0].sites[0]
+    print(f"f′, f″ (Chantler): Rwp {100 * with_disp.rwp:.3f} % with, {100 * no.rwp:.3f} % without; "
+          f"Pb Uiso {pb.uiso:.4f}({round(pb.uiso_su * 1e4)}) with, {pb0.uiso:.4f}({round(pb0.uiso_su * 1e4)}) without")
+    sites = [dataclasses.replace(s, u_aniso=(s.u_iso,) * 3 + (0.0,) * 3, adp_type="Uani") if s.label == "Pb" else s
+             for s in ph.sites]
+    ani = rietveld(pat, [dataclasses.replace(ph, sites=sites, _images=None, _atoms=None)],
+                   **dict(kw, refine=(*kw["refine"], "uij")))
+    s = ani.phases[0].sites[0]
+    print(f"Pb Uij refined: Rwp {100 * ani.rwp:.3f} %, χ² {ani.chi2:.3f} (Uiso: {with_disp.chi2:.3f}); U11 U22 U33 "
+          f"U12 U13 U23 = " + ", ".join(f"{v:.4f}({round(e * 1e4)})" if e else f"{v:.4f}"
+                                         for v, e in zip(s.u_aniso, s.u_aniso_su)))
 
 
 def _parametric(par: dict) -> None:

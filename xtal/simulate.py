@@ -323,8 +323,12 @@ def _phase_sums(h: np.ndarray, frac: np.ndarray, dtype) -> tuple[np.ndarray, np.
 
 
 def structure_factors(phase, hkl: np.ndarray, *, form_factors: str = DEFAULT_FORM_FACTORS,
-                      atom_sets: list | None = None, precision: str = "single") -> np.ndarray:
+                      atom_sets: list | None = None, precision: str = "single",
+                      dispersion: dict[str, complex] | None = None) -> np.ndarray:
     """Complex F(hkl) per unit cell (electrons): Σ_j occ_j f_j(s) T_j(hkl) exp(2πi h·x_j).
+
+    ``dispersion``: {element: f′ + i f″} added to f_j (anomalous dispersion at one λ, e.g. from
+    ``xtal.refine.dispersion``); None (default): f_j = f0 only, as pymatgen's calculator.
 
     Sums over every atom of the cell (`Phase.cell_atoms`), T_j = exp(−8π²U s²) or exp(−hᵀβh).
     Isotropic atoms of one element are grouped by U, so their Debye–Waller factor is applied per
@@ -348,6 +352,8 @@ def structure_factors(phase, hkl: np.ndarray, *, form_factors: str = DEFAULT_FOR
     eight_pi2 = 8.0 * math.pi ** 2
     for aset in atom_sets:
         f = form_factor(aset.element, s2, form_factors)
+        if dispersion:
+            f = f + dispersion.get(aset.element, 0.0)
         acc = np.zeros(n, dtype=complex)
         if len(aset.iso_occ):
             m = len(aset.iso_occ)

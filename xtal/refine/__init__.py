@@ -1,14 +1,17 @@
 """Refinement: Le Bail extraction, Rietveld refinement of structures, sequential and parametric
 refinement of a series.
 
-``constraints``  site-symmetry shifts from the space group (null space of R − I, via gemmi ops)
+``constraints``  site-symmetry shifts and Uij constraints from the space group (null spaces of
+                 R − I and of U ↦ A U Aᵀ − U, via gemmi ops)
+``dispersion``   f′ + i f″ of the elements at λ (Chantler tables via xraydb)
 ``model``        reflections, lattice by crystal system, structure factors, peaks, profile matrix
 ``engine``       `Refinement`: parameters, calculated pattern and Jacobian, Levenberg–Marquardt,
                  statistics (covariance × χ², correlations, undetermined parameters)
 ``lebail``       `le_bail`: free intensities on given cells (Le Bail partition + least squares)
 ``rietveld``     `rietveld`: scale, cell, zero, displacement, background, profile, March–Dollase,
-                 coordinates, Uiso, occupancies
-``rigid``        `Icosahedron` (B12H12 rigid body), `fit_icosahedron`
+                 coordinates, Uiso, Uij, occupancies, anomalous dispersion (default on)
+``rigid``        `Icosahedron` (B12H12 rigid body), `fit_icosahedron`, `symmetry_axes` (the
+                 turns the site symmetry of the centre allows)
 ``restraints``   distance restraints as extra least-squares rows
 ``sequential``   `refine_sequential` (xarray.Dataset frame × phase × param), `parametric_cell`,
                  `axis_merging`

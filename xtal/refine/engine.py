@@ -104,6 +104,8 @@ class Refinement:
                 self.phases[p.phase].sites[p.index].u[p.sub] = p.value
             elif p.kind == "uiso":
                 self.phases[p.phase].sites[p.index].uiso = p.value
+            elif p.kind == "uij":
+                self.phases[p.phase].sites[p.index].v[p.sub] = p.value
             elif p.kind == "occ":
                 self.phases[p.phase].sites[p.index].occ = p.value
             elif p.kind == "rb":
@@ -189,10 +191,10 @@ class Refinement:
             self._structure_jacobian(J, col, i, s, cell, inten, po, pk, phi)
 
     def _structure_jacobian(self, J, col, i, s, cell, inten, po, pk, phi) -> None:
-        """Forward differences of mult·|F|² w.r.t. coordinates, Uiso and occupancies."""
+        """Forward differences of mult·|F|² w.r.t. coordinates, Uiso, Uij and occupancies."""
         ps = self.phases[i]
         for pi, p in enumerate(self.params):
-            if pi not in col or p.phase != i or p.kind not in ("xyz", "uiso", "occ", "rb"):
+            if pi not in col or p.phase != i or p.kind not in ("xyz", "uiso", "uij", "occ", "rb"):
                 continue
             h = FD_STEP[p.kind]
             if p.kind == "rb":          # a body moves several sites: re-apply the whole state
@@ -204,15 +206,17 @@ class Refinement:
                 J[:, col[pi]] += s * (phi @ (d_inten[pk.ridx] * po[pk.ridx] * pk.lpw))
                 continue
             site = ps.sites[p.index]
-            saved = (site.u.copy(), site.uiso, site.occ)
+            saved = (site.u.copy(), site.uiso, site.v.copy(), site.occ)
             if p.kind == "xyz":
                 site.u[p.sub] += h
             elif p.kind == "uiso":
                 site.uiso += h
+            elif p.kind == "uij":
+                site.v[p.sub] += h
             else:
                 site.occ += h
             d_inten = (fmult_of(ps, cell, ps.sites) - inten) / h
-            site.u, site.uiso, site.occ = saved
+            site.u, site.uiso, site.v, site.occ = saved
             J[:, col[pi]] += s * (phi @ (d_inten[pk.ridx] * po[pk.ridx] * pk.lpw))
 
     # --- solve ------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ import numpy as np
 from xtal.beam import lorentz_polarization, two_theta_from_d
 from xtal.identify.model import PhaseModel
 from xtal.profiles import MIN_FWHM_DEG, caglioti_fwhm, pseudo_voigt, pseudo_voigt_matrix
-from xtal.refine.constraints import allowed_shifts, coordinate_names
+from xtal.refine.constraints import UIJ_NAMES, adp_constraints, allowed_shifts, coordinate_names, pivot_names
 from xtal.simulate import MarchDollase, _march_dollase, reciprocal_metric, reflection_table, structure_factors
 
 #: forward-difference steps of the structure parameters (fractional, Å², occupancy)
-FD_STEP = {"xyz": 1e-5, "uiso": 1e-5, "occ": 1e-5, "po": 1e-5, "rb": 1e-5}
+FD_STEP = {"xyz": 1e-5, "uiso": 1e-5, "uij": 1e-5, "occ": 1e-5, "po": 1e-5, "rb": 1e-5}
 
 
 class Lattice(PhaseModel):
@@ -43,7 +43,9 @@ class Lattice(PhaseModel):
 
 @dataclass
 class SiteParams:
-    """Refinable description of one asymmetric-unit site: x = x0 + N·u (N from the site symmetry)."""
+    """Refinable description of one asymmetric-unit site: x = x0 + N·u (N from the site symmetry);
+    for a site with Uij, (U11 … U23) = M·v (M: `constraints.adp_constraints`, ``uij_names`` the
+    free components)."""
 
     label: str
     x0: np.ndarray
@@ -53,9 +55,16 @@ class SiteParams:
     uiso: float
     occ: float
     aniso: bool
+    uij_basis: np.ndarray = field(default_factory=lambda: np.zeros((6, 0)))
+    uij_names: list[str] = field(default_factory=list)
+    v: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def frac(self) -> np.ndarray:
         return self.x0 + self.basis @ self.u
+
+    def uij(self) -> np.ndarray:
+        """U11 U22 U33 U12 U13 U23 (Å², CIF convention) of a site with Uij."""
+        return self.uij_basis @ self.v
 
 
 @dataclass
@@ -71,6 +80,8 @@ class PhaseSetup:
     po_axis: tuple[int, int, int] | None = None
     intensities: np.ndarray | None = None     # free intensities (Le Bail); None: from the structure
     bodies: list = field(default_factory=list)  # rigid bodies (`rigid.Icosahedron`) on this phase
+    #: {element: f′ + i f″} in the structure factors (`dispersion.anomalous_dispersion`); {}: none
+    dispersion: dict = field(default_factory=dict)
     _fcache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -84,11 +95,17 @@ def setup_phase(phase: Any, dmin: float, po_axis: Sequence[int] | None = None) -
                            d_min_angstrom=dmin, d_max_angstrom=1000.0)
     hkl = np.asarray(tab.hkl, dtype=float).reshape(-1, 3)
     sites = []
+    rc = phase.cell.to_gemmi().reciprocal()
     for s in phase.sites:
         basis = allowed_shifts(s.frac, phase.symops)
-        sites.append(SiteParams(s.label, np.asarray(s.frac, dtype=float), basis, coordinate_names(basis),
-                                np.zeros(basis.shape[1]), float(s.u_iso if s.u_iso is not None else 0.0),
-                                float(s.occupancy), s.u_aniso is not None))
+        sp = SiteParams(s.label, np.asarray(s.frac, dtype=float), basis, coordinate_names(basis),
+                        np.zeros(basis.shape[1]), float(s.u_iso if s.u_iso is not None else 0.0),
+                        float(s.occupancy), s.u_aniso is not None)
+        if sp.aniso:
+            sp.uij_basis = adp_constraints(s.frac, phase.symops, (rc.a, rc.b, rc.c))
+            sp.uij_names = pivot_names(sp.uij_basis, UIJ_NAMES)
+            sp.v = np.linalg.lstsq(sp.uij_basis, np.asarray(s.u_aniso, dtype=float), rcond=None)[0]
+        sites.append(sp)
     return PhaseSetup(phase, Lattice(phase, hkl), hkl, np.asarray(tab.multiplicity, dtype=float),
                       np.asarray(tab.laue_rotations), sites,
                       tuple(int(v) for v in po_axis) if po_axis is not None else None)
@@ -101,7 +118,9 @@ def structure_with(ps: PhaseSetup, cell: Sequence[float], sites: Sequence[SitePa
     new_sites = []
     for s0, sp in zip(ps.phase.sites, sites):
         kw: dict[str, Any] = {"frac": tuple(float(v) for v in sp.frac()), "occupancy": sp.occ}
-        if not sp.aniso:
+        if sp.aniso:
+            kw["u_aniso"] = tuple(float(v) for v in sp.uij())
+        else:
             kw["u_iso"] = sp.uiso
         new_sites.append(dataclasses.replace(s0, **kw))
     new_cell = Cell(*(float(v) for v in cell))
@@ -126,7 +145,8 @@ def apply_bodies(ps: PhaseSetup, cell: Sequence[float]) -> None:
 
 def fmult_of(ps: PhaseSetup, cell: Sequence[float], sites: Sequence[SiteParams]) -> np.ndarray:
     """mult·|F|² of every reflection for a cell and site parameters."""
-    f = structure_factors(structure_with(ps, cell, sites), ps.hkl, precision="double")
+    f = structure_factors(structure_with(ps, cell, sites), ps.hkl, precision="double",
+                          dispersion=ps.dispersion or None)
     return ps.mult * (f.real ** 2 + f.imag ** 2)
 
 

@@ -21,6 +21,10 @@ class RefinedSite:
     occupancy: float
     occupancy_su: float | None
     free_coordinates: list[str]
+    #: U11 U22 U33 U12 U13 U23 (Å²) and s.u. of a site with Uij; ``free_uij``: the refined components
+    u_aniso: tuple[float, ...] | None = None
+    u_aniso_su: tuple[float | None, ...] | None = None
+    free_uij: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +59,8 @@ class RefinedPhase:
                                       occupancy_su=r.occupancy_su)
             if r.uiso is not None and s.u_aniso is None:
                 kw.update(u_iso=r.uiso, u_iso_su=r.uiso_su)
+            if r.u_aniso is not None and s.u_aniso is not None:
+                kw.update(u_aniso=r.u_aniso, u_aniso_su=r.u_aniso_su)
             new_sites.append(dataclasses.replace(s, **kw))
         return dataclasses.replace(p, cell=Cell(*self.cell, su=tuple(self.cell_su)), sites=new_sites,
                                    _images=None, _atoms=None)
@@ -98,6 +104,11 @@ class RietveldResult:
     berar_lelann: float = 1.0
     #: distance restraints: {"pair", "target", "sigma", "value"} (Å)
     restraints: list[dict] = field(default_factory=list)
+    #: rigid bodies: {"phase", "body", "centre", "site_symmetry", "params": [{"name", "value", "su",
+    #: "status", "axis"}]}; status says whether the data determined a parameter or what fixed it
+    rigid_bodies: list[dict] = field(default_factory=list)
+    #: {phase id: {element: f′ + i f″}} used in the structure factors ({} per phase: f0 only)
+    dispersion: dict[str, dict[str, complex]] = field(default_factory=dict)
 
     @property
     def gof(self) -> float:

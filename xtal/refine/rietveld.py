@@ -20,6 +20,7 @@ import numpy as np
 from xtal.errors import XtalError
 from xtal.identify.prepare import default_n_background, initial_width, prepare_pattern, radiation_from
 from xtal.beam import two_theta_from_d
+from xtal.refine.dispersion import anomalous_dispersion
 from xtal.refine.engine import Param, Refinement
 from xtal.refine.model import PhaseSetup, setup_phase, two_theta_dmin
 from xtal.refine.result import RefinedPhase, RefinedSite, RietveldResult
@@ -27,7 +28,9 @@ from xtal.simulate import cell_volume
 
 #: what `rietveld` refines unless told otherwise
 DEFAULT_REFINE = ("scale", "background", "zero", "cell", "profile", "xyz", "uiso")
-_STRUCTURE = ("xyz", "uiso", "occ", "rb")
+_STRUCTURE = ("xyz", "uiso", "uij", "occ", "rb")
+#: rigid-body angles: turns about the body's ``axes`` (`rigid.symmetry_axes`)
+ANGLE_NAMES = ("rot1", "rot2", "rot3")
 #: the stages of a refinement from scratch (label, parameter kinds held): peak positions and
 #: intensities first, then the width, then its angle dependence, then the structure
 _STAGES = (("scale, background, zero, cell", ("U", "V", "W", "eta", "po", *_STRUCTURE)),
@@ -66,7 +69,7 @@ def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequen
             prm.append(Param(f"{pid}:po_r", "po", 1.0, "po" in on, phase=i, lo=0.2, hi=5.0))
         carried = {lab for b in ps.bodies for lab in (*b.b_sites, *b.h_sites)}
         for k, b in enumerate(ps.bodies):
-            for sub, (nm, v) in enumerate(zip(("rx", "ry", "rz", "dBB", "dBH"),
+            for sub, (nm, v) in enumerate(zip((*ANGLE_NAMES, "dBB", "dBH"),
                                               (*b.angles, b.d_bb, b.d_bh))):
                 free = "rigid" in st and (sub >= 3 or b.angle_free[sub])
                 prm.append(Param(f"{pid}:body{k}:{nm}", "rb", float(v), free, phase=i,
@@ -80,6 +83,9 @@ def build_params(phases: Sequence[PhaseSetup], n_background: int, refine: Sequen
             if not s.aniso:
                 prm.append(Param(f"{pid}:{s.label}:Uiso", "uiso", s.uiso, "uiso" in st, phase=i, index=j,
                                  lo=-0.05, hi=0.5))
+            for k, un in enumerate(s.uij_names):
+                prm.append(Param(f"{pid}:{s.label}:{un}", "uij", float(s.v[k]), "uij" in st, phase=i,
+                                 index=j, sub=k, lo=-0.5, hi=0.5))
             prm.append(Param(f"{pid}:{s.label}:occ", "occ", s.occ, "occ" in st, phase=i, index=j,
                              lo=0.0, hi=2.0))
     return prm
@@ -103,18 +109,22 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
              fwhm_deg: float | None = None, eta: float = 0.5,
              structure_of: Sequence[str] | None = None, max_strain: float = 0.015,
              rigid_bodies: Mapping[str, Sequence[Any]] | None = None,
-             restraints: Sequence[tuple] = ()) -> RietveldResult:
+             restraints: Sequence[tuple] = (), anomalous: bool = True) -> RietveldResult:
     """Rietveld refinement of ``phases`` (``xtal.structures.Phase``) against ``pattern``.
 
     ``refine``: groups among "scale", "background", "zero", "displacement", "cell", "profile"
     (U, V, W, η), "po" (March–Dollase r; axes in ``preferred_orientation`` {phase id: hkl}),
-    "xyz", "uiso", "occ" (for the phases in ``structure_of``, None: all), "rigid" (the
+    "xyz", "uiso", "uij" (the Uij of the sites that have them, constrained by their site
+    symmetry: `constraints.adp_constraints`), "occ" (for the phases in ``structure_of``, None:
+    all), "rigid" (the
     ``rigid_bodies`` {phase id: [`rigid.Icosahedron`]}: orientation, B–B and B–H distances; the
     sites they carry do not refine on their own). ``restraints``: (phase id, site A, site B,
     target Å, σ Å) distance restraints (extra least-squares rows). ``start``: a previous result (sequential refinement) or {name: value}.
     ``staged``: profile/cell/background first, structure second (skipped when ``start`` is given).
     Without ``start`` each phase's cell is first placed by a scan of isotropic strain within
     ±``max_strain`` (a CIF cell from another temperature is often off by more than a peak width).
+    ``anomalous``: f′ + i f″ of every element at the primary λ (Chantler, `dispersion`) in the
+    structure factors (False: f0 only, as ``xtal.simulate``).
     """
     t0 = time.perf_counter()
     phases = list(phases)
@@ -127,6 +137,8 @@ def rietveld(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, pol
     setups = [setup_phase(p, dmin, po.get(str(p.id))) for p in phases]
     for ps in setups:
         ps.bodies = list((rigid_bodies or {}).get(ps.id, []))
+        if anomalous:
+            ps.dispersion = anomalous_dispersion((st.element for st in ps.phase.sites), rad.primary)
     nb = n_background or default_n_background(data.x)
     width = fwhm_deg or initial_width(data)
     params = build_params(setups, nb, refine, width=width, eta=eta, structure_of=structure_of)
@@ -218,22 +230,30 @@ def cell_and_su(ps: PhaseSetup, q: np.ndarray, cov_q: np.ndarray | None):
     return cell, su, cell_volume(cell), float(math.sqrt(max(var[6], 0.0)))
 
 
+def _propagated_su(basis: np.ndarray, cov: np.ndarray | None, n: int) -> tuple:
+    """s.u. of the components basis @ v from the covariance of v (None: not refined/determined, or 0)."""
+    if cov is None:
+        return (None,) * n
+    var = np.einsum("ik,kl,il->i", basis, cov, basis)
+    return tuple(float(math.sqrt(v)) if v > 1e-30 else None for v in var)
+
+
 def _site_results(ref: Refinement, i: int, su_of) -> list[RefinedSite]:
     ps = ref.phases[i]
     sites = []
     for j, s in enumerate(ps.sites):
         idx = [k for k, p in enumerate(ref.params) if p.phase == i and p.index == j and p.kind == "xyz"]
-        cov_u = su_of.cov_block(idx)
-        if cov_u is not None:
-            var = np.einsum("ik,kl,il->i", s.basis, cov_u, s.basis)
-            fsu = tuple(float(math.sqrt(v)) if v > 1e-30 else None for v in var)
-        else:
-            fsu = (None, None, None)
+        fsu = _propagated_su(s.basis, su_of.cov_block(idx), 3)
         ui = [k for k in ref.find("uiso", i, j)]
         oc = [k for k in ref.find("occ", i, j)]
-        sites.append(RefinedSite(s.label, ps.phase.sites[j].element, tuple(float(v) for v in s.frac()),
-                                 fsu, None if s.aniso else s.uiso, su_of(ui[0]) if ui else None, s.occ,
-                                 su_of(oc[0]) if oc else None, list(s.names)))
+        site = RefinedSite(s.label, ps.phase.sites[j].element, tuple(float(v) for v in s.frac()),
+                           fsu, None if s.aniso else s.uiso, su_of(ui[0]) if ui else None, s.occ,
+                           su_of(oc[0]) if oc else None, list(s.names))
+        if s.aniso:
+            site.u_aniso = tuple(float(v) for v in s.uij())
+            site.u_aniso_su = _propagated_su(s.uij_basis, su_of.cov_block(ref.find("uij", i, j)), 6)
+            site.free_uij = list(s.uij_names)
+        sites.append(site)
     return sites
 
 
@@ -307,7 +327,38 @@ def make_result(ref: Refinement, res: Any, stages: list[dict]) -> RietveldResult
         nfev=ref.nfev, max_shift_over_su=maxshift, x_deg=ref.x, observed=ref.y, calculated=ev["calc"],
         background=bg, sigma=ref.sigma, per_phase={ps.id: c for ps, c in zip(ref.phases, ev["per_phase"])},
         radiation=ref.rad, global_params=glob, warnings=warnings, stages=stages,
-        berar_lelann=stats["berar_lelann"], restraints=_restraint_report(ref, st))
+        berar_lelann=stats["berar_lelann"], restraints=_restraint_report(ref, st),
+        rigid_bodies=_body_report(ref, params),
+        dispersion={ps.id: dict(ps.dispersion) for ps in ref.phases})
+
+
+def _body_report(ref: Refinement, params: list[dict]) -> list[dict]:
+    """Per rigid body: centre, site symmetry, and for each angle its axis and what fixed it
+    ("refined" with s.u.; "fixed by site symmetry"; "not determined by the data"; "held")."""
+    from xtal.refine.rigid import axis_direction
+    from xtal.structures.model import Cell
+
+    out = []
+    for i, ps in enumerate(ref.phases):
+        orth = Cell(*ps.phase.cell.parameters).orthogonalization_matrix()
+        for k, body in enumerate(ps.bodies):
+            rows = []
+            for nm in (*ANGLE_NAMES, "dBB", "dBH"):
+                prm = next(p for p in params if p["name"] == f"{ps.id}:body{k}:{nm}")
+                sub = len(rows)
+                if sub < 3 and not body.angle_free[sub]:
+                    status = f"fixed by site symmetry ({body.site_symmetry})"
+                elif not prm["refined"]:
+                    status = "held (not refined)"
+                elif not prm["determined"]:
+                    status = "not determined by the data"
+                else:
+                    status = "refined"
+                rows.append({"name": prm["name"], "value": prm["value"], "su": prm["su"], "status": status,
+                             "axis": axis_direction(body.axes[:, sub], orth) if sub < 3 else None})
+            out.append({"phase": ps.id, "body": k, "centre": tuple(float(v) for v in body.centre),
+                        "site_symmetry": body.site_symmetry, "params": rows})
+    return out
 
 
 def _restraint_report(ref: Refinement, st: dict) -> list[dict]:

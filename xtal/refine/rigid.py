@@ -1,8 +1,13 @@
 """Rigid body of a closo-[B12H12]²⁻ icosahedron.
 
-`Icosahedron`: centre (fractional), orientation (three angles, rad; R = Rz(γ)·Ry(β)·Rx(α) acting on
-the reference orientation with vertices along (0, ±1, ±φ) and cyclic permutations), B–B edge and
-B–H distance (Å); H radial from each B. `fit_icosahedron` places the body on the B and H sites of a
+`Icosahedron`: centre (fractional), orientation (three angles θ_k, rad: the rotation by the vector
+Σ θ_k e_k acting on the fitted orientation, with e_k the body's Cartesian ``axes``), B–B edge and
+B–H distance (Å); H radial from each B. The axes come from the site symmetry of the centre
+(`symmetry_axes`): a turn about e is compatible with a site-symmetry operation R (Cartesian) iff the
+axial vector e is invariant, det(R)·R e = e; the first axes span that invariant space (the angles
+that may refine), the others complete an orthonormal basis and stay fixed at 0. Nothing is
+hand-coded per space group: at a −3 site (α-Li2B12H12, Pa-3) one angle about the local [111]
+refines, at m-3 (K2B12H12, Fm-3) none, on a general position all three. `fit_icosahedron` places the body on the B and H sites of a
 phase (orientation by a Kabsch fit to the B atoms found around the centre, distances averaged).
 In a refinement (`rietveld(..., rigid_bodies=[...])`) the body's parameters replace the
 coordinates of the sites it covers: each asymmetric-unit site follows the vertex it sits on (the
@@ -30,12 +35,11 @@ def _reference_vertices() -> np.ndarray:
 REFERENCE = _reference_vertices()
 
 
-def rotation(angles: Sequence[float]) -> np.ndarray:
-    a, b, g = angles
-    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
-    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
-    rz = np.array([[math.cos(g), -math.sin(g), 0], [math.sin(g), math.cos(g), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+def rotation(rotvec: Sequence[float]) -> np.ndarray:
+    """Rotation matrix of a rotation vector (axis × angle, rad; Rodrigues)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(np.asarray(rotvec, dtype=float)).as_matrix()
 
 
 @dataclass
@@ -50,12 +54,20 @@ class Icosahedron:
     b_sites: dict[str, int] = field(default_factory=dict)
     h_sites: dict[str, int] = field(default_factory=dict)
     base: np.ndarray = field(default_factory=lambda: np.eye(3))   # orientation found by the fit
-    #: which angles the site symmetry of the centre lets refine (`symmetry_free_angles`)
+    #: Cartesian rotation axes (columns) of the three angles (`symmetry_axes`)
+    axes: np.ndarray = field(default_factory=lambda: np.eye(3))
+    #: which angles the site symmetry of the centre lets refine (`symmetry_axes`)
     angle_free: list[bool] = field(default_factory=lambda: [True, True, True])
+    #: Hermann–Mauguin symbol (or order) of the site symmetry of the centre
+    site_symmetry: str = "1"
+
+    def rotation(self) -> np.ndarray:
+        """The body's orientation: rotation by Σ θ_k e_k after the fitted one."""
+        return rotation(self.axes @ np.asarray(self.angles, dtype=float)) @ self.base
 
     def cartesian(self) -> tuple[np.ndarray, np.ndarray]:
         """B and H positions (Å) relative to the centre, 12 × 3 each."""
-        rot = rotation(self.angles) @ self.base
+        rot = self.rotation()
         b = REFERENCE @ rot.T * self.d_bb
         u = b / np.linalg.norm(b, axis=1, keepdims=True)
         return b, b + u * self.d_bh
@@ -120,27 +132,61 @@ def fit_icosahedron(phase: Any, centre: Sequence[float], b_labels: Sequence[str]
     if h_r:
         ico.d_bh = float(np.mean(h_r))
     del inv
-    ico.angle_free = symmetry_free_angles(ico, phase)
+    ico.axes, ico.angle_free, ico.site_symmetry = symmetry_axes(c, phase)
     return ico
 
 
-def symmetry_free_angles(ico: Icosahedron, phase: Any, tol: float = 1e-6) -> list[bool]:
-    """Which of the three angles can turn the body without breaking the site symmetry of its
-    centre (the rotated vertex set must still map onto itself under every site-symmetry op)."""
+def symmetry_axes(centre: Sequence[float], phase: Any) -> tuple[np.ndarray, list[bool], str]:
+    """Rotation axes of a rigid body centred at ``centre`` allowed by its site symmetry.
+
+    Returns (axes, free, symbol): ``axes`` 3 × 3 Cartesian orthonormal columns, the first ones a
+    basis of the axial vectors e with det(R)·R e = e for every site-symmetry rotation R of the
+    space group (gemmi operators, `constraints.site_symmetry_ops`), the others completing the
+    basis; ``free[k]``: angle k may refine; ``symbol``: Hermann–Mauguin point group of the site."""
+    from scipy.linalg import null_space
+
     from xtal.refine.constraints import site_symmetry_ops
 
     orth = phase.cell.orthogonalization_matrix()
-    ops = [orth @ r @ np.linalg.inv(orth) for r in site_symmetry_ops(ico.centre, phase.symops)]
-    free = []
-    for k in range(3):
-        saved = ico.angles.copy()
-        ico.angles[k] += 1e-3
-        b, _ = ico.cartesian()
-        ico.angles = saved
-        worst = max(float(np.max(np.min(np.linalg.norm((b @ r.T)[:, None] - b[None], axis=2), axis=1)))
-                    for r in ops) if ops else 0.0
-        free.append(worst < tol)
-    return free
+    rots = site_symmetry_ops(centre, phase.symops)
+    cart = [np.linalg.det(r) * (orth @ r @ np.linalg.inv(orth)) for r in rots]
+    if cart:
+        allowed = null_space(np.concatenate([r - np.eye(3) for r in cart]), rcond=1e-8)
+    else:
+        allowed = np.eye(3)
+    if allowed.shape[1] == 3:
+        allowed = np.eye(3)
+    for k in range(allowed.shape[1]):       # a readable sign: first non-zero component positive
+        col = allowed[:, k]
+        if col[np.argmax(np.abs(col) > 1e-8)] < 0:
+            allowed[:, k] = -col
+    rest = null_space(allowed.T) if allowed.shape[1] else np.eye(3)
+    axes = np.concatenate([allowed, rest], axis=1)
+    return axes, [k < allowed.shape[1] for k in range(3)], _point_group_symbol(rots)
+
+
+def _point_group_symbol(rots: Sequence[np.ndarray]) -> str:
+    import gemmi
+
+    if not rots:
+        return "1"
+    ops = []
+    for r in rots:
+        op = gemmi.Op()
+        op.rot = [[int(round(v * op.DEN)) for v in row] for row in r]
+        ops.append(op)
+    sg = gemmi.find_spacegroup_by_ops(gemmi.GroupOps(ops))
+    return sg.point_group_hm() if sg is not None else f"order {len(rots)}"
+
+
+def axis_direction(axis: np.ndarray, orth: np.ndarray) -> str:
+    """A Cartesian axis as a direct-lattice direction [u v w] (integers when it is one)."""
+    uvw = np.linalg.solve(orth, axis)
+    uvw = uvw / np.max(np.abs(uvw))
+    for n in range(1, 7):
+        if np.allclose(uvw * n, np.rint(uvw * n), atol=1e-4):
+            return "[" + " ".join(str(int(v)) for v in np.rint(uvw * n)) + "]"
+    return "[" + " ".join(f"{v:.3f}" for v in uvw) + "]"
 
 
 def _nearest(b: np.ndarray, frac: Sequence[float], c: np.ndarray, orth: np.ndarray) -> int:

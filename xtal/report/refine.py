@@ -33,6 +33,7 @@ def render_rietveld_markdown(res: Any, title: str = "Rietveld refinement") -> st
         out += [f"## {ph.id} ({ph.spacegroup})", "",
                 "a, b, c (Å), α, β, γ (°): " + ", ".join(_v(v, s, 5) for v, s in zip(ph.cell, ph.cell_su))
                 + f"; V = {_v(ph.volume, ph.volume_su, 3)} Å³; scale {ph.scale:.4g}", ""]
+        out += [_dispersion_line(res, ph.id), ""]
         if ph.po_axis is not None:
             out += [f"March–Dollase r along {ph.po_axis}: {_v(ph.po_r, ph.po_r_su, 4)}", ""]
         out += ["| site | x | y | z | occ | Uiso (Å²) |", "|---|---|---|---|---|---|"]
@@ -41,14 +42,24 @@ def render_rietveld_markdown(res: Any, title: str = "Rietveld refinement") -> st
             out.append(f"| {s.label} | {xyz} | {_v(s.occupancy, s.occupancy_su, 3)} | "
                        f"{_v(s.uiso, s.uiso_su, 4)} |")
         out.append("")
+        aniso = [s for s in ph.sites if getattr(s, "u_aniso", None) is not None]
+        if aniso:
+            out += ["| site | U11 | U22 | U33 | U12 | U13 | U23 (Å²) | free by site symmetry |",
+                    "|---|---|---|---|---|---|---|---|"]
+            out += [f"| {s.label} | " + " | ".join(_v(v, su, 4) for v, su in zip(s.u_aniso, s.u_aniso_su))
+                    + f" | {', '.join(s.free_uij) or 'none'} |" for s in aniso]
+            out.append("")
     if res.restraints:
         out += ["## Distance restraints", "", "| pair | target (Å) | σ (Å) | refined (Å) |", "|---|---|---|---|"]
         out += [f"| {r['pair']} | {r['target']:.3f} | {r['sigma']:.3f} | {r['value']:.3f} |" for r in res.restraints]
         out.append("")
-    bodies = [p for p in res.params if ":body" in p["name"]]
-    if bodies:
-        out += ["## Rigid bodies", "", "| parameter | value |", "|---|---|"]
-        out += [f"| {p['name']} | {_v(p['value'], p['su'], 4)}{'' if p['refined'] else ' (fixed)'} |" for p in bodies]
+    for b in getattr(res, "rigid_bodies", []):
+        centre = ", ".join(f"{v:.4f}" for v in b["centre"])
+        out += [f"## Rigid body {b['body']} of {b['phase']} (centre {centre}, site symmetry {b['site_symmetry']})",
+                "", "Angles are turns (rad) about the axes shown, after the fitted orientation; "
+                "distances in Å.", "", "| parameter | axis | value | determined? |", "|---|---|---|---|"]
+        out += [f"| {p['name']} | {p['axis'] or '—'} | {_v(p['value'], p['su'], 4)} | {p['status']} |"
+                for p in b["params"]]
         out.append("")
     g = res.global_params
     out += ["## Instrument and profile", "", "| parameter | value |", "|---|---|"]
@@ -62,6 +73,12 @@ def render_rietveld_markdown(res: Any, title: str = "Rietveld refinement") -> st
     out.append("s.u. are from the covariance scaled by χ²; for serially correlated profile residuals "
                "multiply them by the Bérar–Lelann factor above.")
     return "\n".join(out) + "\n"
+
+
+def _dispersion_line(res: Any, pid: str) -> str:
+    from xtal.refine.dispersion import describe
+
+    return describe(getattr(res, "dispersion", {}).get(pid, {}), res.radiation.primary)
 
 
 def render_lebail_markdown(res: Any) -> str:
