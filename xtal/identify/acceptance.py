@@ -176,20 +176,36 @@ MAX_ABSENT_FRACTION = 0.5
 
 
 def missing_peak_fraction(fit: FitResult, pid: str) -> float:
-    """Fraction of a phase's detectable predicted peak intensity that the data do not show.
+    """The larger of the intensity share and the count share of a phase's judged predicted peaks
+    that the data do not show (see `missing_peaks`); 1.0 for a phase with no intensity."""
+    by_intensity, by_count, n = missing_peaks(fit, pid)
+    # the count share only once there are enough peaks for it to mean something: one or two absent
+    # weak peaks of a phase with three judged peaks are texture or overlap, not absence
+    return max(by_intensity, by_count if n >= MIN_PEAKS_FOR_COUNT else 0.0)
+
+
+#: the count share of absent peaks is judged only for phases with at least this many judged peaks
+MIN_PEAKS_FOR_COUNT = 4
+
+
+def missing_peaks(fit: FitResult, pid: str) -> tuple[float, float, int]:
+    """How much of a phase's detectable predicted pattern the data do not show.
 
     The phase's own calculated contribution is compared, peak by peak (maxima of its column above
     10 % of its strongest), with what the data leave for it: observed − background − the other
     phases, both smoothed over the peak width. A peak counts as absent when the data show less than
     `ABSENT_RATIO` of its calculated height; only peaks that would rise 5σ above the noise are
-    judged. A phase put in to absorb misfit (texture, profile) predicts strong peaks where there
-    are none; a real phase, even textured, shows most of its strong peaks.
+    judged. A phase put in to absorb misfit (texture, profile) or strained onto a few impurity peaks
+    predicts strong peaks where there are none; a real phase, even textured (March–Dollase r = 0.6
+    lowers a peak to no less than r^1.5 ≈ 0.46 of its random-powder height), shows most of its
+    strong peaks. Returns (absent share of the judged intensity, absent share of the judged peaks,
+    number of judged peaks).
     """
     from scipy.signal import find_peaks
 
     col = fit.per_phase.get(pid)
     if col is None or col.size == 0 or float(col.max()) <= 0:
-        return 1.0
+        return 1.0, 1.0, 0
     x = fit.x_deg
     step = float(np.median(np.diff(x)))
     fw = max(math.sqrt(max(fit.profile.get("W", 0.01), 1e-8)), 2 * step)
@@ -201,10 +217,45 @@ def missing_peak_fraction(fit: FitResult, pid: str) -> float:
     idx, _ = find_peaks(mine, height=0.1 * float(mine.max()), distance=max(1, int(0.5 * fw / step)))
     judged = [i for i in idx if mine[i] >= 5.0 * sig[i]]
     if not judged:
-        return 0.0
+        return 0.0, 0.0, 0
+    absent = [i for i in judged if left[i] < ABSENT_RATIO * mine[i]]
     total = sum(float(mine[i]) for i in judged)
-    absent = sum(float(mine[i]) for i in judged if left[i] < ABSENT_RATIO * mine[i])
-    return absent / total
+    return (sum(float(mine[i]) for i in absent) / total, len(absent) / len(judged), len(judged))
+
+
+#: free cell parameters per crystal system (the lattice a "cell"-mode fit refines)
+FREE_CELL_PARAMETERS = {"cubic": 1, "tetragonal": 2, "hexagonal": 2, "trigonal": 2,
+                        "rhombohedral": 2, "orthorhombic": 3, "monoclinic": 4, "triclinic": 6}
+#: how far a library cell may be strained when the peaks themselves carry no evidence of the
+#: phase: thermal expansion over a few hundred kelvin and modest substitution (≈ 1 %)
+STRAIN_WITHOUT_EVIDENCE = 0.015
+
+
+def unsupported(fit: FitResult, pid: str, max_strain: float) -> str | None:
+    """Why the data do not support phase ``pid`` in ``fit`` (None when they do).
+
+    - its strong predicted peaks are absent (`missing_peak_fraction` > `MAX_ABSENT_FRACTION`);
+    - none of its peaks would rise 5σ above the noise: nothing of it is detected;
+    - its cell sits on the strain bound: forced onto the pattern, not found;
+    - it shows no more peaks than its cell has free parameters, and its cell had to be strained
+      beyond `STRAIN_WITHOUT_EVIDENCE` to meet them: with a free cell any phase that has a
+      reflection near a peak "explains" it, so such a match says nothing about identity.
+    """
+    p = fit.phase(pid)
+    by_intensity, by_count, n = missing_peaks(fit, pid)
+    if max(by_intensity, by_count if n >= MIN_PEAKS_FOR_COUNT else 0.0) > MAX_ABSENT_FRACTION:
+        return f"{max(by_intensity, by_count):.0%} of its strong predicted peaks are absent"
+    if n == 0:
+        return "none of its peaks rises 5σ above the noise"
+    strain = max((abs(e) for e in p.strain), default=0.0)
+    if strain >= 0.97 * max_strain:
+        return f"its cell sits on the strain bound ({strain:.1%})"
+    present = n - round(by_count * n)
+    k = 1 if p.lattice_mode == "isotropic" else FREE_CELL_PARAMETERS.get(p.crystal_system, 1)
+    if present <= k and strain > STRAIN_WITHOUT_EVIDENCE:
+        return (f"{present} peak(s) for {k} free cell parameter(s), met only by straining the cell "
+                f"{strain:.1%}")
+    return None
 
 
 def signal_explained(fit: FitResult) -> float:

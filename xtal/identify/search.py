@@ -175,8 +175,9 @@ class _Search:
         if ok:
             ok = acc.positive_support(f.per_phase[c], rpos) >= o.min_support
         if ok:
-            # the added phase must not predict strong peaks that the data do not show
-            ok = acc.missing_peak_fraction(f, c) <= acc.MAX_ABSENT_FRACTION
+            # the added phase must not predict strong peaks that the data do not show, nor meet
+            # the few peaks it explains only by a strained cell
+            ok = acc.unsupported(f, c, o.max_strain) is None
         if ok and parent.rwp >= 1.2 * parent.rexp:
             # misfit-dominated parent: the new phase must also explain a residual peak
             # (in a noise-limited fit the BIC is a reliable judge on its own)
@@ -335,12 +336,15 @@ class _Search:
         return best
 
     def drop_absent(self, f: FitResult) -> FitResult | None:
-        """Remove phases whose strong predicted peaks the data do not show (missing-peak test)."""
+        """Remove phases the data do not support (`acceptance.unsupported`: absent strong peaks, a
+        strained match to too few peaks, a cell on the strain bound), the least supported first."""
         while f.phases:
-            frac = {p.id: acc.missing_peak_fraction(f, p.id) for p in f.phases}
-            worst = max(frac, key=frac.get)
-            if frac[worst] <= acc.MAX_ABSENT_FRACTION:
+            why = {p.id: acc.unsupported(f, p.id, self.opts.max_strain) for p in f.phases}
+            bad = [pid for pid, w in why.items() if w]
+            if not bad:
                 return f
+            frac = {pid: acc.missing_peak_fraction(f, pid) for pid in bad}
+            worst = min(bad, key=lambda pid: (-frac[pid], f.phase(pid).weight_fraction or 0.0))
             order = [p.id for p in f.phases if p.id != worst]
             if not order:
                 return None
