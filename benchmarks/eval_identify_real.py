@@ -65,6 +65,7 @@ def cases() -> list[Case]:
              wavelength="CuKa"),
         Case("CaNi(PO3)4", p / "lab_CaNiPO34_CuKa/CaNi_PO3_4_800C.xy", {"CaNi_PO3_4"}, allowed={"NiO"},
              wavelength="CuKa"),
+        Case("LaB6", p / "lab_LaB6_SRM660/NIST660CBI.gsas", {"LaB6"}, wavelength="CuKa"),
         Case("GeO2-ZnO (no library phase)", p / "lab_xrdml_GeO2-ZnO/GeO2-ZnO_700C_60min.xrdml", set()),
     ]
     return ref
@@ -77,6 +78,8 @@ def library() -> dict[str, object]:
             continue          # molecular single-crystal structures: not powder decoys
         pid = cif.stem.replace("_Fm-3m", "").replace("_C2c", "")
         phases[pid] = cif
+    # standards shipped with xtal that ../shared/reference/structures lacks (LaB6, SRM 660)
+    phases["LaB6"] = REPO / "structures" / "reference" / "LaB6.cif"
     for cif in sorted((SHARED / "patterns_xred").rglob("*.cif")):
         phases[_cif_id(cif)] = cif
     out = {}
@@ -135,6 +138,11 @@ def run_case(case: Case, lib: dict, *, remove_truth: bool = False) -> dict:
             "rwp": b.fit.rwp if b else None, "rexp": b.fit.rexp if b else None,
             "fractions": {p.id: p.weight_fraction for p in b.phases} if b else {},
             "noise": getattr(b.fit, "noise_model", None) if b else None,
+            "explained_fraction": b.explained_fraction if b else None,
+            "explained_signal": res.explained_signal,
+            "strong_unexplained": sum(p["relative_intensity"] >= 0.05 for p in res.unexplained_peaks),
+            "max_unexplained": max((p["relative_intensity"] for p in res.unexplained_peaks), default=0.0),
+            "max_strain": max((abs(e) for p in b.phases for e in p.strain), default=0.0) if b else None,
             "seconds": round(dt, 2)}
 
 

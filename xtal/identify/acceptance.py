@@ -7,6 +7,7 @@ is not pushed to its strain bound and explains a peak its parent fit left unexpl
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -231,7 +232,38 @@ FREE_CELL_PARAMETERS = {"cubic": 1, "tetragonal": 2, "hexagonal": 2, "trigonal":
 STRAIN_WITHOUT_EVIDENCE = 0.015
 
 
-def unsupported(fit: FitResult, pid: str, max_strain: float) -> str | None:
+#: how far a cell may differ from the library's and still be *that* compound at the library's
+#: temperature: a cell from another laboratory or sample, modest substitution (3 %)
+ANALOGUE_STRAIN = 0.03
+#: upper linear thermal expansion coefficients (1/K): molecular crystals and solvates (glymes,
+#: organics) expand up to ~1e-4 /K; oxides, salts and metals up to ~2e-5 /K
+EXPANSION_PER_K = {"molecular": 1.0e-4, "inorganic": 2.0e-5}
+ROOM_TEMPERATURE_K = 295.0
+
+
+def strain_allowance(phase: Any, pattern_temperature_k: float | None) -> float:
+    """Largest relative cell change at which ``phase`` is still the library compound.
+
+    `ANALOGUE_STRAIN` plus the thermal expansion between the CIF's temperature and the pattern's
+    (room temperature where either is not stated): a glyme solvate solved at 100 K and measured at
+    room temperature may expand ~2 %, an oxide between 295 K and 600 K ~0.6 %. Beyond this the
+    match is an isostructural analogue (another compound with the same structure), not an
+    identification of the library phase.
+    """
+    comp = {}
+    try:
+        comp = phase.formula_from_sites()
+    except Exception:  # noqa: BLE001 - a phase without sites is judged as inorganic
+        pass
+    kind = "molecular" if comp.get("C", 0) > 0 and (comp.get("H", 0) > 0 or comp.get("D", 0) > 0) \
+        else "inorganic"
+    t_cif = getattr(phase, "temperature_k", None) or ROOM_TEMPERATURE_K
+    t_pat = pattern_temperature_k or ROOM_TEMPERATURE_K
+    return ANALOGUE_STRAIN + EXPANSION_PER_K[kind] * abs(float(t_pat) - float(t_cif))
+
+
+def unsupported(fit: FitResult, pid: str, max_strain: float,
+                allowance: float | None = None) -> str | None:
     """Why the data do not support phase ``pid`` in ``fit`` (None when they do).
 
     - its strong predicted peaks are absent (`missing_peak_fraction` > `MAX_ABSENT_FRACTION`);
@@ -239,7 +271,9 @@ def unsupported(fit: FitResult, pid: str, max_strain: float) -> str | None:
     - its cell sits on the strain bound: forced onto the pattern, not found;
     - it shows no more peaks than its cell has free parameters, and its cell had to be strained
       beyond `STRAIN_WITHOUT_EVIDENCE` to meet them: with a free cell any phase that has a
-      reflection near a peak "explains" it, so such a match says nothing about identity.
+      reflection near a peak "explains" it, so such a match says nothing about identity;
+    - its cell differs from the library's by more than ``allowance`` (`strain_allowance`): an
+      isostructural analogue, not the library compound.
     """
     p = fit.phase(pid)
     by_intensity, by_count, n = missing_peaks(fit, pid)
@@ -250,6 +284,9 @@ def unsupported(fit: FitResult, pid: str, max_strain: float) -> str | None:
     strain = max((abs(e) for e in p.strain), default=0.0)
     if strain >= 0.97 * max_strain:
         return f"its cell sits on the strain bound ({strain:.1%})"
+    if allowance is not None and strain > allowance:
+        return (f"its cell differs by {strain:.1%} from the library's (≤ {allowance:.1%} expected "
+                "for the same compound): an isostructural analogue at best")
     present = n - round(by_count * n)
     k = 1 if p.lattice_mode == "isotropic" else FREE_CELL_PARAMETERS.get(p.crystal_system, 1)
     if present <= k and strain > STRAIN_WITHOUT_EVIDENCE:

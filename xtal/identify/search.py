@@ -79,6 +79,16 @@ class _Search:
         self.prof0 = {"U": 0.0, "V": 0.0, "W": fw0 * fw0, "eta": 0.5}
         self.hit_by_id: dict[str, ScreenHit] = {}
         self.aliases: dict[str, list[str]] = {}     # id → other entries of the same phase
+        self.pattern_temperature_k: float | None = None
+        self.rejected: list[Hypothesis] = []       # final fits with no supported phase
+        self.rejected_why: dict[str, str] = {}     # phase id → why the data do not support it
+        self._allowance: dict[str, float] = {}
+
+    def allowance(self, pid: str) -> float:
+        """Largest cell change at which ``pid`` is still the library compound (per phase, cached)."""
+        if pid not in self._allowance:
+            self._allowance[pid] = acc.strain_allowance(self.by_id[pid], self.pattern_temperature_k)
+        return self._allowance[pid]
 
     def tell(self, stage: str | None = None) -> None:
         """Report the stage and the number of fits so far to the caller's progress callback."""
@@ -177,7 +187,7 @@ class _Search:
         if ok:
             # the added phase must not predict strong peaks that the data do not show, nor meet
             # the few peaks it explains only by a strained cell
-            ok = acc.unsupported(f, c, o.max_strain) is None
+            ok = acc.unsupported(f, c, o.max_strain, self.allowance(c)) is None
         if ok and parent.rwp >= 1.2 * parent.rexp:
             # misfit-dominated parent: the new phase must also explain a residual peak
             # (in a noise-limited fit the BIC is a reliable judge on its own)
@@ -229,8 +239,15 @@ class _Search:
                 continue
             if rank == 0:         # the terms of a real sample, for the leading hypothesis
                 f = self.real_sample_terms(f)
+            before = f
             f = self.drop_absent(f)
-            if f is None:
+            if f is None:         # nothing of it is supported: a partial match at most
+                self.rejected.append(Hypothesis(phases=before.phases, rwp=before.rwp,
+                                                score=before.bic, fit=before))
+                for p in before.phases:
+                    why = acc.unsupported(before, p.id, o.max_strain, self.allowance(p.id))
+                    if why:
+                        self.rejected_why.setdefault(p.id, why)
                 continue
             hyps.append(Hypothesis(phases=f.phases, rwp=f.rwp, score=f.bic, fit=f))
             if rank == 0:
@@ -339,7 +356,8 @@ class _Search:
         """Remove phases the data do not support (`acceptance.unsupported`: absent strong peaks, a
         strained match to too few peaks, a cell on the strain bound), the least supported first."""
         while f.phases:
-            why = {p.id: acc.unsupported(f, p.id, self.opts.max_strain) for p in f.phases}
+            why = {p.id: acc.unsupported(f, p.id, self.opts.max_strain, self.allowance(p.id))
+                   for p in f.phases}
             bad = [pid for pid, w in why.items() if w]
             if not bad:
                 return f
@@ -438,6 +456,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     search = _Search(data, rad, {str(p.id): p for p in phases},
                      bg0 if background in ("snip", "arpls") else None, fw0, opts)
     search.progress = progress
+    t_c = getattr(pattern, "temperature_c", None)
+    search.pattern_temperature_k = None if t_c is None else float(t_c) + 273.15
     search.tell(f"screen of {len(phases)} phases")
     hits = screen_models(list(search.models.values()), data.x, data.y - bg0, rad, max_strain, fw0,
                          data.sigma)
@@ -460,7 +480,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
         if sid not in search.by_id or not 0.0 < float(known) < 1.0:
             raise IdentificationError(f"internal standard {internal_standard!r}: give a library phase id "
                                       "and its known weight fraction in (0, 1)")
-    res = _conclude(hyps, rad, pk, internal_standard)
+    res = _conclude(hyps, rad, pk, internal_standard, search.rejected, search.rejected_why)
     if res.confidence in ("none", "low"):
         hint = _tube_hint(data, data.y - bg0, list(search.models.values()), rad, hits, max_strain, fw0)
         if hint:
@@ -494,7 +514,9 @@ def _distinct(ids: list[str], by_id: dict[str, Any], aliases: dict[str, list[str
 
 
 def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any,
-              internal_standard: tuple[str, float] | None = None) -> IdentificationResult:
+              internal_standard: tuple[str, float] | None = None,
+              rejected: list[Hypothesis] | None = None,
+              rejected_why: dict[str, str] | None = None) -> IdentificationResult:
     """Ranks, near ties, unexplained peaks, amorphous content, confidence and warnings."""
     unexpl: list[dict[str, float]] = []
     halo = None
@@ -529,6 +551,14 @@ def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any,
     partial: list[Hypothesis] = []
     if level_ == "none" and hyps:
         partial, hyps, halo = hyps, [], None     # closest candidates, not an answer
+    elif not hyps and rejected:
+        # the fits whose phases the data did not support (analogues, strained onto a few peaks)
+        partial = sorted(rejected, key=lambda h: h.score)[:3]
+        why = rejected_why or {}
+        statement = ("No library phase explains this pattern. Closest partial match"
+                     + ("es: " if len(partial) > 1 else ": ")
+                     + "; ".join(" + ".join(f"{i} ({why[i]})" if i in why else i for i in h.ids)
+                                 for h in partial) + " — not accepted.")
     amorph = halo.fraction if halo is not None and halo.detected else None
     amorph_su = halo.fraction_su if halo is not None and halo.detected else None
     if hyps:
