@@ -84,7 +84,7 @@ def test_simulated_patterns_for_every_filled_phase(demo):
     res, out, _ = demo
     d = out / "simulate"
     filled = [r["id"] for r in _csv_rows(out / "library" / "library.csv") if r["filled"] == "1"]
-    assert len(filled) == res.numbers["simulate"]["n_phases"] == 19
+    assert len(filled) == res.numbers["simulate"]["n_phases"] == 20
     for pid in filled:
         xye = (d / f"{pid}.xye").read_text(encoding="utf-8")
         assert "wavelength_angstrom: 0.71073" in xye

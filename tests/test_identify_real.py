@@ -33,6 +33,10 @@ CASES = {
     "NAC": (lambda: read_pattern(P / "sync_NAC_11BM" / "11BM_NAC.fxye"), {"NAC"}, {"CaF2"}, "synchrotron"),
     "BiFeO3": (lambda: read_pattern(P / "lab_BiFeO3_CuKa" / "BiFeO3.xy", wavelength_angstrom="CuKa"),
                {"BiFeO3"}, {"Bi2Fe4O9", "Bi25FeO39"}, None),
+    "LaB6": (lambda: read_pattern(P / "lab_LaB6_SRM660" / "NIST660CBI.gsas", wavelength_angstrom="CuKa"),
+             {"LaB6"}, set(), None),
+    "CaNi(PO3)4": (lambda: read_pattern(P / "lab_CaNiPO34_CuKa" / "CaNi_PO3_4_800C.xy", wavelength_angstrom="CuKa"),
+                   {"CaNi_PO3_4"}, {"NiO"}, None),
 }
 
 
@@ -135,8 +139,7 @@ def test_amorphous_halo_added_to_real_data_is_detected(library, pbso4_model, fra
     """A glass-like halo (principal peak of silica glass: Q = 1.52 Å⁻¹, FWHM 0.6 Å⁻¹) with a
     stated share of the scattered intensity is added, with its counting noise, to the real PbSO4
     pattern: the phase set stays right, the halo is detected where silica's is, and its amount is
-    of the right size. (The amount is not yet within the ±5 % the issue asks: the halo and the
-    flexible background trade intensity — measured 21 % for 10 %, 26 % for 30 %.)"""
+    recovered within ±5 % (absolute)."""
     pat, data, rad, _, fit = pbso4_model
     bragg = float(np.trapezoid(np.clip(fit.calculated - fit.background, 0, None), fit.x_deg))
     q = q_from_two_theta(data.x, rad.primary)
@@ -149,7 +152,8 @@ def test_amorphous_halo_added_to_real_data_is_detected(library, pbso4_model, fra
     assert res.best.ids == ["PbSO4"]
     assert res.amorphous["detected"]
     assert res.amorphous["centre_q_inv_angstrom"] == pytest.approx(1.52, abs=0.1)
-    assert 0.5 * fraction < res.amorphous_fraction_estimate < min(2.2 * fraction, 0.5)
+    assert res.amorphous_fraction_estimate == pytest.approx(fraction, abs=0.05)
+    assert res.amorphous["fraction_su"] < 0.05
 
 
 def test_internal_standard_gives_the_absolute_amorphous_fraction():
