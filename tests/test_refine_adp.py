@@ -23,6 +23,7 @@ from xtal.refine.constraints import UIJ_NAMES, adp_constraints, pivot_names
 from xtal.report.refine import render_rietveld_markdown
 from xtal.simulate import simulate
 from xtal.structures import read_cif
+from xtal.structures.cif import read_cif_string
 
 
 def _ops(hm: str) -> list[str]:
@@ -83,6 +84,13 @@ def test_anisotropic_pb_of_pbso4_refines_back_on_a_synthetic_pattern():
     assert abs(pb.u_aniso[0] - 0.015) > 10 * pb.u_aniso_su[0]     # it moved from the start
     refined = res.phases[0].structure()
     assert next(s for s in refined.sites if s.label == "Pb").u_aniso == pb.u_aniso
+    # the refined CIF carries the refined Uij with their s.u., and xtal reads them back
+    from xtal.io.cif_writer import refined_cif_text
+    back = read_cif_string(refined_cif_text(res))
+    pb_back = next(s for s in back.sites if s.label == "Pb")
+    for k, name in enumerate(UIJ_NAMES):
+        assert pb_back.u_aniso[k] == pytest.approx(pb.u_aniso[k], abs=max(pb.u_aniso_su[k] or 0, 1e-5))
+    assert pb_back.u_aniso_su[0] == pytest.approx(pb.u_aniso_su[0], rel=0.5)
     md = render_rietveld_markdown(res)
     assert "| U11 | U22 | U33 | U12 | U13 | U23 (Å²) | free by site symmetry |" in md
     assert "U11, U22, U33, U13 |" in md

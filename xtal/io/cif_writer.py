@@ -78,6 +78,8 @@ def _phase_block(res: Any, ph: Any) -> list[str]:
             "_atom_site_fract_y", "_atom_site_fract_z", "_atom_site_occupancy",
             "_atom_site_adp_type", "_atom_site_U_iso_or_equiv"]
     by_label = {s.label: s for s in src.sites}
+    refined = ph.structure()                       # refined Uij (with s.u.) where they were refined
+    ref_by_label = {s.label: s for s in refined.sites}
     for s in ph.sites:
         orig = by_label[s.label]
         xyz = " ".join(_num(v, su, 5) for v, su in zip(s.frac, s.frac_su))
@@ -85,13 +87,16 @@ def _phase_block(res: Any, ph: Any) -> list[str]:
         if s.uiso is not None:
             adp, u = "Uiso", _num(s.uiso, s.uiso_su, 5)
         else:
-            adp, u = "Uani", f"{src.u_equivalent(orig):.5f}" if src.u_equivalent(orig) is not None else "?"
+            ueq = refined.u_equivalent(ref_by_label[s.label])
+            adp, u = "Uani", f"{ueq:.5f}" if ueq is not None else "?"
         out.append(f"{s.label} {orig.type_symbol or s.element} {xyz} {occ} {adp} {u}")
-    aniso = [s for s in src.sites if s.u_aniso is not None]
+    aniso = [s for s in refined.sites if s.u_aniso is not None]
     if aniso:
         out += ["loop_", "_atom_site_aniso_label"] + [f"_atom_site_aniso_U_{k}" for k in
                                                      ("11", "22", "33", "12", "13", "23")]
-        out += [f"{s.label} " + " ".join(f"{v:.5f}" for v in s.u_aniso) for s in aniso]
+        for a in aniso:
+            sus = a.u_aniso_su or (None,) * 6
+            out.append(f"{a.label} " + " ".join(_num(v, su, 5) for v, su in zip(a.u_aniso, sus)))
     return out
 
 
