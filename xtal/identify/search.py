@@ -155,7 +155,10 @@ class _Search:
             rescreen = screen_models([self.models[c] for c in rest], self.qdata.x, rpos, self.rad,
                                      self.opts.max_strain, self.fw0, self.qdata.sigma,
                                      coverage=False)
-            trial = [h.id for h in rescreen if h.score > 0.2][:4]
+            # entries of one structure type whose cells differ by less than the strain range are
+            # one trial, not several (three bcc-Ti entries must not fill the trial slots)
+            trial = _distinct([h.id for h in rescreen if h.score > 0.2], self.by_id,
+                              rtol=self.opts.max_strain)[:4]
             for h in rescreen:
                 self.hit_by_id[h.id] = ScreenHit(h.id, self.hit_by_id[h.id].score, h.strain,
                                                  h.n_reflections, coverage=h.coverage)
@@ -492,18 +495,18 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     return res
 
 
-def _distinct(ids: list[str], by_id: dict[str, Any], aliases: dict[str, list[str]] | None = None
-              ) -> list[str]:
+def _distinct(ids: list[str], by_id: dict[str, Any], aliases: dict[str, list[str]] | None = None,
+              rtol: float = 0.01) -> list[str]:
     """Candidates without duplicates: entries of one compound in one space group with cells within
-    1 % (the same phase from two sources) are searched once, under the first id; the others are
-    recorded in ``aliases`` (first id → the rest) and come back as explicit near ties."""
+    ``rtol`` (1 %: the same phase from two sources) are searched once, under the first id; the
+    others are recorded in ``aliases`` (first id → the rest) and come back as explicit near ties."""
     seen: list[tuple] = []
     out = []
     for i in ids:
         ph = by_id[i]
         key = (tuple(sorted((ph.formula_from_sites() or {}).keys())), ph.spacegroup_number)
         cell = np.array(ph.cell.parameters, dtype=float)
-        first = next((j for k, c, j in seen if k == key and np.allclose(c, cell, rtol=0.01)), None)
+        first = next((j for k, c, j in seen if k == key and np.allclose(c, cell, rtol=rtol)), None)
         if first is not None:
             if aliases is not None:
                 aliases.setdefault(first, []).append(i)
