@@ -308,7 +308,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     bar = None if args.no_progress else _StageProgress("identify")
     try:
         result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
-                          polarization=_polarization_arg(args.polarization), progress=bar)
+                          polarization=_polarization_arg(args.polarization), progress=bar,
+                          positions={"auto": "auto", "always": True, "never": False}[args.positions])
     finally:
         if bar is not None:
             bar.close()
@@ -322,6 +323,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     if result.unexplained_peaks:
         print("  unexplained peaks (2θ °, d Å): " + ", ".join(
             f"{p['two_theta']:.3f} ({p['d']:.3f})" for p in result.unexplained_peaks[:10]))
+    if result.positions is not None:
+        print(f"  {result.positions.statement}")
     for w in result.warnings:
         print(f"  warning: {w}")
     if empty:
@@ -698,6 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="2θ window drawn magnified in an inset of the figure")
     p_id.add_argument("--html", help="interactive page (zoom, hover hkl, phase toggles, √I/log); default "
                                      "with --report: REPORT.interactive.html")
+    p_id.add_argument("--positions", choices=("auto", "always", "never"), default="auto",
+                      help="Le Bail check of the answer by peak positions alone, beside the structure-"
+                           "based fit (auto: when it rests on a MODEL structure; always: also for textured answers)")
     p_id.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p_id.set_defaults(func=_cmd_identify)
 

@@ -205,6 +205,7 @@ class IdentificationResult:
     noise_model: str = ""                  # where σ comes from (counts or estimated)
     #: with confidence "none": the closest hypotheses, NOT accepted (no phase is claimed)
     partial_matches: list[Hypothesis] = field(default_factory=list)
+    positions: Any = None                  # `xtal.identify.positions.PositionsCheck` (Le Bail) or None
 
     @property
     def best(self) -> Hypothesis | None:
@@ -222,6 +223,7 @@ class IdentificationResult:
             "amorphous_fraction_estimate": json_float(self.amorphous_fraction_estimate),
             "amorphous_fraction_su": json_float(self.amorphous_fraction_su),
             "amorphous": self.amorphous,
+            "positions": self.positions.to_json_dict() if self.positions is not None else None,
             "explained_signal": json_float(self.explained_signal),
             "noise_model": self.noise_model,
             "confidence": self.confidence,

@@ -156,9 +156,13 @@ class _Search:
                                      self.opts.max_strain, self.fw0, self.qdata.sigma,
                                      coverage=False)
             # entries of one structure type whose cells differ by less than the strain range are
-            # one trial, not several (three bcc-Ti entries must not fill the trial slots)
-            trial = _distinct([h.id for h in rescreen if h.score > 0.2], self.by_id,
-                              rtol=self.opts.max_strain)[:4]
+            # one trial, not several (three bcc-Ti entries must not fill the trial slots): the
+            # entry whose library cell is closest to the data (smallest screen strain) stands in
+            groups: dict[str, list[str]] = {}
+            reps = _distinct([h.id for h in rescreen if h.score > 0.2], self.by_id, groups,
+                             rtol=self.opts.max_strain)
+            strain = {h.id: abs(float(h.strain)) for h in rescreen}
+            trial = [min([r, *groups.get(r, [])], key=lambda i: strain.get(i, 0.0)) for r in reps][:4]
             for h in rescreen:
                 self.hit_by_id[h.id] = ScreenHit(h.id, self.hit_by_id[h.id].score, h.strain,
                                                  h.n_reflections, coverage=h.coverage)
@@ -399,7 +403,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
              two_theta_range: tuple[float, float] | None = None,
              polarization: Any = None,
              internal_standard: tuple[str, float] | None = None,
-             progress: Any = None) -> IdentificationResult:
+             progress: Any = None, positions: bool | str = "auto") -> IdentificationResult:
     """Which library phases are in ``pattern``, how much of each, what is left unexplained.
 
     Parameters
@@ -417,6 +421,11 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
         data a decoy can otherwise buy a small BIC gain by absorbing profile misfit.
     min_intensity_fraction : an added phase must carry at least this fraction (1 %) of the
         Bragg intensity (the detection limit of a whole-pattern fit with free strain).
+    positions : the intensity-free check (`xtal.identify.positions`: Le Bail fits on the accepted
+        phases' cells, each phase removed in turn) reported beside the structure-based fit —
+        "auto" (default) runs it when the best answer rests on a MODEL structure (intensities
+        from atoms placed by a rule, not refined), True always (also for textured answers; it
+        costs several Le Bail fits, seconds to a minute for large cells), False never.
     min_support : fraction of an added phase's calculated intensity that must sit on positive
         residual of the parent fit (otherwise it only absorbs misfit).
     refine_lattice : final refinement of the lattice: True (per axis, by crystal system),
@@ -484,6 +493,7 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
             raise IdentificationError(f"internal standard {internal_standard!r}: give a library phase id "
                                       "and its known weight fraction in (0, 1)")
     res = _conclude(hyps, rad, pk, internal_standard, search.rejected, search.rejected_why)
+    _positions(res, positions, data, rad, search)
     if res.confidence in ("none", "low"):
         hint = _tube_hint(data, data.y - bg0, list(search.models.values()), rad, hits, max_strain, fw0)
         if hint:
@@ -493,6 +503,30 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     res.elapsed_s = time.perf_counter() - t0
     search.tell("done")
     return res
+
+
+def _positions(res: IdentificationResult, mode: bool | str, data: PreparedData, rad: Any,
+               search: _Search) -> None:
+    """Run the Le Bail positions check on the best answer when ``mode`` asks for it."""
+    b = res.best
+    if b is None or mode is False or mode not in (True, "auto"):
+        return
+    why = [w for w, hit in (("a MODEL structure", any(p.model for p in b.phases)),
+                            ("texture refined", any(p.preferred_orientation for p in b.phases)))
+           if hit]
+    if mode == "auto" and "a MODEL structure" not in why:
+        return
+    from xtal.identify.positions import positions_check
+
+    search.tell("Le Bail positions check")
+    chk = positions_check(data, rad, [search.by_id[i] for i in b.ids], b.fit,
+                          reason=", ".join(why) if why else "asked for")
+    res.positions = chk
+    for pid, v in chk.phases.items():
+        if not v["required"]:
+            res.warnings.append(f"{pid} is not required by its peak positions (Le Bail, "
+                                f"{v['significance']:.1f}σ): its presence rests on the structure "
+                                "model's intensities")
 
 
 def _distinct(ids: list[str], by_id: dict[str, Any], aliases: dict[str, list[str]] | None = None,

@@ -93,6 +93,14 @@ def render_identification_markdown(result: IdentificationResult) -> str:
                   + (halo.get("statement") or "") + ".", ""]
     if r.noise_model:
         lines += [f"Noise model: {r.noise_model}.", ""]
+    if r.positions is not None:
+        pc = r.positions
+        lines += ["## Peak positions alone (Le Bail)", "",
+                  f"Run because: {pc.reason}. {pc.statement}", "",
+                  "| phase | required by positions | significance (σ) | Rwp without it |", "|---|---|---|---|"]
+        lines += [f"| {pid} | {'yes' if v['required'] else 'no'} | {v['significance']:.1f} | "
+                  f"{100 * v['rwp_without']:.2f} % |" for pid, v in pc.phases.items()]
+        lines.append("")
     if r.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in r.warnings] + [""]
     return "\n".join(lines)
