@@ -186,8 +186,6 @@ def halo_analysis(fit: Any) -> HaloResult:
     halo = amp * np.exp(-0.5 * ((q - c) / (fw / 2.3548)) ** 2)
     area = float(np.trapezoid(halo, x))
     frac = area / (area + bragg_area)
-    import os
-    if os.environ.get("HALO_DEBUG"): print("HALO", c, fw, frac, z, chi_red, int(keep.sum()))
     amp_su = math.sqrt(chi_red / den) if den > 0 else float("inf")
     frac_su = frac * amp_su / amp if amp > 0 else float("inf")
     if z >= Z_REQUIRED and frac >= MIN_FRACTION:
