@@ -89,7 +89,8 @@ def n_lattice_params(phase) -> int:
 
 def peaks_absent(fit, phase_id: str) -> bool:
     """identify's missing-peak test: more than half of the phase's strong predicted peak
-    intensity is absent from the frame (the phase only absorbs misfit there)."""
+    intensity — or, with at least four judged peaks, more than half of those peaks — is absent
+    from the frame (the phase only absorbs misfit there)."""
     from xtal.identify.acceptance import MAX_ABSENT_FRACTION, missing_peak_fraction
 
     return missing_peak_fraction(fit, phase_id) > MAX_ABSENT_FRACTION
