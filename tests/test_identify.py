@@ -432,3 +432,31 @@ def test_synchrotron_polarization_matters_for_weight_fractions():
     assert w_wrong["NAC"] == pytest.approx(0.6, abs=0.02)
     rad = I.radiation_from(pat, None, "synchrotron").to_json()
     assert "synchrotron" in rad["polarization"] and "0.99" in rad["polarization"]
+
+
+def test_per_phase_size_broadening_is_chosen_for_the_broad_phase(bundled):
+    """Two phases with different crystallite sizes (simulated independently with xtal.simulate:
+    PbSO4 sharp, FWHM 0.08°; CuO broad, FWHM 0.30°, Poisson noise): the common profile cannot
+    describe both, the search adds size broadening to CuO only, and its FWHM at the strongest
+    reflection comes out near the simulated 0.30°."""
+    from xtal.io import Pattern
+    from xtal.simulate import simulate
+
+    _, by_id = bundled
+    kw = dict(eta=0.5)
+    sharp = simulate(by_id["PbSO4"], 1.5406, (15.0, 80.0), 0.01, fwhm_deg=0.08, scale=0.6, **kw)
+    broad = simulate(by_id["CuO"], 1.5406, (15.0, 80.0), 0.01, fwhm_deg=0.30, scale=1.0, **kw)
+    mean = 4000.0 * (sharp.intensity / sharp.intensity.max()) + 2500.0 * (
+        broad.intensity / broad.intensity.max()) + 150.0
+    y = np.random.default_rng(11).poisson(mean).astype(float)
+    pat = Pattern(x=sharp.two_theta_deg, intensity=y, sigma=np.sqrt(np.maximum(y, 1.0)),
+                  wavelength_angstrom=1.5406, source="synthetic PbSO4 (sharp) + CuO (broad)")
+    res = I.identify(pat, [by_id[i] for i in ("PbSO4", "CuO", "NiO", "CaF2", "NAC")])
+    assert set(res.best.ids) == {"PbSO4", "CuO"}
+    cuo, pbso4 = res.best.fit.phase("CuO"), res.best.fit.phase("PbSO4")
+    assert pbso4.size_broadening is None and pbso4.size_broadening_deg == 0.0
+    assert cuo.size_broadening is not None and cuo.size_broadening["scherrer_size_angstrom"] > 0
+    assert cuo.fwhm_deg == pytest.approx(0.30, rel=0.3)
+    assert pbso4.fwhm_deg == pytest.approx(0.08, rel=0.5)
+    d = res.to_json_dict()["hypotheses"][0]["phases"]
+    assert any(p["size_broadening"] for p in d)

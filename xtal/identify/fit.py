@@ -64,7 +64,9 @@ class WholePatternFit:
     ``exact_profile`` (exact Lorentzian tails on a uniform grid, ~3× slower); ``min_rel_area``
     (search fits skip reflections weaker than this fraction of the phase's strongest);
     ``fwhm_hint_deg`` (width for the background estimate); ``preferred_orientation``: phase id →
-    hkl axis along which a March–Dollase r is refined for that phase.
+    hkl axis along which a March–Dollase r is refined for that phase; ``size_broadening``: phase
+    id → extra FWHM (deg 2θ at θ → 0, ∝ 1/cos θ) of that phase, added in quadrature to the common
+    profile (held, not refined).
     """
 
     def __init__(self, data: PreparedData, phases: Sequence[Any], radiation: Any, *,
@@ -73,7 +75,8 @@ class WholePatternFit:
                  max_strain: float = DEFAULT_MAX_STRAIN, zero_max_deg: float = 0.5,
                  exact_profile: bool = False, min_rel_area: float = 0.0,
                  fwhm_hint_deg: float | None = None,
-                 preferred_orientation: dict[str, Sequence[int]] | None = None):
+                 preferred_orientation: dict[str, Sequence[int]] | None = None,
+                 size_broadening: dict[str, float] | None = None):
         phases = list(phases)
         if not phases:
             raise EmptyLibraryError("no phase to fit")
@@ -96,6 +99,7 @@ class WholePatternFit:
         self.models = [PhaseModel(p, dmin, mode) for p in phases]
         for m in self.models:
             m.set_preferred_orientation((preferred_orientation or {}).get(m.id))
+            m.size_deg = float((size_broadening or {}).get(m.id, 0.0))
         self._init_arrays(data, radiation, fixed_background,
                           1 if fixed_background is not None else (n_background or default_n_background(data.x)),
                           exact_profile, min_rel_area)
@@ -210,6 +214,8 @@ class WholePatternFit:
             tth = tth_all[ok]
             f = fit_fwhm(tth, g["U"], g["V"], g["W"])
             cos_t = np.cos(np.radians(tth) / 2.0)
+            if m.size_deg > 0:            # the phase's own size broadening, in quadrature
+                f = np.sqrt(f * f + (m.size_deg / cos_t) ** 2)
             c = tth + g["zero"] + g.get("disp", 0.0) * cos_t
             sel = (c > self.xmin - margin * f) & (c < self.xmax + margin * f)
             if self.min_rel_area > 0:
@@ -459,7 +465,10 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
         if cov_s is not None and s[i] > 0:
             s_su = math.sqrt(max(cov_s[active.index(i), active.index(i)], 0.0))
         # FWHM at the strongest reflection of the phase
-        fwhm_ref = float(fit_fwhm(np.array([_strongest_tth(m, cell, rad, g)]), g["U"], g["V"], g["W"])[0])
+        t_ref = _strongest_tth(m, cell, rad, g)
+        fwhm_ref = float(fit_fwhm(np.array([t_ref]), g["U"], g["V"], g["W"])[0])
+        if m.size_deg > 0:
+            fwhm_ref = math.hypot(fwhm_ref, m.size_deg / math.cos(math.radians(t_ref) / 2.0))
         phase_fits.append(PhaseFit(
             id=m.id, scale=float(s[i]), scale_su=s_su,
             weight_fraction=float(wf[i]) if np.isfinite(wf[i]) else None,
@@ -471,7 +480,8 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
             bragg_intensity=inten, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")},
             reflections_two_theta_deg=_reflection_positions(m, cell, rad, g["zero"], x),
             reflections=_reflection_rows(m, cell, rad, g["zero"], x),
-            preferred_orientation=_po_result(fitter, i, g, cov_nl)))
+            preferred_orientation=_po_result(fitter, i, g, cov_nl),
+            size_broadening_deg=m.size_deg))
     amorph = (estimate_amorphous_fraction(x, bg, fixed_bg is None, total_bragg, fitter.B.shape[1])
               if amorphous else None)
     warnings = []

@@ -99,6 +99,10 @@ class PhaseModel:
 
     # --- preferred orientation ---------------------------------------------------------------
     po_axis: tuple[int, int, int] | None = None
+    #: extra size broadening of this phase (deg 2θ at θ → 0, ∝ 1/cos θ as Scherrer's), added in
+    #: quadrature to the common Caglioti FWHM; 0 = the common profile (chosen, not refined, by
+    #: `search._Search.real_sample_terms`)
+    size_deg: float = 0.0
 
     def set_preferred_orientation(self, axis: Sequence[int] | None) -> None:
         """Refine a March–Dollase r along ``axis`` (hkl, reciprocal-lattice direction); None: none.

@@ -45,6 +45,8 @@ class PhaseFit:
     reflections: list[dict] = field(default_factory=list)
     #: March–Dollase preferred orientation refined for this phase: {"axis", "r", "r_su"}, or None
     preferred_orientation: dict | None = None
+    size_broadening_deg: float = 0.0                  # extra FWHM ∝ 1/cos θ of this phase (deg at θ→0)
+    size_broadening: dict | None = None               # the search's choice: value, s.u., Scherrer size
 
     @property
     def strain_isotropic(self) -> float:
@@ -62,6 +64,7 @@ class PhaseFit:
             "volume_angstrom3": json_float(self.volume_angstrom3), "volume_su": json_float(self.volume_su),
             "fwhm_deg": json_float(self.fwhm_deg), "model": self.model, "lattice_mode": self.lattice_mode,
             "crystal_system": self.crystal_system, "bragg_intensity": json_float(self.bragg_intensity),
+            "size_broadening": self.size_broadening,
             "preferred_orientation": None if not self.preferred_orientation else {
                 "axis": self.preferred_orientation["axis"], "r": json_float(self.preferred_orientation["r"]),
                 "r_su": json_float(self.preferred_orientation["r_su"])},
