@@ -29,6 +29,8 @@ from xtal.simulate import cell_volume
 DEFAULT_MAX_STRAIN = 0.05
 
 _GLOBAL = ("zero", "disp", "U", "V", "W", "eta")
+#: share of each peak's area in its axial-divergence satellite (see `WholePatternFit`)
+ASYMMETRY_FRACTION = 0.3
 #: bounds of the March–Dollase r refined per phase (r < 1 platelets, r > 1 needles)
 PO_BOUNDS = (0.3, 3.0)
 _PROFILE_SETS = {"auto": ["zero", "U", "V", "W", "eta"], "width": ["zero", "W", "eta"], "none": [],
@@ -66,7 +68,10 @@ class WholePatternFit:
     ``fwhm_hint_deg`` (width for the background estimate); ``preferred_orientation``: phase id →
     hkl axis along which a March–Dollase r is refined for that phase; ``size_broadening``: phase
     id → extra FWHM (deg 2θ at θ → 0, ∝ 1/cos θ) of that phase, added in quadrature to the common
-    profile (held, not refined).
+    profile (held, not refined); ``asymmetry_deg``: axial-divergence asymmetry A (deg, held):
+    `ASYMMETRY_FRACTION` of each peak's area sits at 2θ − A·cot 2θ (low-angle side below 90°,
+    high-angle side above; Finger–Cox–Jephcoat's angular dependence of the centroid shift, as a
+    two-component approximation of their convolution), the shift capped at 2 FWHM.
     """
 
     def __init__(self, data: PreparedData, phases: Sequence[Any], radiation: Any, *,
@@ -76,7 +81,7 @@ class WholePatternFit:
                  exact_profile: bool = False, min_rel_area: float = 0.0,
                  fwhm_hint_deg: float | None = None,
                  preferred_orientation: dict[str, Sequence[int]] | None = None,
-                 size_broadening: dict[str, float] | None = None):
+                 size_broadening: dict[str, float] | None = None, asymmetry_deg: float = 0.0):
         phases = list(phases)
         if not phases:
             raise EmptyLibraryError("no phase to fit")
@@ -93,6 +98,7 @@ class WholePatternFit:
         elif fixed_background is None and background != "chebyshev":
             raise IdentificationError(f"unknown background {background!r}")
         self.lattice_mode = mode
+        self.asymmetry_deg = float(asymmetry_deg)
         self.max_strain = float(max_strain)
         self.zero_max_deg = float(zero_max_deg)
         dmin = dmin_for(data, radiation, max_strain)
@@ -224,17 +230,30 @@ class WholePatternFit:
                 continue
             idx = np.nonzero(ok)[0][sel]
             tth, c, f, cos_t = tth[sel], c[sel], f[sel], cos_t[sel]
-            cs.append(c)
-            ar.append(m.fmult[idx] * lorentz_polarization(tth, self.rad.polarization) * wt * po[idx])
-            fw.append(f)
+            area = m.fmult[idx] * lorentz_polarization(tth, self.rad.polarization) * wt * po[idx]
             if deriv:
                 # d(2θ)/dd = −2 tanθ / d (rad) → degrees; displacement moves centres by cos θ
                 tt = np.tan(np.radians(tth) / 2.0)
-                dcs.append(np.concatenate([-np.degrees(2.0 * tt / d[idx])[:, None] * dd[idx],
-                                           cos_t[:, None]], axis=1))
+                dc = np.concatenate([-np.degrees(2.0 * tt / d[idx])[:, None] * dd[idx],
+                                     cos_t[:, None]], axis=1)
                 # FWHM derivatives w.r.t. U, V, W
-                dfs.append(np.stack([tt * tt, tt, np.ones_like(tt)], axis=1) / (2.0 * f[:, None]))
-                dlp.append(dpo[idx] / po[idx])
+                df = np.stack([tt * tt, tt, np.ones_like(tt)], axis=1) / (2.0 * f[:, None])
+                dl = dpo[idx] / po[idx]
+            reps = 1
+            if self.asymmetry_deg > 0:
+                # the axial-divergence satellite: a share of the area at 2θ − A·cot 2θ
+                shift = np.clip(-self.asymmetry_deg / np.tan(np.radians(tth)), -2.0 * f, 2.0 * f)
+                c = np.concatenate([c, c + shift])
+                area = np.concatenate([area * (1.0 - ASYMMETRY_FRACTION), area * ASYMMETRY_FRACTION])
+                f = np.concatenate([f, f])
+                reps = 2
+            cs.append(c)
+            ar.append(area)
+            fw.append(f)
+            if deriv:
+                dcs.append(np.concatenate([dc] * reps))
+                dfs.append(np.concatenate([df] * reps))
+                dlp.append(np.concatenate([dl] * reps))
         if not cs:
             return None
         out = [np.concatenate(cs), np.concatenate(ar), np.concatenate(fw)]
@@ -496,6 +515,7 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
         x_deg=x, observed=y, calculated=calc, background=bg, per_phase=per_phase,
         zero_shift_deg=float(g["zero"]), amorphous_fraction=amorph, bragg_intensity=total_bragg,
         zero_shift_su=zero_su, rexp=rexp, displacement_deg=float(g.get("disp", 0.0)),
+        asymmetry_deg=fitter.asymmetry_deg,
         displacement_su=disp_su, noise_model=data.noise_model, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")},
         profile_su=prof_su, background_kind="chebyshev" if fixed_bg is None else "fixed",
         background_coefficients=np.asarray(b), radiation=rad, sigma=data.sigma, success=success,

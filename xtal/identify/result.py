@@ -104,6 +104,8 @@ class FitResult:
     warnings: list[str] = field(default_factory=list)
     displacement_deg: float = 0.0          # sample displacement term: 2θ shift = displacement·cos θ
     displacement_su: float | None = None
+    asymmetry_deg: float = 0.0             # axial-divergence asymmetry A (held; chosen by BIC)
+    asymmetry_su: float | None = None
     noise_model: str = ""                  # where σ (hence Rexp, χ²) comes from
 
     @property
@@ -128,6 +130,7 @@ class FitResult:
             "zero_shift_deg": json_float(self.zero_shift_deg), "zero_shift_su": json_float(self.zero_shift_su),
             "displacement_deg": json_float(self.displacement_deg),
             "displacement_su": json_float(self.displacement_su), "noise_model": self.noise_model,
+            "asymmetry_deg": json_float(self.asymmetry_deg), "asymmetry_su": json_float(self.asymmetry_su),
             "profile": {k: json_float(v) for k, v in self.profile.items()},
             "amorphous_fraction": json_float(self.amorphous_fraction),
             "bragg_intensity": json_float(self.bragg_intensity), "background": self.background_kind,

@@ -82,6 +82,7 @@ class _Search:
         self.pattern_temperature_k: float | None = None
         self.rejected: list[Hypothesis] = []       # final fits with no supported phase
         self.sizes: dict[str, float] = {}          # phase id → chosen size broadening (deg)
+        self.asymmetry, self.asymmetry_su = 0.0, None   # chosen axial-divergence asymmetry (deg)
         self.size_choice: dict[str, dict] = {}     # phase id → its value, s.u., Scherrer size
         self.rejected_why: dict[str, str] = {}     # phase id → why the data do not support it
         self._allowance: dict[str, float] = {}
@@ -273,21 +274,46 @@ class _Search:
     # --- terms of a real sample ------------------------------------------------------------
     def _refit(self, order: list[str], start: FitResult, po: dict, *, exact: bool,
                profile: str = "auto", max_iter: int = 25,
-               sizes: dict[str, float] | None = None) -> FitResult:
+               sizes: dict[str, float] | None = None,
+               asymmetry: float | None = None) -> FitResult:
         data, bg = (self.data, self.fixed_bg) if exact else (self.qdata, self.qfixed_bg)
         fit = WholePatternFit(data, [self.by_id[i] for i in order], self.rad,
                               lattice=self.opts.refine_lattice, fixed_background=bg,
                               max_strain=self.opts.max_strain, exact_profile=exact,
                               preferred_orientation=po,
-                              size_broadening=self.sizes if sizes is None else sizes)
+                              size_broadening=self.sizes if sizes is None else sizes,
+                              asymmetry_deg=self.asymmetry if asymmetry is None else asymmetry)
         self.n_fits += 1
-        return self._with_sizes(fit.run(start=start, refine_profile=profile, max_iter=max_iter))
+        f = self._with_sizes(fit.run(start=start, refine_profile=profile, max_iter=max_iter))
+        if f.asymmetry_deg > 0 and f.asymmetry_deg == self.asymmetry:
+            f.asymmetry_su = self.asymmetry_su
+        return f
 
     def _with_sizes(self, f: FitResult) -> FitResult:
         """Attach the chosen per-phase size broadening (value, s.u., Scherrer size) to the phases."""
         for p in f.phases:
             p.size_broadening = self.size_choice.get(p.id) if p.size_broadening_deg > 0 else None
         return f
+
+    def _asymmetry(self, order: list[str], best: FitResult, po: dict, profile: str) -> FitResult:
+        """Axial-divergence asymmetry where the data ask for it: A = 0.01–0.16° (a share of each
+        peak at 2θ − A·cot 2θ, `WholePatternFit`) tried on the search grid, the best refitted
+        exactly and kept when the BIC drops by ``min_delta_bic`` + ln N; its s.u. from the χ²
+        curvature through the neighbouring grid values."""
+        o = self.opts
+        penalty = o.min_delta_bic + math.log(max(best.n_points, 2))
+        grid = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16]
+        fits = [self._refit(order, best, po, exact=False, profile=profile, max_iter=8, asymmetry=a)
+                for a in grid]
+        k = int(np.argmin([f_.bic for f_ in fits]))
+        if k == 0 or not fits[k].bic < fits[0].bic - penalty:
+            return best
+        fk = self._refit(order, best, po, exact=True, profile=profile, max_iter=10, asymmetry=grid[k])
+        if not fk.bic < best.bic - penalty:
+            return best
+        self.asymmetry, self.asymmetry_su = grid[k], _grid_su(grid, fits, k)
+        fk.asymmetry_su = self.asymmetry_su
+        return fk
 
     def _size_broadening(self, order: list[str], best: FitResult, po: dict,
                          profile: str) -> FitResult:
@@ -309,7 +335,6 @@ class _Search:
             # the grid on the search's (decimated) data; the choice is then refitted exactly
             fits = [self._refit(order, best, po, exact=False, profile=profile, max_iter=8,
                                 sizes={**self.sizes, p.id: S}) for S in grid]
-            chi = [f_.chi2 * max(f_.n_points - f_.n_params, 1) for f_ in fits]
             k = int(np.argmin([f_.bic for f_ in fits]))
             if k == 0 or not fits[k].bic < fits[0].bic - penalty:
                 continue
@@ -318,13 +343,7 @@ class _Search:
             if not fk.bic < best.bic - penalty:
                 continue
             S = grid[k]
-            su = None
-            if 0 < k < len(grid) - 1:
-                # parabola through the three χ² values around the minimum
-                x3, y3 = np.array(grid[k - 1:k + 2]), np.array(chi[k - 1:k + 2])
-                a = np.polyfit(x3, y3, 2)[0]
-                chi_red = fits[k].chi2 if fits[k].chi2 > 0 else 1.0
-                su = math.sqrt(chi_red / a) if a > 0 else None
+            su = _grid_su(grid, fits, k)
             lam = self.rad.primary
             size = 0.9 * lam / math.radians(S)
             self.size_choice[p.id] = {
@@ -363,6 +382,7 @@ class _Search:
                              max_iter=10)
             if ft.bic < best.bic - o.min_delta_bic:
                 po[p.id], best = ax, ft
+        best = self._asymmetry(order, best, po, profile)
         best = self._size_broadening(order, best, po, profile)
         if (po or self.sizes) and len(order) > 1:
             for p in sorted(best.phases, key=lambda p: p.weight_fraction or 0)[:-1]:
@@ -563,6 +583,17 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     res.elapsed_s = time.perf_counter() - t0
     search.tell("done")
     return res
+
+
+def _grid_su(grid: list[float], fits: list[FitResult], k: int) -> float | None:
+    """s.u. of a value chosen on a grid: the parabola through χ² at grid[k−1], grid[k], grid[k+1]
+    (σ² = χ²ᵣ / a for χ² ≈ a·x² + …); None at the ends of the grid or without curvature."""
+    if not 0 < k < len(grid) - 1:
+        return None
+    chi = [f_.chi2 * max(f_.n_points - f_.n_params, 1) for f_ in fits[k - 1:k + 2]]
+    a = float(np.polyfit(np.array(grid[k - 1:k + 2]), np.array(chi), 2)[0])
+    chi_red = fits[k].chi2 if fits[k].chi2 > 0 else 1.0
+    return math.sqrt(chi_red / a) if a > 0 else None
 
 
 def _positions(res: IdentificationResult, mode: bool | str, data: PreparedData, rad: Any,
