@@ -336,7 +336,7 @@ def _step_library(lib, out: Path, res: DemoOutputs, say) -> None:
     from xtal.report import write_report
 
     md_path, html_path = write_report("\n".join(L), d / "library.md", html_path=d / "library.html",
-                                      title="xtal structure library")
+                                      overwrite=True, title="xtal structure library")
     res.add("library", "library.md", md_path)
     res.add("library", "library.html", html_path)
     res.numbers["library"] = {"n_entries": len(rows), "n_filled": len(rows) - len(empty),
@@ -396,7 +396,8 @@ def _step_simulate(lib, out: Path, res: DemoOutputs, say) -> None:
     from xtal.report import write_report
 
     md_path, html_path = write_report("\n".join(L) + "\n", d / "simulated_patterns.md",
-                                      html_path=d / "simulated_patterns.html", title="xtal simulated patterns")
+                                      html_path=d / "simulated_patterns.html", overwrite=True,
+                                      title="xtal simulated patterns")
     res.add("simulate", "table.md", md_path)
     res.add("simulate", "table.html", html_path)
     res.numbers["simulate"] = {"wavelength_angstrom": lam, "n_phases": len(phases),
