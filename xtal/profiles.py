@@ -210,18 +210,21 @@ def _near_field(y, x0, step, c, a, w, e, r1, r2) -> None:
         cnt = counts[start:stop]
         m = int(cnt.sum())
         if m:
-            pk = np.repeat(np.arange(start, stop), cnt)
-            idx = np.arange(m) + np.repeat(lo[start:stop] - (np.cumsum(cnt) - cnt), cnt)
-            dx = (x0 + idx * step) - c[pk]
+            # per-peak values expanded with np.repeat (block copies, same values as a gather)
+            sl = slice(start, stop)
+            indptr = np.zeros(cnt.size + 1, dtype=np.intp)
+            np.cumsum(cnt, out=indptr[1:])
+            idx = np.arange(m) + np.repeat(lo[sl] - indptr[:-1], cnt)
+            dx = (x0 + idx * step) - np.repeat(c[sl], cnt)
             z2 = dx * dx
-            z2 *= inv_w2[pk]
-            vals = ga[pk] * np.exp(-_FOUR_LN2 * z2)
-            lor = la[pk] / (1.0 + 4.0 * z2)
+            z2 *= np.repeat(inv_w2[sl], cnt)
+            vals = np.repeat(ga[sl], cnt) * np.exp(-_FOUR_LN2 * z2)
+            lor = np.repeat(la[sl], cnt) / (1.0 + 4.0 * z2)
             far = np.abs(dx) > r1
             if np.any(far):
                 lor[far] *= 1.0 - _smooth_step((np.abs(dx[far]) - r1) / (r2 - r1))
             vals += lor
-            y += np.bincount(idx, weights=vals, minlength=nx)
+            y += _WindowSums(nx, indptr, idx).sum(vals)
         start = stop
 
 
