@@ -190,12 +190,17 @@ def check_symops(symops, fatal, *, closure: bool = True) -> None:
     # closure, vectorised: rotations R (integers) and translations t (in 1/DEN), all pairs at once
     rots = np.array([np.array(o.rot) // den for o in ops])                  # (n, 3, 3)
     trans = np.array([o.tran for o in ops]) % den                           # (n, 3)
-    prod_r = np.einsum("aij,bjk->abik", rots, rots)                         # R_a R_b
-    prod_t = (np.einsum("aij,bj->abi", rots, trans) + trans[:, None, :]) % den  # R_a t_b + t_a
     n = len(ops)
     if np.abs(rots).max() > 7:
         raise fatal(SymmetryError, "a rotation matrix has entries beyond ±7: not a crystallographic "
                     "operator", "_space_group_symop_operation_xyz")
+    # all products as two float matrix products (BLAS; integers ≤ 7 × 3 terms, so exact)
+    rf = rots.astype(float)
+    rows = rf.reshape(n * 3, 3)                                              # [(a, i), j]
+    prod_r = np.rint((rows @ rf.transpose(1, 0, 2).reshape(3, n * 3))       # R_a R_b
+                     .reshape(n, 3, n, 3).transpose(0, 2, 1, 3)).astype(np.int64)
+    prod_t = (np.rint((rows @ trans.T.astype(float)).reshape(n, 3, n).transpose(0, 2, 1))
+              .astype(np.int64) + trans[:, None, :]) % den                  # R_a t_b + t_a
 
     def code(r, t):  # one int64 per operator: 9 rotation entries (4 bits) + 3 translations (5 bits)
         r = (r.reshape(-1, 9).astype(np.int64) + 8) % 16  # products of entries ≤ 7 may exceed: wrap
