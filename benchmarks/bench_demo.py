@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_demo.py [--repeat 3] [--baseline DIR] [--fits-only]
+    python benchmarks/bench_demo.py [--repeat 3] [--baseline DIR] [--workers 1|2] [--fits-only]
 
 Each run is a fresh process (``PYTHONPATH`` = the tree) that calls `xtal.demo.run_demo` into an
 empty temporary directory and reports the CPU time (``time.process_time``) of every step and of
@@ -10,6 +10,11 @@ the whole process, plus its wall time. With ``--baseline DIR`` (e.g. a ``git arc
 earlier commit unpacked in DIR) the runs alternate baseline / this tree, so both see the same
 load; the medians and the ratio this/baseline are printed. On a shared machine compare CPU times,
 never wall times, and only within one invocation.
+
+``--workers W`` sets ``XTAL_DEMO_WORKERS`` (default 1: every step in the measured process, so the
+per-step CPU times are complete). With 2 the series and coordination steps run in a forked child:
+their per-step CPU is then not seen, ``process`` is the parent's CPU and ``total`` adds the
+children's (``resource.RUSAGE_CHILDREN``).
 
 ``--fits-only``: instead of the whole demo, the demo's compute core in one process — `identify`
 of the three bundled demo patterns against the bundled library (no reports, no figures).
@@ -29,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 DEMO = r"""
-import json, sys, time
+import json, resource, sys, time
 import xtal.demo as D
 cpu = {}
 for name in ["_step_library", "_step_simulate", "_step_identify", "_step_series",
@@ -44,6 +49,8 @@ for name in ["_step_library", "_step_simulate", "_step_identify", "_step_series"
     setattr(D, name, w)
 res = D.run_demo(sys.argv[1], overwrite=True, progress=False, log=lambda *a: None)
 cpu["process"] = time.process_time()
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu["total"] = cpu["process"] + ru.ru_utime + ru.ru_stime
 ident = res.numbers.get("identify", {})
 print(json.dumps({"cpu": cpu, "check": {k: [v.get("best"), {p: round(w, 8) for p, w in
                                               (v.get("weight_fractions") or {}).items()}]
@@ -71,9 +78,9 @@ print(json.dumps({"cpu": cpu, "check": check}))
 """
 
 
-def run(tree: Path, script: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree), XTAL_USER_STRUCTURES=str(Path(tempfile.gettempdir())
-                                                                           / "xtal-bench-no-user"))
+def run(tree: Path, script: str, workers: int = 1) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree), XTAL_DEMO_WORKERS=str(workers),
+               XTAL_USER_STRUCTURES=str(Path(tempfile.gettempdir()) / "xtal-bench-no-user"))
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", script, str(Path(tmp) / "demo")], env=env,
@@ -90,19 +97,22 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--baseline", type=Path, default=None, help="another tree to compare with")
     ap.add_argument("--fits-only", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="XTAL_DEMO_WORKERS of the runs (default 1)")
     args = ap.parse_args()
     script = FITS if args.fits_only else DEMO
     trees = ([("baseline", args.baseline)] if args.baseline else []) + [("this", ROOT)]
     runs: dict[str, list[dict]] = {k: [] for k, _ in trees}
-    print(f"{'fits only' if args.fits_only else 'xtal demo'}: {args.repeat} × {len(trees)} runs, "
+    print(f"{'fits only' if args.fits_only else f'xtal demo, workers={args.workers}'}: "
+          f"{args.repeat} × {len(trees)} runs, "
           f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     for _ in range(args.repeat):
         for name, tree in trees:
-            rec = run(tree, script)
+            rec = run(tree, script, args.workers)
             runs[name].append(rec)
             steps = ", ".join(f"{k} {v:.2f}" for k, v in rec["cpu"].items())
             print(f"  {name:8s} load {rec['load']:.2f}: CPU s {steps}; wall {rec['wall']:.1f} s")
     keys = list(runs[trees[-1][0]][0]["cpu"])
+    keys = [k for k in keys if all(k in r["cpu"] for rs in runs.values() for r in rs)]
     print("median CPU (s):")
     med = {name: {k: statistics.median(r["cpu"][k] for r in rs) for k in keys} for name, rs in runs.items()}
     for k in keys:
@@ -110,6 +120,9 @@ def main() -> None:
         if args.baseline:
             line += f"  ratio {med['this'][k] / med['baseline'][k]:.2f}"
         print(line)
+    line = "  wall        " + "  ".join(f"{name} {statistics.median(r['wall'] for r in rs):6.2f}"
+                                      for name, rs in runs.items())
+    print(line + (f"  ratio {statistics.median(r['wall'] for r in runs['this']) / statistics.median(r['wall'] for r in runs['baseline']):.2f}" if args.baseline else ""))
     if args.baseline:
         same = all(r["check"] == runs["baseline"][0]["check"] for rs in runs.values() for r in rs)
         print(f"identified phases and weight fractions (to 1e-8) "
