@@ -352,6 +352,7 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
     finally:
         if child is not None:
             child[0].shutdown(wait=True, cancel_futures=True)
+        _CHILD_STATE.clear()
     res.timings_s = {name: res.timings_s[name] for name, _ in steps if name in res.timings_s}
     res.elapsed_s = time.perf_counter() - t_start
     _write_overview(out, res)
