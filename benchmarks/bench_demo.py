@@ -52,7 +52,7 @@ cpu["process"] = time.process_time()
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu["total"] = cpu["process"] + ru.ru_utime + ru.ru_stime
 ident = res.numbers.get("identify", {})
-print(json.dumps({"cpu": cpu, "check": {k: [v.get("best"), {p: round(w, 8) for p, w in
+print(json.dumps({"xtal": D.__file__, "cpu": cpu, "check": {k: [v.get("best"), {p: round(w, 8) for p, w in
                                               (v.get("weight_fractions") or {}).items()}]
                                          for k, v in ident.items() if isinstance(v, dict)}},
                  default=str))
@@ -74,7 +74,8 @@ for dp, pat in pats:
     cpu[dp.name] = time.process_time() - c
     check[dp.name] = [(p.id, round(p.weight_fraction, 8)) for p in r.best.phases]
 cpu["process"] = time.process_time()
-print(json.dumps({"cpu": cpu, "check": check}))
+import xtal
+print(json.dumps({"xtal": xtal.__file__, "cpu": cpu, "check": check}))
 """
 
 
@@ -83,8 +84,10 @@ def run(tree: Path, script: str, workers: int = 1) -> dict:
                XTAL_USER_STRUCTURES=str(Path(tempfile.gettempdir()) / "xtal-bench-no-user"))
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
+        # cwd = the empty temporary directory: `python -c` puts the cwd first on sys.path, which
+        # must not shadow the tree given by PYTHONPATH
         out = subprocess.run([sys.executable, "-c", script, str(Path(tmp) / "demo")], env=env,
-                             check=True, capture_output=True, text=True).stdout
+                             cwd=tmp, check=True, capture_output=True, text=True).stdout
         wall = time.perf_counter() - t
     rec = json.loads(out.strip().splitlines()[-1])
     rec["wall"] = wall
@@ -108,6 +111,8 @@ def main() -> None:
     for _ in range(args.repeat):
         for name, tree in trees:
             rec = run(tree, script, args.workers)
+            if not runs[name]:
+                print(f"  {name}: {rec['xtal']}")
             runs[name].append(rec)
             steps = ", ".join(f"{k} {v:.2f}" for k, v in rec["cpu"].items())
             print(f"  {name:8s} load {rec['load']:.2f}: CPU s {steps}; wall {rec['wall']:.1f} s")
