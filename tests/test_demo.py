@@ -344,3 +344,23 @@ def test_index_links_html_pages_and_interactive_pages_not_raw_markdown(demo):
     for h in links:
         if not re.match(r"^[a-z]+:", h):
             assert (out / h).is_file(), h      # every local link resolves
+
+
+def test_a_dead_child_is_replaced_by_the_caller(tmp_path, monkeypatch):
+    """The forked process dies (here: os._exit in the series step): the caller runs its steps."""
+    import os
+
+    import xtal.demo as D
+
+    parent = os.getpid()
+
+    def series(lib, out, res, say):
+        if os.getpid() != parent:
+            os._exit(3)
+        _stub_step("series")(lib, out, res, say)
+    for name in ("library", "simulate", "identify", "coordination"):
+        monkeypatch.setattr(D, f"_step_{name}", _stub_step(name))
+    monkeypatch.setattr(D, "_step_series", series)
+    res = D.run_demo(tmp_path / "o", log=lambda s: None, workers=2)
+    assert res.numbers["pid_series"] == parent and res.numbers["pid_coordination"] == parent
+    assert list(res.timings_s) == ["library", "simulate", "identify", "series", "coordination"]

@@ -341,7 +341,14 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
             fn(lib, out, res, lambda msg, k=k: say(f"[{k}/{STEPS}] {msg}"))
             res.timings_s[name] = time.perf_counter() - t0
         if child is not None:
-            child_res, lines = child[1].result()
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                child_res, lines = child[1].result()
+            except BrokenProcessPool:      # the child died (killed, out of memory): do it here
+                _CHILD_STATE.update(lib=lib, out=out)
+                child_res, lines = _child_steps([(k, name) for k, (name, _) in enumerate(steps, 1)
+                                                 if name in _CHILD_STEPS])
             for line in lines:
                 say(line)
             for sec, files in child_res.files.items():
