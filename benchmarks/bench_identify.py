@@ -80,7 +80,9 @@ def command_benchmark(repeat: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         pfile = write_pattern(pat, tmp / "mix.xye")
-        cmd = [sys.executable, "-m", "xtal.cli", "identify", str(pfile), "--json", str(tmp / "o.json")]
+        # --force: the JSON of the previous run is replaced (the CLI refuses to overwrite otherwise)
+        cmd = [sys.executable, "-m", "xtal.cli", "identify", str(pfile), "--json", str(tmp / "o.json"),
+               "--force", "--no-progress"]
         base_env = dict(os.environ, XTAL_USER_STRUCTURES=str(tmp / "user"))
         print(f"pattern: {pat.x.size} points, 2θ {RANGE[0]:g}–{RANGE[1]:g}°, Cu Kα1/Kα2; library: "
               f"{len(phases)} bundled phases; load average {os.getloadavg()[0]:.2f}")

@@ -220,10 +220,57 @@ def test_progress_false_logs_only_the_summary(tmp_path, monkeypatch):
     for name in ("_step_library", "_step_simulate", "_step_identify", "_step_series", "_step_coordination"):
         monkeypatch.setattr(D, name, lambda lib, out, res, say, n=name: (calls.append(n), say("step")))
     lines: list[str] = []
-    res = D.run_demo(tmp_path / "o", progress=False, log=lines.append)
+    res = D.run_demo(tmp_path / "o", progress=False, log=lines.append, workers=1)
     assert len(calls) == 5 and not any(ln.startswith("[") for ln in lines)
     assert lines[0].startswith("xtal demo finished") and (tmp_path / "o" / "README.md").is_file()
     assert res.files["overview"]
+
+
+def _stub_step(name):
+    def step(lib, out, res, say):
+        import os
+
+        d = out / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "pid.txt").write_text(str(os.getpid()))
+        res.add(name, "pid.txt", d / "pid.txt")
+        res.numbers[f"pid_{name}"] = os.getpid()
+        say(f"{name} done")
+    return step
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_second_process_gives_the_same_outputs_and_lines(tmp_path, monkeypatch, workers):
+    """workers=2 runs series + coordination in a forked child: files, numbers, timings and progress
+    lines come back in step order, as with workers=1 (checked on stub steps)."""
+    import os
+
+    import xtal.demo as D
+
+    for name in ("library", "simulate", "identify", "series", "coordination"):
+        monkeypatch.setattr(D, f"_step_{name}", _stub_step(name))
+    lines: list[str] = []
+    res = D.run_demo(tmp_path / "o", log=lines.append, workers=workers)
+    steps = ["library", "simulate", "identify", "series", "coordination"]
+    assert [ln for ln in lines if ln.startswith("[")] == [f"[{k}/5] {n} done" for k, n in enumerate(steps, 1)]
+    assert list(res.timings_s) == steps
+    assert [s for s in res.files if s != "overview"] == steps
+    pids = {n: res.numbers[f"pid_{n}"] for n in steps}
+    child = {n for n in steps if pids[n] != os.getpid()}
+    assert child == (set(D._CHILD_STEPS) if workers == 2 else set())
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["numbers"]["pid_series"] == res.numbers["pid_series"]
+
+
+def test_a_failing_child_step_raises_in_the_caller(tmp_path, monkeypatch):
+    import xtal.demo as D
+
+    def boom(lib, out, res, say):
+        raise RuntimeError("series step failed")
+    for name in ("library", "simulate", "identify", "coordination"):
+        monkeypatch.setattr(D, f"_step_{name}", _stub_step(name))
+    monkeypatch.setattr(D, "_step_series", boom)
+    with pytest.raises(RuntimeError, match="series step failed"):
+        D.run_demo(tmp_path / "o", log=lambda s: None, workers=2)
 
 
 def test_refuses_to_write_into_the_bundled_data():
@@ -297,3 +344,23 @@ def test_index_links_html_pages_and_interactive_pages_not_raw_markdown(demo):
     for h in links:
         if not re.match(r"^[a-z]+:", h):
             assert (out / h).is_file(), h      # every local link resolves
+
+
+def test_a_dead_child_is_replaced_by_the_caller(tmp_path, monkeypatch):
+    """The forked process dies (here: os._exit in the series step): the caller runs its steps."""
+    import os
+
+    import xtal.demo as D
+
+    parent = os.getpid()
+
+    def series(lib, out, res, say):
+        if os.getpid() != parent:
+            os._exit(3)
+        _stub_step("series")(lib, out, res, say)
+    for name in ("library", "simulate", "identify", "coordination"):
+        monkeypatch.setattr(D, f"_step_{name}", _stub_step(name))
+    monkeypatch.setattr(D, "_step_series", series)
+    res = D.run_demo(tmp_path / "o", log=lambda s: None, workers=2)
+    assert res.numbers["pid_series"] == parent and res.numbers["pid_coordination"] == parent
+    assert list(res.timings_s) == ["library", "simulate", "identify", "series", "coordination"]

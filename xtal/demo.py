@@ -232,8 +232,70 @@ def _check_out_dir(out: Path, *, overwrite: bool = False) -> None:
 # ----------------------------------------------------------------------------------------------
 # the demo
 # ----------------------------------------------------------------------------------------------
+#: steps run in the second process when ``workers > 1`` (≈ half of the demo's CPU time)
+_CHILD_STEPS = ("series", "coordination")
+_CHILD_STATE: dict[str, Any] = {}
+
+
+def _demo_workers(workers: int | None) -> int:
+    """How many processes the demo uses (see `run_demo`)."""
+    if workers is None:
+        env = os.environ.get("XTAL_DEMO_WORKERS", "").strip()
+        if env:
+            try:
+                workers = int(env)
+            except ValueError:
+                workers = 1
+        else:
+            import sys
+
+            try:
+                ncpu = len(os.sched_getaffinity(0))
+            except (AttributeError, OSError):
+                ncpu = os.cpu_count() or 1
+            # a second process only when a core is free: on a busy shared machine both processes
+            # would wait for the same cores
+            free = ncpu - os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+            workers = 2 if sys.platform.startswith("linux") and ncpu >= 2 and free >= 1.0 else 1
+    return max(1, int(workers))
+
+
+def _start_child(lib, out: Path, steps: list[tuple[int, str]]):
+    """(executor, future) of the given steps in one forked process, or None when it cannot start
+    (the caller then runs them itself)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        return None
+    _CHILD_STATE.update(lib=lib, out=out)   # inherited by the fork, not pickled
+    ex = None
+    try:
+        ex = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        return ex, ex.submit(_child_steps, steps)
+    except OSError:
+        if ex is not None:
+            ex.shutdown(wait=False, cancel_futures=True)
+        return None
+
+
+def _child_steps(steps: list[tuple[int, str]]) -> tuple[DemoOutputs, list[str]]:
+    """In the forked process: run the steps, return what they recorded and their progress lines."""
+    lib, out = _CHILD_STATE["lib"], _CHILD_STATE["out"]
+    res = DemoOutputs(out_dir=out)
+    lines: list[str] = []
+    for k, name in steps:
+        t0 = time.perf_counter()
+        globals()[f"_step_{name}"](lib, out, res, lambda msg, k=k: lines.append(f"[{k}/{STEPS}] {msg}"))
+        res.timings_s[name] = time.perf_counter() - t0
+    return res, lines
+
+
 def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
-             log: Callable[[str], Any] = print, overwrite: bool = False) -> DemoOutputs:
+             log: Callable[[str], Any] = print, overwrite: bool = False,
+             workers: int | None = None) -> DemoOutputs:
     """Run the whole demo on bundled data and write every output into ``out_dir``.
 
     Parameters
@@ -243,6 +305,11 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
         (``xtal demo --force``); then the demo replaces its own file names there.
     progress : log one line per step and per item (False: only the final summary is logged).
     log : callable receiving each progress / summary line (default ``print``).
+    workers : 1 runs the steps one after the other; 2 runs the series and coordination steps in a
+        second process (forked) while this one does the library, simulation and identification —
+        the same files, numbers and progress lines (the child's lines are passed on when it
+        finishes). None (default): ``$XTAL_DEMO_WORKERS``, else 2 on Linux when at least one of
+        the CPUs available to this process is free (1-minute load average ≤ CPUs − 1), else 1.
 
     Returns a `DemoOutputs` with every path written (``.files`` by section, ``.paths()``), the key
     numbers (``.numbers``: identified phases, Rwp, weight fractions vs recipe, series events, BVS, …)
@@ -264,10 +331,36 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
 
     steps = [("library", _step_library), ("simulate", _step_simulate), ("identify", _step_identify),
              ("series", _step_series), ("coordination", _step_coordination)]
-    for k, (name, fn) in enumerate(steps, 1):
-        t0 = time.perf_counter()
-        fn(lib, out, res, lambda msg, k=k: say(f"[{k}/{STEPS}] {msg}"))
-        res.timings_s[name] = time.perf_counter() - t0
+    child = _start_child(lib, out, [(k, name) for k, (name, _) in enumerate(steps, 1)
+                                    if name in _CHILD_STEPS]) if _demo_workers(workers) > 1 else None
+    try:
+        for k, (name, fn) in enumerate(steps, 1):
+            if child is not None and name in _CHILD_STEPS:
+                continue
+            t0 = time.perf_counter()
+            fn(lib, out, res, lambda msg, k=k: say(f"[{k}/{STEPS}] {msg}"))
+            res.timings_s[name] = time.perf_counter() - t0
+        if child is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                child_res, lines = child[1].result()
+            except BrokenProcessPool:      # the child died (killed, out of memory): do it here
+                _CHILD_STATE.update(lib=lib, out=out)
+                child_res, lines = _child_steps([(k, name) for k, (name, _) in enumerate(steps, 1)
+                                                 if name in _CHILD_STEPS])
+            for line in lines:
+                say(line)
+            for sec, files in child_res.files.items():
+                res.files.setdefault(sec, {}).update(files)
+            res.numbers.update(child_res.numbers)
+            res.timings_s.update(child_res.timings_s)
+            res.notes.extend(child_res.notes)
+    finally:
+        if child is not None:
+            child[0].shutdown(wait=True, cancel_futures=True)
+        _CHILD_STATE.clear()
+    res.timings_s = {name: res.timings_s[name] for name, _ in steps if name in res.timings_s}
     res.elapsed_s = time.perf_counter() - t_start
     _write_overview(out, res)
     res.elapsed_s = time.perf_counter() - t_start
@@ -336,7 +429,7 @@ def _step_library(lib, out: Path, res: DemoOutputs, say) -> None:
     from xtal.report import write_report
 
     md_path, html_path = write_report("\n".join(L), d / "library.md", html_path=d / "library.html",
-                                      title="xtal structure library")
+                                      overwrite=True, title="xtal structure library")
     res.add("library", "library.md", md_path)
     res.add("library", "library.html", html_path)
     res.numbers["library"] = {"n_entries": len(rows), "n_filled": len(rows) - len(empty),
@@ -396,7 +489,8 @@ def _step_simulate(lib, out: Path, res: DemoOutputs, say) -> None:
     from xtal.report import write_report
 
     md_path, html_path = write_report("\n".join(L) + "\n", d / "simulated_patterns.md",
-                                      html_path=d / "simulated_patterns.html", title="xtal simulated patterns")
+                                      html_path=d / "simulated_patterns.html", overwrite=True,
+                                      title="xtal simulated patterns")
     res.add("simulate", "table.md", md_path)
     res.add("simulate", "table.html", html_path)
     res.numbers["simulate"] = {"wavelength_angstrom": lam, "n_phases": len(phases),

@@ -210,18 +210,21 @@ def _near_field(y, x0, step, c, a, w, e, r1, r2) -> None:
         cnt = counts[start:stop]
         m = int(cnt.sum())
         if m:
-            pk = np.repeat(np.arange(start, stop), cnt)
-            idx = np.arange(m) + np.repeat(lo[start:stop] - (np.cumsum(cnt) - cnt), cnt)
-            dx = (x0 + idx * step) - c[pk]
+            # per-peak values expanded with np.repeat (block copies, same values as a gather)
+            sl = slice(start, stop)
+            indptr = np.zeros(cnt.size + 1, dtype=np.intp)
+            np.cumsum(cnt, out=indptr[1:])
+            idx = np.arange(m) + np.repeat(lo[sl] - indptr[:-1], cnt)
+            dx = (x0 + idx * step) - np.repeat(c[sl], cnt)
             z2 = dx * dx
-            z2 *= inv_w2[pk]
-            vals = ga[pk] * np.exp(-_FOUR_LN2 * z2)
-            lor = la[pk] / (1.0 + 4.0 * z2)
+            z2 *= np.repeat(inv_w2[sl], cnt)
+            vals = np.repeat(ga[sl], cnt) * np.exp(-_FOUR_LN2 * z2)
+            lor = np.repeat(la[sl], cnt) / (1.0 + 4.0 * z2)
             far = np.abs(dx) > r1
             if np.any(far):
                 lor[far] *= 1.0 - _smooth_step((np.abs(dx[far]) - r1) / (r2 - r1))
             vals += lor
-            y += np.bincount(idx, weights=vals, minlength=nx)
+            y += _WindowSums(nx, indptr, idx).sum(vals)
         start = stop
 
 
@@ -349,18 +352,21 @@ def _window(x: np.ndarray, centres: np.ndarray, areas: np.ndarray, fwhm: np.ndar
     if total == 0:
         return _empty_window(n, derivatives, n_centre, n_fwhm)
     out: dict[str, Any] = {}
-    idx = np.repeat(np.arange(centres.size), counts)
-    starts = np.cumsum(counts) - counts
-    ix = np.repeat(lo - starts, counts) + np.arange(total)
+    # per-peak quantities are expanded to the window points with np.repeat (a block copy; the
+    # same values as indexing with the point→peak map, without the gather)
+    indptr = np.zeros(counts.size + 1, dtype=np.intp)
+    np.cumsum(counts, out=indptr[1:])
+    ix = np.repeat(lo - indptr[:-1], counts) + np.arange(total)
     hw_p = 0.5 * fwhm
-    inv_hw = (1.0 / hw_p)[idx]
-    t = (x[ix] - centres[idx]) * inv_hw
+    inv_hw = np.repeat(1.0 / hw_p, counts)
+    t = (x[ix] - np.repeat(centres, counts)) * inv_hw
     t2 = t * t
     ln2 = math.log(2.0)
-    ai = (areas / hw_p)[idx]
+    ai = np.repeat(areas / hw_p, counts)
     g = (math.sqrt(ln2 / math.pi) * ai) * np.exp(-ln2 * t2)
     inv1t2 = 1.0 / (1.0 + t2)
     lor = (_LOR_NORM / math.pi) * ai * inv1t2
+    grid = _WindowSums(n, indptr, ix)
     if values:
         # smooth taper of the Lorentzian tail over the last _TAPER_FWHM of the window: the model
         # stays continuous when peaks move (points entering/leaving a window)
@@ -368,23 +374,77 @@ def _window(x: np.ndarray, centres: np.ndarray, areas: np.ndarray, fwhm: np.ndar
         tail = u > 0
         if np.any(tail):
             lor[tail] *= 0.5 * (1.0 + np.cos(np.pi * np.minimum(u[tail] / _TAPER_FWHM, 1.0)))
-        out["values"] = np.bincount(ix, weights=eta * lor + (1.0 - eta) * g, minlength=n)
+        out["values"] = grid.sum(eta * lor + (1.0 - eta) * g)
     if not derivatives:
         return out
-    out["eta"] = np.bincount(ix, weights=lor - g, minlength=n)
+    out["eta"] = grid.sum(lor - g)
     # ∂/∂centre = −∂/∂x
     pc = eta * (lor * 2.0 * t * inv1t2 * inv_hw) + (1.0 - eta) * (g * (2.0 * ln2) * t * inv_hw)
-    out["centre"] = np.bincount(ix, weights=pc, minlength=n)
-    out["dcentre"] = [np.bincount(ix, weights=pc * dcentre[idx, k], minlength=n)
-                      for k in range(n_centre)]
+    # one pass for the common shift and every centre parameter: columns [1, dcentre...]
+    per_peak = np.ones((centres.size, 1 + n_centre))
+    if n_centre:
+        per_peak[:, 1:] = dcentre
+    sums = grid.sum_columns(pc, per_peak)
+    out["centre"] = sums[0]
+    out["dcentre"] = list(sums[1:])
     if n_fwhm:
         # ∂/∂hw, hw = fwhm/2
         ph = 0.5 * (eta * lor * inv_hw * (2.0 * t2 * inv1t2 - 1.0)
                     + (1.0 - eta) * g * inv_hw * (2.0 * ln2 * t2 - 1.0))
-        out["dfwhm"] = [np.bincount(ix, weights=ph * dfwhm[idx, k], minlength=n) for k in range(n_fwhm)]
+        out["dfwhm"] = list(grid.sum_columns(ph, dfwhm))
     else:
         out["dfwhm"] = []
     return out
+
+
+class _WindowSums:
+    """Sums of per-point weights of the peak windows on the grid (window points of peak p are
+    ``ix[indptr[p]:indptr[p+1]]``, peaks in order).
+
+    ``sum(w)`` = Σ_p w on the grid; ``sum_columns(w, C)`` = [Σ_p w·C[p, k] for every column k], in
+    one pass over the window points (SciPy's compiled sparse CSC × dense product: the window
+    points are the non-zeros of an n × n_peaks matrix). The additions happen in the same order
+    as ``np.bincount(ix, weights=w * C[p(ix), k])`` (peak by peak), so the results are identical;
+    without SciPy that is the fallback.
+    """
+
+    def __init__(self, n: int, indptr: np.ndarray, ix: np.ndarray):
+        self.n, self.indptr, self.ix = n, indptr, ix
+
+    def sum(self, w: np.ndarray) -> np.ndarray:
+        mv = _csc_products()
+        if mv is None:
+            return np.bincount(self.ix, weights=w, minlength=self.n)
+        y = np.zeros(self.n)
+        np_ = self.indptr.size - 1
+        mv[0](self.n, np_, self.indptr, self.ix, w, np.ones(np_), y)
+        return y
+
+    def sum_columns(self, w: np.ndarray, per_peak: np.ndarray) -> np.ndarray:
+        per_peak = np.ascontiguousarray(per_peak, dtype=float)
+        k = per_peak.shape[1]
+        mv = _csc_products()
+        if mv is None:
+            cols = np.repeat(np.ascontiguousarray(per_peak.T), np.diff(self.indptr), axis=1)
+            cols *= w
+            return np.array([np.bincount(self.ix, weights=c, minlength=self.n) for c in cols])
+        y = np.zeros((self.n, k))
+        mv[1](self.n, self.indptr.size - 1, k, self.indptr, self.ix, w, per_peak.ravel(), y.ravel())
+        return np.ascontiguousarray(y.T)
+
+
+_CSC: list = []
+
+
+def _csc_products():
+    """(csc_matvec, csc_matvecs) of scipy.sparse's compiled kernels, or None without them."""
+    if not _CSC:
+        try:
+            from scipy.sparse import _sparsetools
+            _CSC.append((_sparsetools.csc_matvec, _sparsetools.csc_matvecs))
+        except (ImportError, AttributeError):   # pragma: no cover - SciPy layout changed
+            _CSC.append(None)
+    return _CSC[0]
 
 
 def pseudo_voigt_matrix(x: np.ndarray, centres: np.ndarray, fwhm: np.ndarray, eta: float):

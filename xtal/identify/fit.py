@@ -584,9 +584,12 @@ def _reflection_rows(m: PhaseModel, cell, rad: Any, zero_deg: float, x: np.ndarr
         return []
     inten = m.fmult[ok] * lorentz_polarization(tt[ok] - zero_deg, rad.polarization)
     rel = 100 * inten / max(float(np.max(inten)), 1e-300)
-    return [{"hkl": tuple(int(v) for v in h), "d_angstrom": float(dd), "two_theta_deg": float(t),
-             "intensity_pct": float(r)}
-            for h, dd, t, r in sorted(zip(m.hkl[ok], d[ok], tt[ok], rel), key=lambda z: z[2])]
+    # by 2θ (stable, as sorted() was); whole arrays converted to Python numbers at once
+    order = np.argsort(tt[ok], kind="stable")
+    hkl = np.asarray(m.hkl[ok][order]).astype(np.int64).tolist()
+    return [{"hkl": tuple(h), "d_angstrom": dd, "two_theta_deg": t, "intensity_pct": r}
+            for h, dd, t, r in zip(hkl, d[ok][order].tolist(), tt[ok][order].tolist(),
+                                   np.asarray(rel)[order].tolist())]
 
 
 def _strongest_tth(m: PhaseModel, cell, rad: Any, g) -> float:

@@ -20,7 +20,7 @@ from xtal.errors import (
     XtalError,
 )
 from xtal.structures.model import _NULL, Cell, GeomBond, Phase, Provenance, Site, _set_multiplicities, parse_su
-from xtal.structures.validate import check_physical, check_symops, validate
+from xtal.structures.validate import check_physical, checked_ops, validate
 
 def read_cif(path: str | Path, block: str | None = None, *, phase_id: str | None = None,
              kind: str = "user", name: str | None = None) -> Phase:
@@ -332,9 +332,9 @@ def check_symops_each(ctx: _Ctx, written: list[str], tag: str | None) -> None:
     def fatal(cls, msg, field):
         return ctx.err(cls, msg, tag or field)
 
-    for s in written:
-        check_symops(["x,y,z", s] if s.replace(" ", "").lower() != "x,y,z" else ["x,y,z"],
-                     fatal, closure=False)
+    # all at once; the message numbers the operator as the former one-by-one check of
+    # ["x,y,z", s] did ("operator 2")
+    checked_ops(written, fatal, number=lambda i: 2)
 
 
 def _spacegroup_from_name(text: str) -> gemmi.SpaceGroup | None:

@@ -130,35 +130,59 @@ def _check_site(phase: Phase, s: Site, fatal) -> None:
             _warn(phase, f"site {s.label}: anisotropic U tensor is not positive definite")
 
 
-def check_symops(symops, fatal, *, closure: bool = True) -> None:
-    """Each operator a crystallographic isometry, and (``closure``) the set closed under composition."""
-    ops = []
+def checked_ops(symops, fatal, *, number=lambda i: i + 1) -> list:
+    """The parsed operators, each checked to be a crystallographic isometry (integer rotation
+    matrix, det ±1, order 1, 2, 3, 4 or 6); the first operator that is not raises ``fatal``
+    (``number(i)``: how the message numbers operator i).
+
+    The rotation checks run on all operators at once (one batched determinant and matrix power
+    instead of a loop per operator); the operator reported, and its message, are those of a
+    check one operator after the other.
+    """
     den = gemmi.Op.DEN
-    for i, text in enumerate(symops):
+    texts = list(symops)
+    ops, parse_error = [], None
+    for i, text in enumerate(texts):
         try:
-            op = gemmi.Op(text)
+            ops.append(gemmi.Op(text))
         except (RuntimeError, ValueError) as exc:
-            raise fatal(SymmetryError, f"operator {i + 1} {text!r} cannot be parsed ({exc})",
-                        "_space_group_symop_operation_xyz") from None
-        rot = np.array(op.rot)
-        if np.any(rot % den):
-            raise fatal(SymmetryError, f"operator {text!r} has a non-integer rotation matrix",
-                        "_space_group_symop_operation_xyz")
+            parse_error = (i, text, exc)
+            break
+    if ops:
+        rot = np.array([o.rot for o in ops])                       # (n, 3, 3), in 1/DEN
+        non_integer = np.any(rot % den, axis=(1, 2))
         r = rot // den
-        det = round(np.linalg.det(r))
-        if abs(det) != 1:
-            raise fatal(SymmetryError, f"operator {text!r} is not an isometry (det of its rotation "
-                        f"part = {det}, must be ±1)", "_space_group_symop_operation_xyz")
-        power, order = np.eye(3, dtype=int), None
+        dets = np.linalg.det(r)
+        eye = np.eye(3, dtype=int)
+        order = np.zeros(len(ops), dtype=int)                      # 0: not within 1..6
+        power = np.broadcast_to(eye, r.shape)
         for n in range(1, 7):
             power = power @ r
-            if np.array_equal(power, np.eye(3, dtype=int)):
-                order = n
-                break
-        if order not in _CRYSTALLOGRAPHIC_ORDERS:
-            raise fatal(SymmetryError, f"operator {text!r} is not a crystallographic rotation "
-                        "(order not 1, 2, 3, 4 or 6)", "_space_group_symop_operation_xyz")
-        ops.append(op)
+            hit = (order == 0) & np.all(power == eye, axis=(1, 2))
+            order[hit] = n
+        crystallographic = np.isin(order, _CRYSTALLOGRAPHIC_ORDERS)
+        for i, text in enumerate(texts[:len(ops)]):
+            if non_integer[i]:
+                raise fatal(SymmetryError, f"operator {text!r} has a non-integer rotation matrix",
+                            "_space_group_symop_operation_xyz")
+            det = round(dets[i])
+            if abs(det) != 1:
+                raise fatal(SymmetryError, f"operator {text!r} is not an isometry (det of its rotation "
+                            f"part = {det}, must be ±1)", "_space_group_symop_operation_xyz")
+            if not crystallographic[i]:
+                raise fatal(SymmetryError, f"operator {text!r} is not a crystallographic rotation "
+                            "(order not 1, 2, 3, 4 or 6)", "_space_group_symop_operation_xyz")
+    if parse_error is not None:
+        i, text, exc = parse_error
+        raise fatal(SymmetryError, f"operator {number(i)} {text!r} cannot be parsed ({exc})",
+                    "_space_group_symop_operation_xyz") from None
+    return ops
+
+
+def check_symops(symops, fatal, *, closure: bool = True) -> None:
+    """Each operator a crystallographic isometry, and (``closure``) the set closed under composition."""
+    ops = checked_ops(symops, fatal)
+    den = gemmi.Op.DEN
     if not ops:
         raise fatal(SymmetryError, "no symmetry operators", "_space_group_symop_operation_xyz")
     if not closure:
@@ -166,12 +190,17 @@ def check_symops(symops, fatal, *, closure: bool = True) -> None:
     # closure, vectorised: rotations R (integers) and translations t (in 1/DEN), all pairs at once
     rots = np.array([np.array(o.rot) // den for o in ops])                  # (n, 3, 3)
     trans = np.array([o.tran for o in ops]) % den                           # (n, 3)
-    prod_r = np.einsum("aij,bjk->abik", rots, rots)                         # R_a R_b
-    prod_t = (np.einsum("aij,bj->abi", rots, trans) + trans[:, None, :]) % den  # R_a t_b + t_a
     n = len(ops)
     if np.abs(rots).max() > 7:
         raise fatal(SymmetryError, "a rotation matrix has entries beyond ±7: not a crystallographic "
                     "operator", "_space_group_symop_operation_xyz")
+    # all products as two float matrix products (BLAS; integers ≤ 7 × 3 terms, so exact)
+    rf = rots.astype(float)
+    rows = rf.reshape(n * 3, 3)                                              # [(a, i), j]
+    prod_r = np.rint((rows @ rf.transpose(1, 0, 2).reshape(3, n * 3))       # R_a R_b
+                     .reshape(n, 3, n, 3).transpose(0, 2, 1, 3)).astype(np.int64)
+    prod_t = (np.rint((rows @ trans.T.astype(float)).reshape(n, 3, n).transpose(0, 2, 1))
+              .astype(np.int64) + trans[:, None, :]) % den                  # R_a t_b + t_a
 
     def code(r, t):  # one int64 per operator: 9 rotation entries (4 bits) + 3 translations (5 bits)
         r = (r.reshape(-1, 9).astype(np.int64) + 8) % 16  # products of entries ≤ 7 may exceed: wrap
