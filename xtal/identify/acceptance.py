@@ -179,7 +179,10 @@ MAX_ABSENT_FRACTION = 0.5
 def missing_peak_fraction(fit: FitResult, pid: str) -> float:
     """The larger of the intensity share and the count share of a phase's judged predicted peaks
     that the data do not show (see `missing_peaks`); 1.0 for a phase with no intensity."""
-    by_intensity, by_count, n = missing_peaks(fit, pid)
+    return _absent_share(*missing_peaks(fit, pid))
+
+
+def _absent_share(by_intensity: float, by_count: float, n: int) -> float:
     # the count share only once there are enough peaks for it to mean something: one or two absent
     # weak peaks of a phase with three judged peaks are texture or overlap, not absence
     return max(by_intensity, by_count if n >= MIN_PEAKS_FOR_COUNT else 0.0)
@@ -277,8 +280,9 @@ def unsupported(fit: FitResult, pid: str, max_strain: float,
     """
     p = fit.phase(pid)
     by_intensity, by_count, n = missing_peaks(fit, pid)
-    if max(by_intensity, by_count if n >= MIN_PEAKS_FOR_COUNT else 0.0) > MAX_ABSENT_FRACTION:
-        return f"{max(by_intensity, by_count):.0%} of its strong predicted peaks are absent"
+    absent = _absent_share(by_intensity, by_count, n)
+    if absent > MAX_ABSENT_FRACTION:
+        return f"{absent:.0%} of its strong predicted peaks are absent"
     if n == 0:
         return "none of its peaks rises 5σ above the noise"
     strain = max((abs(e) for e in p.strain), default=0.0)

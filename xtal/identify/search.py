@@ -254,10 +254,6 @@ class _Search:
             if f is None:         # nothing of it is supported: a partial match at most
                 self.rejected.append(Hypothesis(phases=before.phases, rwp=before.rwp,
                                                 score=before.bic, fit=before))
-                for p in before.phases:
-                    why = acc.unsupported(before, p.id, o.max_strain, self.allowance(p.id))
-                    if why:
-                        self.rejected_why.setdefault(p.id, why)
                 continue
             hyps.append(Hypothesis(phases=f.phases, rwp=f.rwp, score=f.bic, fit=f))
             if rank == 0:
@@ -450,6 +446,7 @@ class _Search:
                 return f
             frac = {pid: acc.missing_peak_fraction(f, pid) for pid in bad}
             worst = min(bad, key=lambda pid: (-frac[pid], f.phase(pid).weight_fraction or 0.0))
+            self.rejected_why.setdefault(worst, why[worst])    # said if nothing else is left
             order = [p.id for p in f.phases if p.id != worst]
             if not order:
                 return None
@@ -600,7 +597,7 @@ def _positions(res: IdentificationResult, mode: bool | str, data: PreparedData, 
                search: _Search) -> None:
     """Run the Le Bail positions check on the best answer when ``mode`` asks for it."""
     b = res.best
-    if b is None or mode is False or mode not in (True, "auto"):
+    if b is None or mode not in (True, "auto"):
         return
     why = [w for w, hit in (("a MODEL structure", any(p.model for p in b.phases)),
                             ("texture refined", any(p.preferred_orientation for p in b.phases)))
