@@ -349,3 +349,57 @@ def test_donor_classes_phosphate_and_amide():
     al = analyse_geometry(ref("AlGa_amide_1b_P212121_SHELXL.cif"), metals="Al", chemenv=False).sites[0]
     kinds = {b.kind for b in al.donors()}
     assert kinds & {"amide-N", "amine-N"} and "other" not in kinds
+
+
+# ----------------------------------------------------------------------------------------------
+# BVS precision and consistency check (bondvalence.bvs_check)
+# ----------------------------------------------------------------------------------------------
+def test_bvs_check_names_the_bond_that_carries_the_sulfate_excess():
+    """PbSO4 S is 0.246 v.u. over +6. Not the parameter (one S(6)–O row) nor rounding (≤ 0.090 v.u.,
+    above): one bond. S–O2 is 1.411 Å, 0.070 Å shorter than the median of the other three S–O bonds
+    (1.481 Å); at that length the sum is 5.940 v.u. The same 1963 refinement in COD 1528837 (Sahl)
+    gives S–O2 1.417 Å: the O2 position of this old model is the suspect, not the bond-valence model."""
+    s = analyse_geometry(ref("PbSO4.cif"), metals="S", chemenv=False).sites[0]
+    c = s.bvs_check
+    assert c["within"] is False and c["deviation"] == pytest.approx(0.246, abs=0.001)
+    assert c["su"] is None                              # the CIF gives no s.u.
+    o = c["outlier"]
+    assert o["neighbour"] == "O2" and o["bonds"] == 1
+    assert o["distance"] == pytest.approx(1.4111, abs=1e-4)
+    assert o["median_others"] == pytest.approx(1.4812, abs=1e-4)
+    # independent arithmetic: s(d) = exp((1.624 − d)/0.37)
+    s_o2, s_med = math.exp((1.624 - 1.4111) / 0.37), math.exp((1.624 - 1.4812) / 0.37)
+    assert o["delta_vu"] == pytest.approx(s_o2 - s_med, abs=2e-3)
+    assert abs(o["bvs_at_median"] - 6) <= 0.15
+    md = render_geometry_markdown([analyse_geometry(ref("PbSO4.cif"), metals="S", chemenv=False)])
+    assert "outside ±0.15 v.u." in md and "S–O2 at 1.4111 Å carries +0.30" in md
+    sahl = analyse_geometry(read_cif(REF.parent / "patterns_xred/monophase/UnderThreeElements/PbSO4/1528837.cif"),
+                            metals="S", chemenv=False).sites[0]
+    assert sahl.bvs_check["outlier"]["neighbour"] == "O2"
+    assert sahl.bvs_check["outlier"]["distance"] == pytest.approx(1.417, abs=1e-3)
+
+
+@pytest.mark.parametrize("name,label,formal", ORDINARY)
+def test_bvs_check_passes_ordinary_sites(name, label, formal):
+    c = analyse_geometry(ref(name), metals=label, chemenv=False).sites[0].bvs_check
+    assert c["within"] is True and c["outlier"] is None and not c["non_ionic"] and not c["indicative"]
+
+
+def test_bvs_su_propagated_from_the_bond_su():
+    """The SHELXL FeN4 CIF has s.u. (Fe–N 1.707(8) … 1.781(11) Å): σ(BVS)² = Σ (s_i σ(d_i)/b)²,
+    recomputed here from the bond list; the site itself (a high-pressure polynitride taken as Fe(II))
+    is far off and no single bond explains it."""
+    s = analyse_geometry(ref("COD2242624_FeN4_P-1_SHELXL.cif"), metals="Fe", chemenv=False).sites[0]
+    donors = s.donors()
+    assert len(donors) == 6 and all(b.su for b in donors)
+    b_par = bv_parameter("Fe", s.oxidation_state, "N")["b"]
+    expected = math.sqrt(sum((b.bond_valence * b.su / b_par) ** 2 for b in donors))
+    assert s.bvs_check["su"] == pytest.approx(expected, rel=1e-9) and 0.03 < expected < 0.15
+    assert s.bvs_check["within"] is False and s.bvs_check["outlier"] is None
+
+
+def test_bvs_check_gives_no_verdict_for_hydride_or_covalent_sites():
+    k = analyse_geometry(ref("K2B12H12_Fm-3.cif"), chemenv=False).sites[0].bvs_check
+    assert k["indicative"] is True and k["within"] is None
+    s = analyse_geometry(ref("S2dipyridyl_P21c_SHELXL.cif"), metals="S", chemenv=False).sites[0].bvs_check
+    assert s["non_ionic"] == ["S"] and s["within"] is None          # the S–S bond of the disulfide

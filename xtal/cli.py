@@ -387,7 +387,7 @@ class _StageProgress:
 # ------------------------------------------------------------------------------------------------
 def _cmd_geometry(args: argparse.Namespace) -> int:
     from xtal.geometry import CONTACT_KINDS, analyse_geometry
-    from xtal.report.geometry import plot_distance_distributions, render_geometry_markdown
+    from xtal.report.geometry import bvs_check_text, plot_distance_distributions, render_geometry_markdown
     from xtal.util import atomic_write_text, check_writable
 
     from xtal.library import Library
@@ -426,6 +426,9 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
                               for b in site["bonds"] if b["kind"] not in CONTACT_KINDS)
             print(f"{r.phase_id} {site['label']}: CN {site['cn']}, BVS "
                   f"{site['bvs'] if site['bvs'] is not None else 'n/a'}: {bonds}")
+            check = site.get("bvs_check") or {}
+            if check.get("within") is False:
+                print(f"  {bvs_check_text(site['element'], check)}")
     if json_out and results:
         payload = results[0].to_json_dict() if not batch else \
             {"structures": [r.to_json_dict() for r in results]}

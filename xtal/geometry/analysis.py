@@ -10,7 +10,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from xtal.geometry.bondvalence import (ANION_VALENCE, BV_CUTOFF_VALENCE, BV_TABLE_FILE, UNIVERSAL_SOURCE,
-                                       bond_valence_sum, bv_parameter, oxidation_states)
+                                       bond_valence_sum, bv_parameter, bvs_check,
+                                       oxidation_states)
 from xtal.geometry.clusters import anion_coordination
 from xtal.geometry.hydrogen import normalise_hydrogens
 from xtal.geometry.chemistry import NON_METALS, _Chem, _classify, _compatible, _no_group, _rcov, molecule_name
@@ -324,7 +325,7 @@ def _site_geometry(phase: Phase, sym: _Sym, chem: _Chem, i: int, ox: int | None,
         bvs_alternatives=bvs_alt, bvs_note=_bvs_note(bvs, skipped, m.element, ox, donors),
         bv_parameters=list(used_pars.values()), angles=_angles(vecs), polyhedron=_shape_summary(vecs),
         ligands=ligands, coordination_mode=_coordination_mode(donors, mols.info), warnings=site_warn,
-        major_alternative=major,
+        major_alternative=major, bvs_check=bvs_check(bonds, m.element, ox, major, bvs),
         anion_coordination=anion_coordination(sym, chem, i, donors, mols.info, mols.anchor))
 
 

@@ -26,17 +26,22 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Sequence
 
+import numpy as np
+
 from xtal.geometry.model import CONTACT_KINDS, Bond, _in_alternative
 from xtal.structures import Phase, Site
 
-__all__ = ["load_bv_parameters", "bv_parameter", "bond_valence_sum", "oxidation_states",
-           "ANION_VALENCE", "BV_CUTOFF_VALENCE", "BV_TABLE_FILE", "SKIPPED_REFS", "UNIVERSAL_SOURCE"]
+__all__ = ["load_bv_parameters", "bv_parameter", "bond_valence_sum", "bvs_check", "oxidation_states",
+           "ANION_VALENCE", "BVS_TOLERANCE_VU", "BV_CUTOFF_VALENCE", "BV_TABLE_FILE", "SKIPPED_REFS", "UNIVERSAL_SOURCE"]
 
 #: Anion valences used with the bond-valence table.
 ANION_VALENCE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "F": -1, "Cl": -1,
                  "Br": -1, "I": -1, "H": -1}
 #: Coordination rule: a donor counts when its bond valence is at least this (v.u.).
 BV_CUTOFF_VALENCE = 0.04
+#: |BVS − formal valence| (v.u.) within which an ordinary ionic site is taken as consistent with its
+#: oxidation state; beyond it the site is reported as off and the bond that carries the excess is named.
+BVS_TOLERANCE_VU = 0.15
 #: The IUCr table shipped with xtal (package-relative path).
 BV_TABLE_FILE = "data/bvparm2011.cif"
 #: Reference ids not used (second-neighbour softBV fits with 6–8 Å cut-offs).
@@ -196,11 +201,83 @@ def bond_valence_sum(bonds: Sequence[Bond], metal: str, ox: int | None, alternat
             skipped.add(f"{b.element} ({b.kind})")
             continue
         any_par = True
-        w = b.occupancy if (b.occupancy < 0.999 and b.disorder_group is None) else 1.0
-        total += w * b.bond_valence
+        total += _occupancy_weight(b) * b.bond_valence
         el = "H" if b.element == "D" else b.element
         par = bv_parameter(metal, ox, el)
         used[el] = {"pair": f"{metal}({ox})–{el}({ANION_VALENCE.get(el, '?')})", "r0": par["r0"],
                     "b": par["b"], "source": par["source"], "table": par["table"],
                     "table_valence": par["valence"]}
     return (total if any_par else None), skipped, used
+
+
+@lru_cache(maxsize=256)
+def _more_electronegative(anion: str, cation: str) -> bool:
+    """Pauling electronegativity (pymatgen's element data) of ``anion`` above that of ``cation``."""
+    from pymatgen.core.periodic_table import Element
+    xa, xc = Element("H" if anion == "D" else anion).X, Element(cation).X
+    return bool(xa > xc)
+
+
+def _occupancy_weight(b: Bond) -> float:
+    return b.occupancy if (b.occupancy < 0.999 and b.disorder_group is None) else 1.0
+
+
+def bvs_check(bonds: Sequence[Bond], metal: str, ox: int | None, alternative: str | None,
+              bvs: float | None) -> dict[str, Any] | None:
+    """Precision and consistency of one site's BVS.
+
+    Parameters: the site's bonds, the metal, its oxidation state, the disorder alternative the BVS
+    was summed over and that BVS (v.u.).
+
+    Returns None without a BVS, else a dict with ``su`` (v.u., propagated from the bond-length s.u.:
+    σ(s) = s·σ(d)/b, bonds taken as independent; None when a counted bond has no s.u.),
+    ``deviation`` (BVS − oxidation state), ``tolerance`` (``BVS_TOLERANCE_VU``), ``indicative`` (True
+    when hydride H are counted: their parameters are extrapolations, so no verdict), ``non_ionic`` (the
+    neighbour elements not more electronegative than the site, e.g. S–S, S–C: the bond-valence model
+    joins cations to anions, so no verdict), ``within`` and, when
+    the site is off, ``outlier``: the neighbour whose bonds carry the excess. For each neighbour label
+    the bonds to it are given the median length of the site's other bonds to the same element; the
+    neighbour whose change brings the sum back within the tolerance and accounts for more than half
+    of the deviation is named, with its length, that median and the BVS it would give. None when no
+    single neighbour explains the deviation (a strained site or a wrong oxidation state).
+    """
+    if bvs is None:
+        return None
+    counted = [b for b in bonds if b.kind not in CONTACT_KINDS and _in_alternative(b, alternative)
+               and b.bond_valence is not None]
+    pars = {b.element: bv_parameter(metal, ox, "H" if b.element == "D" else b.element) for b in counted}
+    var, su = 0.0, True
+    for b in counted:
+        if b.su is None:
+            su = False
+            break
+        var += (_occupancy_weight(b) * b.bond_valence * b.su / pars[b.element]["b"]) ** 2
+    out: dict[str, Any] = {"su": math.sqrt(var) if su and counted else None,
+                           "deviation": None if ox is None else bvs - ox,
+                           "tolerance": BVS_TOLERANCE_VU, "within": None, "outlier": None}
+    out["indicative"] = any(b.kind == "hydride-H" for b in counted)
+    out["non_ionic"] = sorted({b.element for b in counted if not _more_electronegative(b.element, metal)})
+    if ox is None or out["indicative"] or out["non_ionic"]:
+        return out
+    dev = bvs - ox
+    out["within"] = abs(dev) <= BVS_TOLERANCE_VU
+    if out["within"]:
+        return out
+    best = None
+    for label in dict.fromkeys(b.to for b in counted):
+        group = [b for b in counted if b.to == label]
+        el = group[0].element
+        others = sorted(b.distance for b in counted if b.element == el and b.to != label)
+        if len(others) < 2:
+            continue
+        median = float(np.median(others))
+        p = pars[el]
+        s_median = math.exp((p["r0"] - median) / p["b"])
+        delta = sum(_occupancy_weight(b) * (b.bond_valence - s_median) for b in group)
+        if abs(dev - delta) <= BVS_TOLERANCE_VU and abs(delta) > 0.5 * abs(dev) and \
+                (best is None or abs(delta) > abs(best["delta_vu"])):
+            b0 = group[0]
+            best = {"neighbour": label, "element": el, "bonds": len(group), "distance": b0.distance,
+                    "su": b0.su, "median_others": median, "delta_vu": delta, "bvs_at_median": bvs - delta}
+    out["outlier"] = best
+    return out

@@ -83,6 +83,8 @@ class SiteGeometry:
     anion_coordination: dict[str, Any] | None = None
     #: BVS from thermal-motion corrected distances (`xtal.geometry.thermal`), None unless asked for
     bvs_thermal: dict[str, Any] | None = None
+    #: s.u. of the BVS and its consistency with the oxidation state (`bondvalence.bvs_check`)
+    bvs_check: dict[str, Any] | None = None
 
     def donors(self, alternative: str | None = None) -> list[Bond]:
         """Bonds counted in CN (no M···M or M···B contacts) of one disorder alternative such as ``'A:1'``
@@ -105,6 +107,7 @@ class SiteGeometry:
                 "bvs_thermal": None if self.bvs_thermal is None else
                 {**self.bvs_thermal, "bvs": None if self.bvs_thermal["bvs"] is None
                  else round(self.bvs_thermal["bvs"], 4)},
+                "bvs_check": self.bvs_check,
                 "bonds": [b.to_json_dict() for b in self.bonds], "warnings": self.warnings}
 
 

@@ -14,7 +14,7 @@ from xtal.geometry import (BV_CUTOFF_VALENCE, CONTACT_KINDS, METAL_ORDER, Bond, 
                            published_m_o_ranges)
 from xtal.report import markdown_to_html
 
-__all__ = ["render_geometry_markdown", "render_geometry_html", "plot_distance_distributions"]
+__all__ = ["render_geometry_markdown", "render_geometry_html", "plot_distance_distributions", "bvs_check_text"]
 
 
 def _f(v: float | None, nd: int = 3) -> str:
@@ -134,6 +134,7 @@ def _site_md(s: Any) -> list[str]:
         reach = p["r0"] - p["b"] * math.log(BV_CUTOFF_VALENCE)
         out.append(f"  - {p['pair']}: R0 = {p['r0']} Å, b = {p['b']} Å ({p['source']}); counted to "
                    f"d ≤ {reach:.3f} Å (s ≥ {BV_CUTOFF_VALENCE} v.u.)")
+    out += bvs_check_md(s.element, s.bvs_check)
     out += _thermal_md(s.bvs, s.bvs_thermal)
     a = s.angles
     if a.get("n"):
@@ -148,6 +149,40 @@ def _site_md(s: Any) -> list[str]:
         out.append(f"| {b.to} | {b.symop} | {b.text} | {b.kind} | {b.molecule or ''} | "
                    f"{b.disorder_group or ''} | {b.occupancy:g} | {_f(b.bond_valence, 3)} |")
     return out + [""]
+
+
+def bvs_check_text(metal: str, check: dict[str, Any] | None) -> str | None:
+    """One plain sentence: the BVS s.u. and, for a site off its oxidation state, the bond that carries it."""
+    if not check or check.get("deviation") is None:
+        return None
+    su = (f"s.u. {check['su']:.3f} v.u. (from the bond s.u.)" if check.get("su") is not None
+          else "no s.u. (the CIF gives none for the distances)")
+    dev, tol = check["deviation"], check["tolerance"]
+    if check.get("non_ionic"):
+        return (f"BVS − oxidation state = {dev:+.3f} v.u.; not a cation–anion site (neighbours "
+                f"{', '.join(check['non_ionic'])} are not more electronegative than {metal}): no verdict; {su}")
+    if check.get("indicative"):
+        return f"BVS − oxidation state = {dev:+.3f} v.u.; hydride H counted: indicative only, no verdict; {su}"
+    if check["within"]:
+        return f"BVS − oxidation state = {dev:+.3f} v.u., within ±{tol} v.u.; {su}"
+    text = f"BVS − oxidation state = {dev:+.3f} v.u., outside ±{tol} v.u.; {su}. "
+    o = check.get("outlier")
+    if o is None:
+        return text + ("No single bond carries the excess: a strained or mis-assigned site (check the "
+                       "oxidation state and the structure)")
+    d = f"{o['distance']:.4f}" + (f"({round(o['su'] * 1e4)})" if o.get("su") else "")
+    many = f" ({o['bonds']} bonds)" if o["bonds"] > 1 else ""
+    diff = o["distance"] - o["median_others"]
+    return text + (f"{metal}–{o['neighbour']}{many} at {d} Å carries {o['delta_vu']:+.3f} v.u. of it: "
+                   f"{abs(diff):.3f} Å {'shorter' if diff < 0 else 'longer'} than the median of the site's "
+                   f"other {metal}–{o['element']} bonds ({o['median_others']:.4f} Å), at which the BVS "
+                   f"would be {o['bvs_at_median']:.3f} v.u.: suspect that atom's coordinates before the "
+                   "chemistry")
+
+
+def bvs_check_md(metal: str, check: dict[str, Any] | None) -> list[str]:
+    text = bvs_check_text(metal, check)
+    return [f"  - {text}"] if text else []
 
 
 def _thermal_md(bvs: float | None, t: dict[str, Any] | None) -> list[str]:
