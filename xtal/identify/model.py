@@ -178,22 +178,51 @@ class PhaseModel:
         return 1.0 / np.sqrt(np.maximum(self.hh @ _g6(cell), 1e-12))
 
     def d_spacings_and_derivatives(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """d (Å) at lattice parameters ``q`` and ∂d/∂q (n_reflections × n_params).
+        """d (Å) at lattice parameters ``q`` and ∂d/∂q (n_reflections × n_params), analytic.
 
-        1/d² = hh·g6 with g6 the six independent elements of the reciprocal metric, so
-        ∂d/∂q = −½ d³ hh·∂g6/∂q: only the six metric elements are differentiated (central
-        differences), never the reflection list.
+        1/d² = hh·g6 with g6 the six independent elements of the reciprocal metric G* = G⁻¹, so
+        ∂d/∂q = −½ d³ hh·∂g6/∂q with ∂G* = −G* ∂G G* (∂G from the cell parameters, `_g6_jacobian`)
+        and ∂cell/∂q exact: the map q → cell is affine (`cell`).
         """
-        d = self.d_spacings(self.cell(q))
-        dd = np.zeros((d.size, len(q)))
+        cell = self.cell(q)
+        d = self.d_spacings(cell)
+        base = np.asarray(cell, dtype=float)
+        dcell_dq = np.empty((6, len(q)))
         for k in range(len(q)):
-            h = 1e-3 if self.names[k] in ("alpha", "beta", "gamma", "angle") else 1e-6
-            qp, qm = np.array(q, dtype=float), np.array(q, dtype=float)
-            qp[k] += h
-            qm[k] -= h
-            dg6 = (_g6(self.cell(qp)) - _g6(self.cell(qm))) / (2.0 * h)
-            dd[:, k] = -0.5 * d ** 3 * (self.hh @ dg6)
+            qk = np.array(q, dtype=float)
+            qk[k] += 1.0
+            dcell_dq[:, k] = np.asarray(self.cell(qk), dtype=float) - base
+        dd = -0.5 * d[:, None] ** 3 * (self.hh @ (_g6_jacobian(cell) @ dcell_dq))
         return d, dd
+
+
+def _g6_jacobian(cell: Sequence[float]) -> np.ndarray:
+    """∂g6/∂(a, b, c, α, β, γ) (6 × 6; lengths in Å, angles in degrees), g6 as in `_g6`."""
+    a = np.asarray(cell[:3], dtype=float)
+    ang = np.radians(np.asarray(cell[3:], dtype=float))
+    cos, sin = np.cos(ang), np.sin(ang)
+    # direct metric G: G_ii = a_i², G_ij = a_i a_j cos(angle opposite k), angle k between the other two axes
+    pair = {(1, 2): 0, (0, 2): 1, (0, 1): 2}
+    g = np.diag(a * a)
+    for (i, j), k in pair.items():
+        g[i, j] = g[j, i] = a[i] * a[j] * cos[k]
+    gs = np.linalg.inv(g)
+    out = np.empty((6, 6))
+    for p in range(6):
+        dg = np.zeros((3, 3))
+        if p < 3:
+            dg[p, p] = 2.0 * a[p]
+            for (i, j), k in pair.items():
+                if p in (i, j):
+                    other = j if p == i else i
+                    dg[i, j] = dg[j, i] = a[other] * cos[k]
+        else:
+            k = p - 3
+            i, j = next(ij for ij, kk in pair.items() if kk == k)
+            dg[i, j] = dg[j, i] = -a[i] * a[j] * sin[k] * math.pi / 180.0
+        dgs = -gs @ dg @ gs
+        out[:, p] = (dgs[0, 0], dgs[1, 1], dgs[2, 2], dgs[0, 1], dgs[0, 2], dgs[1, 2])
+    return out
 
 
 def _g6(cell: Sequence[float]) -> np.ndarray:
