@@ -623,3 +623,24 @@ def test_non_tabulated_setting_uses_the_fallback_enumeration(cuo):
     np.testing.assert_allclose(ta, tb, atol=1e-9)
     np.testing.assert_allclose(ib, ia, rtol=1e-4, atol=1e-6 * ia.max())
     assert a.multiplicity.sum() == b.multiplicity.sum()
+
+
+def test_reciprocal_metric_closed_form_equals_the_inverse_and_refuses_flat_cells():
+    """G* in closed form (adjugate / det) equals numpy's inverse of G on random cells; a flat cell
+    (α = β = γ = 120°, volume 0) is refused instead of giving a 1e13 metric."""
+    from xtal.simulate import reciprocal_metric
+    rng = np.random.default_rng(3)
+    n = 0
+    for _ in range(500):
+        a, b, c = rng.uniform(2, 30, 3)
+        al, be, ga = rng.uniform(60, 120, 3)
+        ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
+        g = np.array([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]])
+        if np.linalg.det(g) < 1e-6 * (a * b * c) ** 2:
+            continue
+        n += 1
+        inv = np.linalg.inv(g)
+        assert np.allclose(reciprocal_metric((a, b, c, al, be, ga)), inv, rtol=1e-12, atol=1e-12 * np.abs(inv).max())
+    assert n > 300
+    with pytest.raises(SimulationError, match="not a valid unit cell"):
+        reciprocal_metric((5, 5, 5, 120, 120, 120))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -75,15 +76,23 @@ def _check_range(rng: Any, name: str = "two_theta_range_deg") -> tuple[float, fl
 
 
 def reciprocal_metric(cell_params: Sequence[float]) -> np.ndarray:
-    """Reciprocal metric tensor G* (Å⁻²) of a cell (a, b, c, α, β, γ) in Å and degrees."""
+    """Reciprocal metric tensor G* (Å⁻²) of a cell (a, b, c, α, β, γ) in Å and degrees.
+
+    G* = G⁻¹ in closed form (adjugate over det G, det G = V²): called for every reflection table
+    and strained cell, where LAPACK's 3×3 inverse and determinant cost more than the arithmetic.
+    """
     a, b, c, al, be, ga = (float(v) for v in cell_params)
     ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
-    g = np.array([[a * a, a * b * cg, a * c * cb],
-                  [a * b * cg, b * b, b * c * ca],
-                  [a * c * cb, b * c * ca, c * c]])
-    if not np.all(np.isfinite(g)) or np.linalg.det(g) <= 0:
+    g11, g22, g33 = a * a, b * b, c * c
+    g12, g13, g23 = a * b * cg, a * c * cb, b * c * ca
+    c11, c22, c33 = g22 * g33 - g23 * g23, g11 * g33 - g13 * g13, g11 * g22 - g12 * g12
+    c12, c13, c23 = g13 * g23 - g12 * g33, g12 * g23 - g13 * g22, g12 * g13 - g11 * g23
+    det = g11 * c11 + g12 * c12 + g13 * c13
+    # det G / (a b c)² = 1 − cos²α − cos²β − cos²γ + 2 cos α cos β cos γ: zero for a flat cell
+    if not (math.isfinite(det) and det > 1e-12 * g11 * g22 * g33
+            and all(map(math.isfinite, (a, b, c, ca, cb, cg)))):
         raise SimulationError(f"cell {tuple(cell_params)} is not a valid unit cell", field="cell_params")
-    return np.linalg.inv(g)
+    return np.array([[c11, c12, c13], [c12, c22, c23], [c13, c23, c33]]) / det
 
 
 def cell_volume(cell_params: Sequence[float]) -> float:
@@ -162,16 +171,28 @@ def _march_dollase(po: MarchDollase | None, hkl: np.ndarray, rotations: np.ndarr
 # symmetry: reflections, multiplicities
 # =============================================================================
 def group_ops(phase) -> gemmi.GroupOps:
+    """gemmi's group of the phase's operators (cached per operator list: the returned object is shared,
+    do not modify it)."""
+    return _group_ops(tuple(phase.symops), str(phase.id))
+
+
+@lru_cache(maxsize=256)
+def _group_ops(symops: tuple[str, ...], phase_id: str) -> gemmi.GroupOps:
     try:
-        return gemmi.GroupOps([gemmi.Op(s) for s in phase.symops])
+        return gemmi.GroupOps([gemmi.Op(s) for s in symops])
     except (RuntimeError, ValueError) as exc:
-        raise SimulationError(f"symmetry operators of phase {phase.id!r} do not form a group ({exc})",
+        raise SimulationError(f"symmetry operators of phase {phase_id!r} do not form a group ({exc})",
                               field="symops") from None
 
 
 def laue_rotations(gops: gemmi.GroupOps) -> np.ndarray:
     """Distinct point-group rotations R (integer 3×3) plus −R: the Laue group acting as h → h·R."""
-    rots = {tuple(np.array(op.rot, dtype=int).ravel() // op.DEN) for op in gops.sym_ops}
+    return _laue_rotations(tuple(op.triplet() for op in gops.sym_ops)).copy()
+
+
+@lru_cache(maxsize=256)
+def _laue_rotations(sym_ops: tuple[str, ...]) -> np.ndarray:
+    rots = {tuple(np.array(gemmi.Op(t).rot, dtype=int).ravel() // gemmi.Op.DEN) for t in sym_ops}
     rots |= {tuple(-np.array(r)) for r in rots}
     return np.array(sorted(rots), dtype=int).reshape(-1, 3, 3)
 

@@ -179,8 +179,25 @@ def checked_ops(symops, fatal, *, number=lambda i: i + 1) -> list:
     return ops
 
 
+#: Operator lists (as written) that passed `check_symops`: the check is a pure function of the text, so
+#: a list seen before is not checked again (every simulation re-validates its Phase; the closure test
+#: of a 192-operator group is most of a small cell's simulation time). Bounded, cleared when full.
+_GOOD_OPERATOR_LISTS: set[tuple[tuple[str, ...], bool]] = set()
+_GOOD_OPERATOR_LISTS_MAX = 1024
+
+
 def check_symops(symops, fatal, *, closure: bool = True) -> None:
     """Each operator a crystallographic isometry, and (``closure``) the set closed under composition."""
+    key = (tuple(str(t) for t in symops), closure)
+    if key in _GOOD_OPERATOR_LISTS:
+        return
+    _check_symops(symops, fatal, closure=closure)
+    if len(_GOOD_OPERATOR_LISTS) >= _GOOD_OPERATOR_LISTS_MAX:
+        _GOOD_OPERATOR_LISTS.clear()
+    _GOOD_OPERATOR_LISTS.add(key)
+
+
+def _check_symops(symops, fatal, *, closure: bool) -> None:
     ops = checked_ops(symops, fatal)
     den = gemmi.Op.DEN
     if not ops:
