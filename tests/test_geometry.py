@@ -316,6 +316,32 @@ def test_cshm_reference_values():
     assert continuous_shape_measure(moved, p6["OC-6 (octahedron)"], centre=np.zeros(3)) < 1e-8
 
 
+def _cshm_full_svd(q: np.ndarray, p: np.ndarray) -> float:
+    """The CShM by the full SVD of every permutation's H (the formula before issue 16), with centre."""
+    import itertools
+
+    q = np.vstack([np.zeros((1, 3)), q])
+    p = np.vstack([np.zeros((1, 3)), p])
+    q, p = q - q.mean(0), p - p.mean(0)
+    best = -np.inf
+    for perm in itertools.permutations(range(1, len(q))):
+        u, s, vt = np.linalg.svd(q.T @ p[[0, *perm]])
+        best = max(best, s[0] + s[1] + np.sign(np.linalg.det(u) * np.linalg.det(vt)) * s[2])
+    return max(0.0, 100.0 * (1.0 - best * best / (np.sum(q * q) * np.sum(p * p))))
+
+
+def test_cshm_singular_values_only_match_the_full_svd():
+    """Distorted (and mirrored: improper) polyhedra, CN 4–6: equal to the full-SVD value to 1e-9."""
+    rng = np.random.default_rng(3)
+    for n in (4, 5, 6):
+        for name, ideal in IDEAL_POLYHEDRA[n].items():
+            lig = 2.0 * ideal + rng.normal(scale=0.15, size=ideal.shape)
+            for q in (lig, lig * [1, 1, -1]):
+                got = continuous_shape_measure(q, ideal, centre=np.zeros(3))
+                assert got == pytest.approx(_cshm_full_svd(q, ideal), abs=1e-9), name
+                assert 0.05 < got < 60, name
+
+
 def test_chemenv_agrees_with_own_cshm_fen4():
     r = analyse_geometry(ref("COD2242624_FeN4_P-1_SHELXL.cif"), metals="Fe", chemenv=True,
                          chemenv_timeout_s=60)

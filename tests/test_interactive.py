@@ -299,3 +299,36 @@ def test_refinement_page_rietveld_and_le_bail(tmp_path):
     assert main(args) == 2 and page.read_text() == "keep"
     assert main(args + ["--force"]) == 0
     assert "plotly" in page.read_text()[:200000].lower()
+
+
+def _page_figures(text: str) -> list[dict]:
+    """The {"data", "layout"} of every Plotly.newPlot call in a page."""
+    import json
+    import re
+
+    dec, out = json.JSONDecoder(), []
+    for m in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', text):
+        data, pos = dec.raw_decode(text, m.end())
+        layout, _ = dec.raw_decode(text, re.compile(r"\s*,\s*").match(text, pos).end())
+        out.append({"data": data, "layout": layout})
+    return out
+
+
+def test_pages_embed_the_figure_dicts(pages, id_result, series_result):
+    """The pages write numpy arrays straight to JSON (no plotly validation): same data as the
+    validated figures' dicts, NaN as null, the √I menu included."""
+    import json
+
+    import plotly.io as pio
+
+    figs = [I.identification_figure(id_result)] + list(I.series_figures(series_result).values())
+    figs = [json.loads(pio.to_json(f, remove_uids=False)) for f in figs]     # NaN → null, as a page
+    embedded = _page_figures(pages["identify"].read_text(encoding="utf-8")) + \
+        _page_figures(pages["series"].read_text(encoding="utf-8"))
+    assert len(embedded) == len(figs) == 4
+    for fig, emb in zip(figs, embedded):
+        assert emb == fig
+    heat = embedded[1]["data"][0]
+    assert heat["type"] == "heatmap" and len(heat["z"]) == series_result.n_frames
+    sq = embedded[0]["layout"]["updatemenus"][0]["buttons"][1]["args"][0]["y"][0]
+    assert sq[10] == pytest.approx(np.sqrt(id_result.best.fit.observed[10]), rel=1e-12)

@@ -144,8 +144,10 @@ def continuous_shape_measure(ligands: np.ndarray, ideal: np.ndarray, centre: np.
     h = np.einsum("ik,pil->pkl", q[off:], p_lig)
     if off:
         h = h + np.outer(q[0], p[0])[None]
-    u, s, vt = np.linalg.svd(h)
-    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    # singular values only (no U, V: ~40 % of the time for CN 8's 40 320 permutations); the sign
+    # of det(U)·det(Vᵀ) is that of det(H), here the triple product of its rows
+    s = np.linalg.svd(h, compute_uv=False)
+    sign = np.sign(np.einsum("pi,pi->p", h[:, 0], np.cross(h[:, 1], h[:, 2])))
     sigma = s[:, 0] + s[:, 1] + sign * s[:, 2]
     best = float(np.max(sigma))
     qq, pp = float(np.sum(q * q)), float(np.sum(p * p))
