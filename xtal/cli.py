@@ -625,15 +625,24 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    from xtal.io.registry import formats_table
+class _TopParser(argparse.ArgumentParser):
+    """The `xtal` parser: its epilog (the formats table, which imports every reader) is built only
+    when the help is shown, not on every command."""
 
-    parser = argparse.ArgumentParser(prog="xtal", description="Crystallography and powder diffraction of "
-                                     "metal dodecaborates and their glyme solvates.",
-                                     epilog="Pattern formats:\n" + formats_table() + "\n\n" + REPORT_OUTPUTS,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    def format_help(self) -> str:
+        if self.epilog is None:
+            from xtal.io.registry import formats_table
+            self.epilog = "Pattern formats:\n" + formats_table() + "\n\n" + REPORT_OUTPUTS
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of `xtal` (sub-commands and their options)."""
+    parser = _TopParser(prog="xtal", description="Crystallography and powder diffraction of "
+                        "metal dodecaborates and their glyme solvates.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=argparse.ArgumentParser)
 
     p_lib = sub.add_parser("library", help="the structure library")
     lsub = p_lib.add_subparsers(dest="library_cmd", required=True)
