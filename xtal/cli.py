@@ -283,7 +283,6 @@ def _library_phases(spec: str | None):
 def _cmd_identify(args: argparse.Namespace) -> int:
     from xtal.identify import identify
     from xtal.io import read_pattern
-    from xtal.report.identify import plot_identification, render_identification_markdown
     from xtal.util import FIGURE_SUFFIXES, atomic_write_text, check_writable
 
     plan = _plan([Path(args.pattern), _input_path(args.instrument), *_library_inputs(args.library)],
@@ -337,6 +336,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         check_writable(json_out, overwrite=args.force, protected=tuple(plan.inputs))
         atomic_write_text(json_out, json.dumps(payload, indent=2))
         print(f"json: {json_out}")
+    if plot or args.report:     # imported only when asked for: markdown, matplotlib
+        from xtal.report.identify import plot_identification, render_identification_markdown
     if plot:
         plot_identification(result, pattern, plot, overwrite=args.force, intensity=args.intensity,
                             zoom=tuple(args.zoom) if args.zoom else None,

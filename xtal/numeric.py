@@ -294,6 +294,12 @@ def nnls(A: np.ndarray, b: np.ndarray, maxiter: int | None = None) -> tuple[np.n
     passive = np.zeros(n, dtype=bool)
     if m == 0 or n == 0:
         return x, float(np.linalg.norm(b))
+    if m >= n:
+        # all bounds inactive (the common case of the fit's scales): the unconstrained solution
+        # of a full-rank A is the unique optimum, the same lstsq the active set would end with
+        s, _, rank, _ = np.linalg.lstsq(A, b, rcond=None)
+        if rank == n and np.all(s > tol):
+            return s, float(np.linalg.norm(A @ s - b))
 
     def solve(p: np.ndarray) -> np.ndarray:
         s = np.zeros(n)
