@@ -91,19 +91,18 @@ class _RangeTable:
             self.hi.append(np.maximum(self.hi[-1][:-w], self.hi[-1][w:]))
             w *= 2
 
-    def walk(self, start: np.ndarray, limit: np.ndarray, step: int, below: bool) -> np.ndarray:
-        """From each ``start``, the farthest index reached going ``step`` (−1 left, +1 right)
-        through samples ≤ ``limit`` (``below``) or > ``limit`` (not ``below``); ``start`` itself
-        is not tested."""
+    def walk(self, start: np.ndarray, limit: np.ndarray, step: np.ndarray, below: bool) -> np.ndarray:
+        """From each ``start``, the farthest index reached going ``step`` (−1 left, +1 right; one
+        per start) through samples ≤ ``limit`` (``below``) or > ``limit`` (not ``below``);
+        ``start`` itself is not tested."""
         pos = np.array(start, dtype=np.intp)
+        left = step < 0
         tables = self.hi if below else self.lo
         for j in range(len(tables) - 1, -1, -1):
             w = 1 << j
-            arr = tables[j]
             cand = pos + step * w
             valid = (cand >= 0) & (cand <= self.n - 1)
-            first = np.where(valid, cand if step < 0 else pos + 1, 0)
-            vals = arr[first]
+            vals = tables[j][np.where(valid, np.where(left, cand, pos + 1), 0)]
             ok = valid & ((vals <= limit) if below else (vals > limit))
             pos = np.where(ok, cand, pos)
         return pos
@@ -120,25 +119,31 @@ class _RangeTable:
         return out
 
 
-def peak_prominences(x: np.ndarray, peaks: np.ndarray, table: _RangeTable | None = None):
+def peak_prominences(x: np.ndarray, peaks: np.ndarray, table: _RangeTable | None = None,
+                     bases: bool = True):
     """Prominence of each peak and its left and right bases (``scipy.signal.peak_prominences``
-    with the whole signal as window). Returns (prominences, left_bases, right_bases)."""
+    with the whole signal as window). Returns (prominences, left_bases, right_bases); the bases
+    are None when ``bases`` is False."""
     x = np.asarray(x, dtype=float)
     peaks = np.asarray(peaks, dtype=np.intp)
     if peaks.size == 0:
         return np.zeros(0), np.zeros(0, np.intp), np.zeros(0, np.intp)
     t = table or _RangeTable(x)
+    m = peaks.size
+    both = np.concatenate((peaks, peaks))            # left walks, then right walks
+    step = np.repeat(np.array([-1, 1], dtype=np.intp), m)
     top = x[peaks]
-    left = t.walk(peaks, top, -1, below=True)
-    right = t.walk(peaks, top, +1, below=True)
-    left_min = t.min_between(left, peaks)
-    right_min = t.min_between(peaks, right)
+    ends = t.walk(both, np.concatenate((top, top)), step, below=True)
+    left_min = t.min_between(ends[:m], peaks)
+    right_min = t.min_between(peaks, ends[m:])
+    prom = top - np.maximum(left_min, right_min)
+    if not bases:
+        return prom, None, None
     # the base is the minimum nearest to the peak
-    left_base = t.walk(peaks, left_min, -1, below=False) - 1
-    left_base = np.where(top <= left_min, peaks, left_base)
-    right_base = t.walk(peaks, right_min, +1, below=False) + 1
-    right_base = np.where(top <= right_min, peaks, right_base)
-    return top - np.maximum(left_min, right_min), left_base, right_base
+    near = t.walk(both, np.concatenate((left_min, right_min)), step, below=False) + step
+    left_base = np.where(top <= left_min, peaks, near[:m])
+    right_base = np.where(top <= right_min, peaks, near[m:])
+    return prom, left_base, right_base
 
 
 def peak_widths(x: np.ndarray, peaks: np.ndarray, rel_height: float = 0.5) -> np.ndarray:
@@ -150,14 +155,18 @@ def peak_widths(x: np.ndarray, peaks: np.ndarray, rel_height: float = 0.5) -> np
         return np.zeros(0)
     t = _RangeTable(x)
     prom, lb, rb = peak_prominences(x, peaks, t)
+    m = peaks.size
     height = x[peaks] - prom * rel_height
     flat = ~(height < x[peaks])
-    i = np.where(flat, peaks, np.maximum(t.walk(peaks, height, -1, below=False) - 1, lb))
+    step = np.repeat(np.array([-1, 1], dtype=np.intp), m)
+    ends = t.walk(np.concatenate((peaks, peaks)), np.concatenate((height, height)), step,
+                  below=False) + step
+    i = np.where(flat, peaks, np.maximum(ends[:m], lb))
     left = i.astype(float)
     nxt = x[np.minimum(i + 1, x.size - 1)]
     interp = (x[i] < height) & (nxt != x[i])
     left[interp] += (height[interp] - x[i][interp]) / (nxt[interp] - x[i][interp])
-    i = np.where(flat, peaks, np.minimum(t.walk(peaks, height, +1, below=False) + 1, rb))
+    i = np.where(flat, peaks, np.minimum(ends[m:], rb))
     right = i.astype(float)
     prv = x[np.maximum(i - 1, 0)]
     interp = (x[i] < height) & (prv != x[i])
@@ -166,23 +175,31 @@ def peak_widths(x: np.ndarray, peaks: np.ndarray, rel_height: float = 0.5) -> np
 
 
 def _select_by_distance(peaks: np.ndarray, priority: np.ndarray, distance: float) -> np.ndarray:
-    """Keep-mask of the peaks at least ``distance`` samples from every higher kept peak."""
+    """Keep-mask of the peaks at least ``distance`` samples from every higher kept peak (the
+    highest first; SciPy's order among equal heights)."""
     d = math.ceil(distance)
+    m = peaks.size
+    keep = np.ones(m, dtype=bool)
+    close = np.diff(peaks) < d
+    crowded = np.zeros(m, dtype=bool)       # a peak with a neighbour closer than d
+    crowded[:-1] |= close
+    crowded[1:] |= close
+    if not crowded.any():
+        return keep
     pos = peaks.tolist()
-    m = len(pos)
-    keep = [True] * m
-    for j in np.argsort(priority)[::-1].tolist():
-        if not keep[j]:
+    flags = keep.tolist()
+    for j in [j for j in np.argsort(priority)[::-1].tolist() if crowded[j]]:
+        if not flags[j]:
             continue
         k = j - 1
         while k >= 0 and pos[j] - pos[k] < d:
-            keep[k] = False
+            flags[k] = False
             k -= 1
         k = j + 1
         while k < m and pos[k] - pos[j] < d:
-            keep[k] = False
+            flags[k] = False
             k += 1
-    return np.array(keep, dtype=bool)
+    return np.array(flags, dtype=bool)
 
 
 def _at_peaks(bound, peaks: np.ndarray):
@@ -205,7 +222,7 @@ def find_peaks(x: np.ndarray, height=None, prominence=None, distance: float | No
     if distance is not None and peaks.size:
         peaks = peaks[_select_by_distance(peaks, x[peaks], distance)]
     if prominence is not None and peaks.size:
-        prom = peak_prominences(x, peaks)[0]
+        prom = peak_prominences(x, peaks, bases=False)[0]
         peaks = peaks[_at_peaks(prominence, peaks) <= prom]
     return peaks
 
@@ -294,11 +311,14 @@ def nnls(A: np.ndarray, b: np.ndarray, maxiter: int | None = None) -> tuple[np.n
     passive = np.zeros(n, dtype=bool)
     if m == 0 or n == 0:
         return x, float(np.linalg.norm(b))
-    if m >= n:
-        # all bounds inactive (the common case of the fit's scales): the unconstrained solution
-        # of a full-rank A is the unique optimum, the same lstsq the active set would end with
-        s, _, rank, _ = np.linalg.lstsq(A, b, rcond=None)
-        if rank == n and np.all(s > tol):
+    if m == n:
+        # all bounds inactive (the common case of the fit's scales): the solution of a regular
+        # square A is the unique optimum
+        try:
+            s = np.linalg.solve(A, b)
+        except np.linalg.LinAlgError:
+            s = None
+        if s is not None and np.all(np.isfinite(s)) and np.all(s > tol):
             return s, float(np.linalg.norm(A @ s - b))
 
     def solve(p: np.ndarray) -> np.ndarray:
