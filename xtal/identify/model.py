@@ -184,19 +184,14 @@ class PhaseModel:
         ∂d/∂q = −½ d³ hh·∂g6/∂q: only the six metric elements are differentiated (central
         differences), never the reflection list.
         """
-        cells, steps = [self.cell(q)], []
+        d = self.d_spacings(self.cell(q))
+        dd = np.zeros((d.size, len(q)))
         for k in range(len(q)):
             h = 1e-3 if self.names[k] in ("alpha", "beta", "gamma", "angle") else 1e-6
             qp, qm = np.array(q, dtype=float), np.array(q, dtype=float)
             qp[k] += h
             qm[k] -= h
-            cells += [self.cell(qp), self.cell(qm)]
-            steps.append(h)
-        g6 = _g6_of_cells(cells)      # one batched inverse instead of 2·len(q) + 1 single ones
-        d = 1.0 / np.sqrt(np.maximum(self.hh @ g6[0], 1e-12))
-        dd = np.zeros((d.size, len(q)))
-        for k, h in enumerate(steps):
-            dg6 = (g6[1 + 2 * k] - g6[2 + 2 * k]) / (2.0 * h)
+            dg6 = (_g6(self.cell(qp)) - _g6(self.cell(qm))) / (2.0 * h)
             dd[:, k] = -0.5 * d ** 3 * (self.hh @ dg6)
         return d, dd
 
@@ -205,26 +200,6 @@ def _g6(cell: Sequence[float]) -> np.ndarray:
     """(G*11, G*22, G*33, G*12, G*13, G*23) of the reciprocal metric (Å⁻²)."""
     g = reciprocal_metric(cell)
     return np.array([g[0, 0], g[1, 1], g[2, 2], g[0, 1], g[0, 2], g[1, 2]])
-
-
-def _g6_of_cells(cells: Sequence[Sequence[float]]) -> np.ndarray:
-    """`_g6` of several cells (k × 6), with ``xtal.simulate.reciprocal_metric``'s arithmetic (the
-    same metric entries, then numpy's batched det and inverse: the same LAPACK call per matrix)
-    and its error for the first invalid cell."""
-    rows = []
-    for cell in cells:
-        a, b, c, al, be, ga = (float(v) for v in cell)
-        ca, cb, cg = (math.cos(math.radians(x)) for x in (al, be, ga))
-        rows.append([[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca],
-                     [a * c * cb, b * c * ca, c * c]])
-    g = np.array(rows)
-    finite = np.isfinite(g).all(axis=(1, 2))
-    bad = ~finite
-    bad[finite] = np.linalg.det(g[finite]) <= 0
-    if bad.any():
-        reciprocal_metric(cells[int(np.argmax(bad))])     # raises its SimulationError
-    inv = np.linalg.inv(g)
-    return inv[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]]
 
 
 _REFL_CACHE: dict[tuple, tuple[float, np.ndarray, np.ndarray]] = {}
