@@ -283,7 +283,6 @@ def _library_phases(spec: str | None):
 def _cmd_identify(args: argparse.Namespace) -> int:
     from xtal.identify import identify
     from xtal.io import read_pattern
-    from xtal.report.identify import plot_identification, render_identification_markdown
     from xtal.util import FIGURE_SUFFIXES, atomic_write_text, check_writable
 
     plan = _plan([Path(args.pattern), _input_path(args.instrument), *_library_inputs(args.library)],
@@ -337,6 +336,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         check_writable(json_out, overwrite=args.force, protected=tuple(plan.inputs))
         atomic_write_text(json_out, json.dumps(payload, indent=2))
         print(f"json: {json_out}")
+    if plot or args.report:     # imported only when asked for: markdown, matplotlib
+        from xtal.report.identify import plot_identification, render_identification_markdown
     if plot:
         plot_identification(result, pattern, plot, overwrite=args.force, intensity=args.intensity,
                             zoom=tuple(args.zoom) if args.zoom else None,
@@ -628,15 +629,24 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    from xtal.io.registry import formats_table
+class _TopParser(argparse.ArgumentParser):
+    """The `xtal` parser: its epilog (the formats table, which imports every reader) is built only
+    when the help is shown, not on every command."""
 
-    parser = argparse.ArgumentParser(prog="xtal", description="Crystallography and powder diffraction of "
-                                     "metal dodecaborates and their glyme solvates.",
-                                     epilog="Pattern formats:\n" + formats_table() + "\n\n" + REPORT_OUTPUTS,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    def format_help(self) -> str:
+        if self.epilog is None:
+            from xtal.io.registry import formats_table
+            self.epilog = "Pattern formats:\n" + formats_table() + "\n\n" + REPORT_OUTPUTS
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of `xtal` (sub-commands and their options)."""
+    parser = _TopParser(prog="xtal", description="Crystallography and powder diffraction of "
+                        "metal dodecaborates and their glyme solvates.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=argparse.ArgumentParser)
 
     p_lib = sub.add_parser("library", help="the structure library")
     lsub = p_lib.add_subparsers(dest="library_cmd", required=True)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from xtal.identify.prepare import smooth
+from xtal.numeric import find_peaks
 from xtal.identify.result import NEAR_TIE_DELTA, FitResult, Hypothesis
 
 
@@ -30,8 +31,6 @@ def unexplained_peaks(fit: FitResult, *, nsig: float = 6.0, min_relative: float 
     is at least ``min_relative`` of the strongest observed net peak, and is not merely the misfit
     of a stronger calculated peak at the same place (< 35 % of the calculated net height there).
     """
-    from scipy.signal import find_peaks
-
     x = fit.x_deg
     step = float(np.median(np.diff(x)))
     fw = fwhm_deg or math.sqrt(max(fit.profile.get("W", 0.01), 1e-8))
@@ -45,7 +44,7 @@ def unexplained_peaks(fit: FitResult, *, nsig: float = 6.0, min_relative: float 
     net_obs = smooth(fit.observed - fit.background, spts)
     top = float(np.max(net_obs)) if net_obs.size else 0.0
     calc_net = fit.calculated - fit.background
-    idx, _ = find_peaks(rs, prominence=nsig * float(np.median(noise)), distance=max(1, int(fw / step)))
+    idx = find_peaks(rs, prominence=nsig * float(np.median(noise)), distance=max(1, int(fw / step)))
     out = []
     lam = fit.wavelength_angstrom
     for i in idx:
@@ -107,8 +106,7 @@ def explains_new_peaks(fit: FitResult, new_id: str, parent_peaks: list[dict[str,
         c = float(np.interp(pk["two_theta"], x, col))
         if c >= 0.3 * pk["intensity"]:
             hit += 1
-    from scipy.signal import find_peaks
-    idx, _ = find_peaks(col, height=0.2 * col.max())
+    idx = find_peaks(col, height=0.2 * col.max())
     return hit >= 1 if idx.size else False
 
 
@@ -205,8 +203,6 @@ def missing_peaks(fit: FitResult, pid: str) -> tuple[float, float, int]:
     strong peaks. Returns (absent share of the judged intensity, absent share of the judged peaks,
     number of judged peaks).
     """
-    from scipy.signal import find_peaks
-
     col = fit.per_phase.get(pid)
     if col is None or col.size == 0 or float(col.max()) <= 0:
         return 1.0, 1.0, 0
@@ -218,7 +214,7 @@ def missing_peaks(fit: FitResult, pid: str) -> tuple[float, float, int]:
     left = smooth(fit.observed - fit.background - others, spts)
     mine = smooth(col, spts)
     sig = fit.sigma if fit.sigma is not None else np.sqrt(np.maximum(fit.calculated, 1.0))
-    idx, _ = find_peaks(mine, height=0.1 * float(mine.max()), distance=max(1, int(0.5 * fw / step)))
+    idx = find_peaks(mine, height=0.1 * float(mine.max()), distance=max(1, int(0.5 * fw / step)))
     judged = [i for i in idx if mine[i] >= 5.0 * sig[i]]
     if not judged:
         return 0.0, 0.0, 0

@@ -12,10 +12,10 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.optimize import nnls
 
 from xtal.beam import lorentz_polarization, two_theta_from_d
 from xtal.errors import IdentificationError
+from xtal.numeric import modpoly, nnls   # numpy versions: scipy.optimize / pybaselines cost 1.5 s to import
 from xtal.identify.blas import one_blas_thread
 from xtal.identify.engine import levenberg_marquardt
 from xtal.identify.model import PhaseModel
@@ -608,17 +608,15 @@ def estimate_amorphous_fraction(x: np.ndarray, bg: np.ndarray, refined: bool, br
     """Broad intensity not explained by a smooth background nor by the phases.
 
     The refined Chebyshev background can follow a halo; its part above a stiff, low-order
-    baseline (iterative lower cubic polynomial, pybaselines ``modpoly``: what an instrument/air
+    baseline (iterative lower cubic polynomial, pybaselines' ModPoly as `xtal.numeric.modpoly`: what an instrument/air
     background looks like) is the halo. Returned as halo / (halo + Bragg) intensity.
     """
     if bragg <= 0 or not refined:
         return None if bragg <= 0 else 0.0
-    from pybaselines import Baseline
-
     k = max(1, x.size // 400)          # the background is smooth: decimate for speed
     xs, bs = x[::k], bg[::k]
     try:
-        base, _ = Baseline(x_data=xs).modpoly(bs, poly_order=3, max_iter=200, tol=1e-4)
+        base = modpoly(xs, bs, poly_order=3, tol=1e-4, max_iter=200)
     except Exception:  # pragma: no cover
         return None
     halo = np.clip(bg - np.interp(x, xs, base), 0, None)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from xtal import numeric
 from xtal.beam import Radiation, parse_polarization, parse_radiation, resolve_radiation
 from xtal.errors import IdentificationError
 
@@ -152,20 +153,19 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
 
 def estimate_background(x: np.ndarray, y: np.ndarray, method: str = "snip",
                         fwhm_deg: float | None = None) -> np.ndarray:
-    """Background under a powder pattern with pybaselines (``"snip"`` or ``"arpls"``)."""
-    from pybaselines import Baseline
-
+    """Background under a powder pattern: ``"snip"`` (pybaselines' SNIP, computed by
+    `xtal.numeric.snip` without importing pybaselines) or ``"arpls"`` (pybaselines)."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     step = float(np.median(np.diff(x)))
     fw = fwhm_deg if fwhm_deg else 0.1
-    bl = Baseline(x_data=x)
     if method == "snip":
         hw = int(np.clip(6.0 * fw / step, 10, max(11, x.size // 4)))
-        base, _ = bl.snip(y, max_half_window=hw, decreasing=True, smooth_half_window=max(1, hw // 10))
+        base = numeric.snip(y, hw, decreasing=True, smooth_half_window=max(1, hw // 10))
     elif method == "arpls":
+        from pybaselines import Baseline
         lam = 10.0 ** np.clip(3.0 + 2.0 * math.log10(max(fw / step, 1.0)) + 2.0, 4, 12)
-        base, _ = bl.arpls(y, lam=lam)
+        base, _ = Baseline(x_data=x).arpls(y, lam=lam)
     else:
         raise IdentificationError(f"unknown background method {method!r} (use 'chebyshev', "
                                   "'snip' or 'arpls')")
@@ -173,10 +173,11 @@ def estimate_background(x: np.ndarray, y: np.ndarray, method: str = "snip",
 
 
 def smooth(v: np.ndarray, sigma_pts: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter1d
+    """``v`` smoothed by a Gaussian of σ = ``sigma_pts`` samples (edges: nearest value);
+    unchanged below 0.3 samples."""
     if sigma_pts < 0.3:
         return v
-    return gaussian_filter1d(v, sigma_pts, mode="nearest")
+    return numeric.gaussian_filter1d(v, sigma_pts)
 
 
 @dataclass
@@ -190,12 +191,10 @@ class Peaks:
 
 def find_peaks(x: np.ndarray, net: np.ndarray, noise: np.ndarray, nsig: float = 4.0,
                 rel: float = 0.0) -> Peaks:
-    from scipy.signal import find_peaks as scipy_find_peaks, peak_widths
-
     step = float(np.median(np.diff(x)))
     sm = smooth(net, 1.0)
     thr = nsig * noise / math.sqrt(2.0)  # smoothing over ~3 points lowers the noise
-    idx, _ = scipy_find_peaks(sm, prominence=thr)
+    idx = numeric.find_peaks(sm, prominence=thr)
     if idx.size == 0:
         return Peaks(np.zeros(0), np.zeros(0), np.zeros(0))
     keep = sm[idx] > thr[idx]
@@ -204,7 +203,7 @@ def find_peaks(x: np.ndarray, net: np.ndarray, noise: np.ndarray, nsig: float = 
     idx = idx[keep]
     if idx.size == 0:
         return Peaks(np.zeros(0), np.zeros(0), np.zeros(0))
-    widths = peak_widths(sm, idx, rel_height=0.5)[0] * step
+    widths = numeric.peak_widths(sm, idx, rel_height=0.5) * step
     return Peaks(x[idx], sm[idx], widths)
 
 
