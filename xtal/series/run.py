@@ -5,7 +5,8 @@ events, thermal expansion and axis merging.
 Parallelism (``workers > 1`` or a Dask ``scheduler``): frames are cut into contiguous chunks; a coarse
 sequential chain over the first frame of every chunk seeds each chunk, the chunks are chained
 independently, and at each boundary the first frames of chunk k+1 are refitted from chunk k's last
-solution until they agree with it.  Memory is flat in the number of frames: frames are read chunk by
+solution until they agree with it (the coarse chain and the boundaries in the main process, while
+the workers fit).  Memory is flat in the number of frames: frames are read chunk by
 chunk, and only the per-frame arrays of the Dataset (plus the binned heat map) are kept.
 """
 from __future__ import annotations
