@@ -44,20 +44,22 @@ def fit_frame(pattern, phases: Sequence, *, wavelength: Any, polarization: Any, 
                    amorphous=amorphous)
 
 
-_LAST_PREPARED: list = []     # [(pattern, wavelength, polarization, range), (rad, data)] of the last frame
+_LAST_PREPARED: list = [None]   # ((pattern, wavelength, polarization, range), (rad, data)) of the last frame
 
 
 def _prepared(pattern, wavelength, polarization, two_theta_range):
     """(Radiation, PreparedData) of a frame as `fit_phases` makes them, reused while the chain
-    fits the same pattern object (a frame is fitted 1–6 times: screen, fit, refits)."""
+    fits the same pattern object (a frame is fitted 1–6 times: screen, fit, refits).  The entry
+    is one tuple, read and replaced whole (safe if chains run in threads)."""
     from xtal.identify import prepare_pattern, radiation_from
 
     key = (pattern, wavelength, polarization, two_theta_range)
-    if _LAST_PREPARED and all(a is b for a, b in zip(_LAST_PREPARED[0], key)):
-        return _LAST_PREPARED[1]
+    last = _LAST_PREPARED[0]
+    if last is not None and all(a is b for a, b in zip(last[0], key)):
+        return last[1]
     rad = radiation_from(pattern, wavelength, polarization)
     out = (rad, prepare_pattern(pattern, two_theta_range, rad))
-    _LAST_PREPARED[:] = [key, out]
+    _LAST_PREPARED[0] = (key, out)
     return out
 
 
