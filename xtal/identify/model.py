@@ -74,7 +74,9 @@ class PhaseModel:
     def __init__(self, phase: Any, dmin: float, mode: str):
         self.phase = phase
         self.id = str(phase.id)
-        self.hkl, self.fmult, self.hh = _model_arrays(phase, dmin)
+        self.hkl, self.fmult = cached_reflections(phase, dmin)
+        h, k, l = self.hkl.T
+        self.hh = np.stack([h * h, k * k, l * l, 2 * h * k, 2 * h * l, 2 * k * l], axis=1)
         self.cell0 = tuple(float(v) for v in phase.cell.parameters)
         self.system = crystal_system_of(phase)
         self.mode = mode  # "isotropic" | "cell" | "fixed"
@@ -267,31 +269,8 @@ def cached_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray]
     return hkl[keep], fm[keep]
 
 
-_MODEL_ARRAYS: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-_MODEL_ARRAYS_MAX = 256
-
-
-def _model_arrays(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """hkl, mult·|F|² and the products (h², k², l², 2hk, 2hl, 2kl) of the reflections with
-    d ≥ dmin, read-only and kept per phase and dmin: a series builds the same models for every
-    frame (~0.5 ms per phase each time from `cached_reflections`)."""
-    key = (_phase_key(phase), float(dmin))
-    hit = _MODEL_ARRAYS.get(key)
-    if hit is None:
-        hkl, fm = cached_reflections(phase, dmin)
-        h, k, l = hkl.T
-        hh = np.stack([h * h, k * k, l * l, 2 * h * k, 2 * h * l, 2 * k * l], axis=1)
-        for arr in (hkl, fm, hh):
-            arr.setflags(write=False)
-        if len(_MODEL_ARRAYS) >= _MODEL_ARRAYS_MAX:
-            _MODEL_ARRAYS.clear()
-        hit = _MODEL_ARRAYS[key] = (hkl, fm, hh)
-    return hit
-
-
 def clear_cache() -> None:
     """Forget the reflection lists cached in memory (e.g. after editing a Phase in place; the disk
     cache's key includes the phase's cell and sites, so an edited phase is a new entry there)."""
     _REFL_CACHE.clear()
-    _MODEL_ARRAYS.clear()
 
