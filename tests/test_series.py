@@ -383,6 +383,28 @@ def _small_programme(lib, **kw):
         seed=7, **_common(two_theta_range_deg=(6.0, 24.0), **kw))
 
 
+def test_fitting_seam_reuses_the_frame_preparation_and_equals_fit_phases(lib):
+    """fit_frame prepares a frame once for all its fits (screen, fit, refits) and returns what
+    xtal.identify.fit_phases returns for the same arguments."""
+    from xtal.identify import fit_phases
+    from xtal.series import fitting
+    from xtal.io import series_frame
+
+    pat = series_frame(synth.synthetic_series(_small_programme(lib)), 0)
+    phases = lib.phases(["libh4_rt", "k2b12h12"])
+    kw = dict(wavelength=None, polarization=None, start=None, refine_lattice=True,
+              background="chebyshev", n_background=12, refine_profile="auto", strains=None,
+              max_strain=0.05, two_theta_range=None, amorphous=True, max_iter=None)
+    first = fitting._prepared(pat, None, None, None)
+    assert fitting._prepared(pat, None, None, None) is first
+    got = fitting.fit_frame(pat, phases, **kw)
+    assert fitting._prepared(pat, None, None, None) is first
+    ref = fit_phases(pat, phases, n_background=12)
+    assert got.rwp == ref.rwp and got.rwp < 0.2
+    for p, q in zip(got.phases, ref.phases):
+        assert p.cell == q.cell and p.scale == q.scale
+
+
 def test_parallel_chunks_agree_with_programme(lib):
     prog = _small_programme(lib)
     da = synth.synthetic_series(prog)

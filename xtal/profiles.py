@@ -352,46 +352,64 @@ def _window(x: np.ndarray, centres: np.ndarray, areas: np.ndarray, fwhm: np.ndar
     if total == 0:
         return _empty_window(n, derivatives, n_centre, n_fwhm)
     out: dict[str, Any] = {}
-    # per-peak quantities are expanded to the window points with np.repeat (a block copy; the
-    # same values as indexing with the point→peak map, without the gather)
+    # per point only the shapes of unit height are computed, G = exp(−ln2·t²) and the tapered
+    # L = 1/(1+t²); every per-peak factor (area/hw for the values, area/hw² for the derivatives,
+    # the dcentre/dfwhm columns) is applied by the sparse window sums, once per peak.  Per-peak
+    # quantities are expanded to the window points with np.repeat (a block copy; the same values
+    # as indexing with the point→peak map, without the gather)
     indptr = np.zeros(counts.size + 1, dtype=np.intp)
     np.cumsum(counts, out=indptr[1:])
-    ix = np.repeat(lo - indptr[:-1], counts) + np.arange(total)
+    ix = np.repeat(lo - indptr[:-1], counts)
+    ix += np.arange(total)
     hw_p = 0.5 * fwhm
-    inv_hw = np.repeat(1.0 / hw_p, counts)
-    t = (x[ix] - np.repeat(centres, counts)) * inv_hw
+    inv_hw_p = 1.0 / hw_p
+    t = x[ix]
+    t -= np.repeat(centres, counts)
+    t *= np.repeat(inv_hw_p, counts)
     t2 = t * t
     ln2 = math.log(2.0)
-    ai = np.repeat(areas / hw_p, counts)
-    g = (math.sqrt(ln2 / math.pi) * ai) * np.exp(-ln2 * t2)
-    inv1t2 = 1.0 / (1.0 + t2)
-    lor = (_LOR_NORM / math.pi) * ai * inv1t2
+    gau = np.exp(t2 * -ln2)
+    inv1t2 = t2 + 1.0
+    np.reciprocal(inv1t2, out=inv1t2)
+    lor = inv1t2.copy()
     grid = _WindowSums(n, indptr, ix)
+    cg, cl = math.sqrt(ln2 / math.pi) * (1.0 - eta), _LOR_NORM / math.pi
+    height_p = areas * inv_hw_p                  # area/hw of every peak
     if values:
         # smooth taper of the Lorentzian tail over the last _TAPER_FWHM of the window: the model
         # stays continuous when peaks move (points entering/leaving a window)
-        u = np.abs(t) * 0.5 - (WINDOW_FWHM - _TAPER_FWHM)
-        tail = u > 0
-        if np.any(tail):
-            lor[tail] *= 0.5 * (1.0 + np.cos(np.pi * np.minimum(u[tail] / _TAPER_FWHM, 1.0)))
-        out["values"] = grid.sum(eta * lor + (1.0 - eta) * g)
+        # (computed on every point, without a mask: the factor is exactly 1 before the tail)
+        u = np.abs(t)
+        u *= 0.5
+        u -= WINDOW_FWHM - _TAPER_FWHM
+        u *= np.pi / _TAPER_FWHM
+        np.clip(u, 0.0, np.pi, out=u)
+        np.cos(u, out=u)
+        u += 1.0
+        u *= 0.5
+        lor *= u
+        out["values"] = grid.sum((eta * cl) * lor + cg * gau, height_p)
     if not derivatives:
         return out
-    out["eta"] = grid.sum(lor - g)
+    out["eta"] = grid.sum(cl * lor - math.sqrt(ln2 / math.pi) * gau, height_p)
+    slope_p = height_p * inv_hw_p                # area/hw² of every peak
     # ∂/∂centre = −∂/∂x
-    pc = eta * (lor * 2.0 * t * inv1t2 * inv_hw) + (1.0 - eta) * (g * (2.0 * ln2) * t * inv_hw)
+    pc = (2.0 * eta * cl) * lor * inv1t2
+    pc += (2.0 * ln2 * cg) * gau
+    pc *= t
     # one pass for the common shift and every centre parameter: columns [1, dcentre...]
-    per_peak = np.ones((centres.size, 1 + n_centre))
+    per_peak = np.empty((centres.size, 1 + n_centre))
+    per_peak[:, 0] = 1.0
     if n_centre:
         per_peak[:, 1:] = dcentre
-    sums = grid.sum_columns(pc, per_peak)
+    sums = grid.sum_columns(pc, per_peak * slope_p[:, None])
     out["centre"] = sums[0]
     out["dcentre"] = list(sums[1:])
     if n_fwhm:
         # ∂/∂hw, hw = fwhm/2
-        ph = 0.5 * (eta * lor * inv_hw * (2.0 * t2 * inv1t2 - 1.0)
-                    + (1.0 - eta) * g * inv_hw * (2.0 * ln2 * t2 - 1.0))
-        out["dfwhm"] = list(grid.sum_columns(ph, dfwhm))
+        ph = (0.5 * eta * cl) * lor * (2.0 * t2 * inv1t2 - 1.0)
+        ph += (0.5 * cg) * gau * ((2.0 * ln2) * t2 - 1.0)
+        out["dfwhm"] = list(grid.sum_columns(ph, np.asarray(dfwhm, dtype=float) * slope_p[:, None]))
     else:
         out["dfwhm"] = []
     return out
@@ -401,7 +419,7 @@ class _WindowSums:
     """Sums of per-point weights of the peak windows on the grid (window points of peak p are
     ``ix[indptr[p]:indptr[p+1]]``, peaks in order).
 
-    ``sum(w)`` = Σ_p w on the grid; ``sum_columns(w, C)`` = [Σ_p w·C[p, k] for every column k], in
+    ``sum(w, v)`` = Σ_p w·v[p] on the grid; ``sum_columns(w, C)`` = [Σ_p w·C[p, k] for every column k], in
     one pass over the window points (SciPy's compiled sparse CSC × dense product: the window
     points are the non-zeros of an n × n_peaks matrix). The additions happen in the same order
     as ``np.bincount(ix, weights=w * C[p(ix), k])`` (peak by peak), so the results are identical;
@@ -411,13 +429,17 @@ class _WindowSums:
     def __init__(self, n: int, indptr: np.ndarray, ix: np.ndarray):
         self.n, self.indptr, self.ix = n, indptr, ix
 
-    def sum(self, w: np.ndarray) -> np.ndarray:
+    def sum(self, w: np.ndarray, per_peak: np.ndarray | None = None) -> np.ndarray:
+        """Σ_p w·per_peak[p] on the grid (per_peak None: 1)."""
+        np_ = self.indptr.size - 1
         mv = _csc_products()
         if mv is None:
+            if per_peak is not None:
+                w = w * np.repeat(np.asarray(per_peak, dtype=float), np.diff(self.indptr))
             return np.bincount(self.ix, weights=w, minlength=self.n)
+        per_peak = np.ones(np_) if per_peak is None else np.ascontiguousarray(per_peak, dtype=float)
         y = np.zeros(self.n)
-        np_ = self.indptr.size - 1
-        mv[0](self.n, np_, self.indptr, self.ix, w, np.ones(np_), y)
+        mv[0](self.n, np_, self.indptr, self.ix, w, per_peak, y)
         return y
 
     def sum_columns(self, w: np.ndarray, per_peak: np.ndarray) -> np.ndarray:

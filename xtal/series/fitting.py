@@ -32,14 +32,35 @@ def fit_frame(pattern, phases: Sequence, *, wavelength: Any, polarization: Any, 
               refine_profile: str, strains: Sequence[float] | None, max_strain: float,
               two_theta_range: tuple[float, float] | None, amorphous: bool,
               max_iter: int | None):
-    """Whole-pattern fit of `phases` to one frame (``xtal.identify.fit_phases``)."""
-    from xtal.identify import fit_phases
+    """Whole-pattern fit of `phases` to one frame: ``xtal.identify.fit_phases``, with the prepared
+    data (σ estimate) of the frame computed once for all its fits (screen, fit, refits)."""
+    from xtal.identify import WholePatternFit
 
-    return fit_phases(pattern, list(phases), wavelength=wavelength, polarization=polarization,
-                      start=start, refine_lattice=refine_lattice, background=background,
-                      n_background=n_background, refine_profile=refine_profile, strains=strains,
-                      max_strain=max_strain, two_theta_range=two_theta_range, amorphous=amorphous,
-                      max_iter=max_iter)
+    rad, data = _prepared(pattern, wavelength, polarization, two_theta_range)
+    hint = math.sqrt(start.profile.get("W", 0.01)) if start else None
+    fit = WholePatternFit(data, list(phases), rad, lattice=refine_lattice, background=background,
+                          n_background=n_background, max_strain=max_strain, fwhm_hint_deg=hint)
+    return fit.run(start=start, strains=strains, refine_profile=refine_profile, max_iter=max_iter,
+                   amorphous=amorphous)
+
+
+_LAST_PREPARED: list = [None]   # ((pattern, wavelength, polarization, range), (rad, data)) of the last frame
+
+
+def _prepared(pattern, wavelength, polarization, two_theta_range):
+    """(Radiation, PreparedData) of a frame as `fit_phases` makes them, reused while the chain
+    fits the same pattern object (a frame is fitted 1–6 times: screen, fit, refits).  The entry
+    is one tuple, read and replaced whole (safe if chains run in threads)."""
+    from xtal.identify import prepare_pattern, radiation_from
+
+    key = (pattern, wavelength, polarization, two_theta_range)
+    last = _LAST_PREPARED[0]
+    if last is not None and all(a is b for a, b in zip(last[0], key)):
+        return last[1]
+    rad = radiation_from(pattern, wavelength, polarization)
+    out = (rad, prepare_pattern(pattern, two_theta_range, rad))
+    _LAST_PREPARED[0] = (key, out)
+    return out
 
 
 def identify_start(pattern, phases: Sequence, *, wavelength: Any, polarization: Any,

@@ -5,7 +5,8 @@ events, thermal expansion and axis merging.
 Parallelism (``workers > 1`` or a Dask ``scheduler``): frames are cut into contiguous chunks; a coarse
 sequential chain over the first frame of every chunk seeds each chunk, the chunks are chained
 independently, and at each boundary the first frames of chunk k+1 are refitted from chunk k's last
-solution until they agree with it.  Memory is flat in the number of frames: frames are read chunk by
+solution until they agree with it (the coarse chain and the boundaries in the main process, while
+the workers fit).  Memory is flat in the number of frames: frames are read chunk by
 chunk, and only the per-frame arrays of the Dataset (plus the binned heat map) are kept.
 """
 from __future__ import annotations
@@ -170,38 +171,48 @@ class _Run:
                 recs, state = self._chunk(a, b, state)
                 self._store(recs)
             return {"chain_s": time.perf_counter() - t_stage}
-        timing = {}
         pool = _Pool(workers, scheduler)
         try:
-            # coarse chain over the first frame of every chunk (sequential, screened): each chunk
-            # is seeded from its own first frame's solution, reached by continuity
-            seeds = self._coarse_seeds(chunks)
-            timing["coarse_chain_s"] = time.perf_counter() - t_stage
-            t_stage = time.perf_counter()
             inflight = 2 * (len(pool.client.scheduler_info()["workers"]) if pool.client else workers)
-            states = self._parallel(chunks, seeds, pool, max(2, inflight))
+            timing = self._parallel(chunks, pool, max(2, inflight))
         finally:
             pool.close()
         timing["parallel_chunks_s"] = time.perf_counter() - t_stage
-        t_stage = time.perf_counter()
-        # reconcile chunk boundaries: refit the first frames of each chunk from the previous one
-        for (a0, _), (a1, b1) in zip(chunks[:-1], chunks[1:]):
-            self._reconcile(states[a0], a1, b1)
-        timing["reconcile_s"] = time.perf_counter() - t_stage
         return timing
 
-    def _parallel(self, chunks, seeds, pool: "_Pool", max_inflight: int) -> dict[int, dict]:
+    def _parallel(self, chunks, pool: "_Pool", max_inflight: int) -> dict[str, float]:
+        """Chunks on the pool, each seeded by the coarse chain; the main process runs the coarse
+        chain and the boundary reconciliation while the workers fit (their results do not depend
+        on the order: chunk k is seeded by the coarse chain alone, boundary k needs chunks k and
+        k+1 only)."""
         states: dict[int, dict] = {}
         pending = {}
         it_chunks = iter(chunks)
         phases = pool.share(self.phases)
+        coarse = Chain(self.phases, self.opts)
+        timing = {"coarse_chain_s": 0.0, "reconcile_s": 0.0}
+        after = {a0: (a1, b1) for (a0, _), (a1, b1) in zip(chunks[:-1], chunks[1:])}
+        done: set[int] = set()
 
         def feed():
             for a, b in it_chunks:
+                t = time.perf_counter()
+                seed = self._coarse_seed(coarse, a)
+                timing["coarse_chain_s"] += time.perf_counter() - t
                 pending[pool.submit(run_chunk, self.src.fetch_items(a, b), phases, self.opts,
-                                    seeds.get(a), self.heat_range, self.wl_ref)] = a
+                                    seed, self.heat_range, self.wl_ref)] = a
                 if len(pending) >= max_inflight:
                     return
+
+        def reconcile():
+            # refit the first frames of chunk k+1 from chunk k's final state (both fitted)
+            t = time.perf_counter()
+            for a0 in sorted(done):
+                nxt = after.get(a0)
+                if nxt is not None and nxt[0] in done:
+                    self._reconcile(states[a0], *nxt)
+                    del after[a0]
+            timing["reconcile_s"] += time.perf_counter() - t
 
         feed()
         while pending:
@@ -209,18 +220,16 @@ class _Run:
                 a = pending.pop(fut)
                 recs, states[a] = fut.result()
                 self._store(recs)
+                done.add(a)
             feed()
-        return states
+            reconcile()
+        return timing
 
-    def _coarse_seeds(self, chunks) -> dict[int, dict | None]:
-        """Chain state at the first frame of every chunk, from a sequential pass over those frames."""
-        chain = Chain(self.phases, self.opts)
-        seeds: dict[int, dict | None] = {}
-        for a, _ in chunks:
-            fit_item(chain, self.src.fetch([a])[a], a, self.opts, None, self.wl_ref,
-                     force_screen=True)
-            seeds[a] = chain.state() if chain.seeded else None
-        return seeds
+    def _coarse_seed(self, chain: Chain, a: int) -> dict | None:
+        """Chain state at frame a, the next frame of a sequential (screened) pass over the first
+        frames of the chunks."""
+        fit_item(chain, self.src.fetch([a])[a], a, self.opts, None, self.wl_ref, force_screen=True)
+        return chain.state() if chain.seeded else None
 
     def _reconcile(self, state, a1, b1) -> None:
         """Refit frames a1.. of a chunk from the previous chunk's final state until they agree."""
