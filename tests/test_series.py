@@ -402,7 +402,9 @@ def test_fitting_seam_reuses_the_frame_preparation_and_equals_fit_phases(lib):
     ref = fit_phases(pat, phases, n_background=12)
     assert got.rwp == ref.rwp and got.rwp < 0.2
     for p, q in zip(got.phases, ref.phases):
-        assert p.cell == q.cell and p.scale == q.scale
+        assert p.cell == q.cell and p.scale == q.scale and p.weight_fraction == q.weight_fraction
+        assert p.reflections == [] and len(p.reflections_two_theta_deg) == 0   # not built for frames
+        assert len(q.reflections) > 10 and len(q.reflections_two_theta_deg) == len(q.reflections)
 
 
 def test_parallel_chunks_agree_with_programme(lib):

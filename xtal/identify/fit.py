@@ -141,14 +141,16 @@ class WholePatternFit:
     def run(self, *, start: FitResult | None = None, strains: Sequence[Any] | None = None,
             fwhm_deg: float | None = None, eta: float | None = None, zero_shift_deg: float = 0.0,
             refine_profile: str | Sequence[str] = "auto", max_iter: int | None = None,
-            ftol: float = 1e-5, amorphous: bool = True) -> FitResult:
+            ftol: float = 1e-5, amorphous: bool = True, reflection_lists: bool = True) -> FitResult:
         """Refine from a start and return the `FitResult`.
 
         ``start``: a neighbouring result whose cells, zero shift and profile start this fit;
         ``strains``: starting relative strain per phase (a number or the phase's lattice
         parameters; ignored for phases that ``start`` gives); ``fwhm_deg``/``eta``: starting
         width (°) and mixing; ``refine_profile``: "auto" (zero, U, V, W, η), "width" (zero, W,
-        η), "none", or a list of those names; ``amorphous``: estimate the halo fraction.
+        η), "none", or a list of those names; ``amorphous``: estimate the halo fraction;
+        ``reflection_lists``: fill each phase's reflection positions and rows (for reports and
+        tick marks); False leaves them empty where nobody reads them (a series' frames).
         """
         t0 = time.perf_counter()
         g0, q0 = self._start(start, strains, fwhm_deg, eta, zero_shift_deg)
@@ -163,7 +165,7 @@ class WholePatternFit:
         st, _theta, H, success = levenberg_marquardt(
             self, g0, q0, free_global=free, refine_lattice=self.lattice_mode != "fixed",
             max_strain=self.max_strain, zero_max=self.zero_max_deg, max_iter=max_iter, ftol=ftol)
-        res = _make_result(self, st, H, success, amorphous)
+        res = _make_result(self, st, H, success, amorphous, reflection_lists)
         res.elapsed_s = time.perf_counter() - t0
         return res
 
@@ -413,7 +415,7 @@ def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
 
 
 def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, success: bool,
-                 amorphous: bool = True) -> FitResult:
+                 amorphous: bool = True, reflection_lists: bool = True) -> FitResult:
     """Fit statistics, weight fractions (Hill–Howard) and s.u. from the final state of a fit."""
     rad, data, fixed_bg = fitter.rad, fitter.d, fitter.fixed_bg
     x, y = data.x, data.y
@@ -497,8 +499,9 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
             fwhm_deg=fwhm_ref, model=m.model, name=str(getattr(m.phase, "name", "") or m.id),
             lattice_mode=m.mode, crystal_system=m.system, library_cell=m.cell0,
             bragg_intensity=inten, profile={k: float(g[k]) for k in ("U", "V", "W", "eta")},
-            reflections_two_theta_deg=_reflection_positions(m, cell, rad, g["zero"], x),
-            reflections=_reflection_rows(m, cell, rad, g["zero"], x),
+            reflections_two_theta_deg=(_reflection_positions(m, cell, rad, g["zero"], x)
+                                       if reflection_lists else np.zeros(0)),
+            reflections=_reflection_rows(m, cell, rad, g["zero"], x) if reflection_lists else [],
             preferred_orientation=_po_result(fitter, i, g, cov_nl),
             size_broadening_deg=m.size_deg))
     amorph = (estimate_amorphous_fraction(x, bg, fixed_bg is None, total_bragg, fitter.B.shape[1])

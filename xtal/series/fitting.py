@@ -33,7 +33,8 @@ def fit_frame(pattern, phases: Sequence, *, wavelength: Any, polarization: Any, 
               two_theta_range: tuple[float, float] | None, amorphous: bool,
               max_iter: int | None):
     """Whole-pattern fit of `phases` to one frame: ``xtal.identify.fit_phases``, with the prepared
-    data (σ estimate) of the frame computed once for all its fits (screen, fit, refits)."""
+    data (σ estimate) of the frame computed once for all its fits (screen, fit, refits), and without
+    the per-phase reflection lists (no series output reads them)."""
     from xtal.identify import WholePatternFit
 
     rad, data = _prepared(pattern, wavelength, polarization, two_theta_range)
@@ -41,7 +42,7 @@ def fit_frame(pattern, phases: Sequence, *, wavelength: Any, polarization: Any, 
     fit = WholePatternFit(data, list(phases), rad, lattice=refine_lattice, background=background,
                           n_background=n_background, max_strain=max_strain, fwhm_hint_deg=hint)
     return fit.run(start=start, strains=strains, refine_profile=refine_profile, max_iter=max_iter,
-                   amorphous=amorphous)
+                   amorphous=amorphous, reflection_lists=False)
 
 
 _LAST_PREPARED: list = [None]   # ((pattern, wavelength, polarization, range), (rad, data)) of the last frame
