@@ -17,6 +17,10 @@ REF_PATTERNS = REFERENCE / "patterns"
 REF_SERIES = REFERENCE / "series"
 BUNDLED_STRUCTURES = REPO / "structures"
 
+#: a timeout that only guards against a hang (ChemEnv's worker process, a notebook cell): never a
+#: limit a slow or busy machine can reach, so no test result depends on the machine's load
+HANG_GUARD_S = 1800
+
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
@@ -48,7 +52,20 @@ def _isolated_cache(_session_cache_dir, monkeypatch):
 END_TO_END_FIXTURES = {"demo", "analysed"}
 
 
+def _uses_a_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(defs and defs[-1].scope == "module"
+                                    for defs in info.name2fixturedefs.values())
+
+
+@pytest.hookimpl(tryfirst=True)      # before pytest-xdist reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        # under pytest-xdist (`pytest -n 2`, --dist loadgroup): the tests that share a module-scoped
+        # fixture (the demo, a series analysis, identifications of real data, the browser) run in
+        # one worker, so the fixture is computed once, not once per worker; the other tests are
+        # spread one by one. Without xdist the marker does nothing.
+        if _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
