@@ -37,6 +37,14 @@ def _isolated_user_library(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def _session_cache_dir(tmp_path_factory) -> Path:
+    """A fresh cache for the run. Under pytest-xdist the workers share one (the parent of their
+    base temporary directories is the run's), as concurrent user commands share ~/.cache/xtal
+    (writes are atomic: tests/test_cache.py), so a reflection table is computed once per run,
+    not once per worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        d = tmp_path_factory.getbasetemp().parent / "xtal_cache"
+        d.mkdir(exist_ok=True)
+        return d
     return tmp_path_factory.mktemp("xtal_cache")
 
 
