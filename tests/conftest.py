@@ -60,44 +60,7 @@ def _isolated_cache(_session_cache_dir, monkeypatch):
 END_TO_END_FIXTURES = {"demo", "analysed"}
 
 
-#: module-scoped fixtures that compute something expensive which several tests check (whole
-#: workflows, identifications, refinements, series analyses, the browser). Under pytest-xdist
-#: (`pytest -n 2 --dist loadgroup`, the README's command) the tests using one run in the same worker,
-#: so it is computed once, not once per worker; the other tests (those sharing only a loaded
-#: library, structure or pattern) are spread one by one. Without xdist the marker does nothing.
-SHARED_COMPUTATION_FIXTURES = END_TO_END_FIXTURES | {
-    "cucr2o4_result", "small_chunked",                                   # test_series
-    "results", "pbso4_model",                                            # test_identify_real
-    "id_result", "series_result", "geometry_results", "pages", "browser",  # test_interactive
-    "rietveld_runs", "cucr_sequential",                                  # test_refine
-    "warm", "cryo",                                                      # test_reports_glance
-    "bundled_results",                                                   # test_geometry_glance
-    "rebuilt",                                                           # test_models
-    "nio_frames",                                                        # test_beam
-}
-
-
-def _xdist_groups(items) -> None:
-    """One xdist_group per module and set of shared fixtures used together (a test using two joins
-    their groups): independent fixtures of a module (three series analyses) may go to both workers."""
-    by_module: dict[str, list] = {}
-    for item in items:
-        used = SHARED_COMPUTATION_FIXTURES & set(getattr(item, "fixturenames", ()))
-        if used:
-            by_module.setdefault(item.module.__name__, []).append((item, used))
-    for module, entries in by_module.items():
-        joined: list[set] = []
-        for _, used in entries:
-            touching = [g for g in joined if g & used]
-            joined = [g for g in joined if not g & used] + [set(used).union(*touching)]
-        for item, used in entries:
-            group = next(g for g in joined if g & used)
-            item.add_marker(pytest.mark.xdist_group(f"{module}:{'+'.join(sorted(group))}"))
-
-
-@pytest.hookimpl(tryfirst=True)      # before pytest-xdist reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    _xdist_groups(items)
