@@ -17,6 +17,10 @@ REF_PATTERNS = REFERENCE / "patterns"
 REF_SERIES = REFERENCE / "series"
 BUNDLED_STRUCTURES = REPO / "structures"
 
+#: a timeout that only guards against a hang (ChemEnv's worker process, a notebook cell): never a
+#: limit a slow or busy machine can reach, so no test result depends on the machine's load
+HANG_GUARD_S = 1800
+
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
@@ -33,6 +37,14 @@ def _isolated_user_library(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def _session_cache_dir(tmp_path_factory) -> Path:
+    """A fresh cache for the run. Under pytest-xdist the workers share one (the parent of their
+    base temporary directories is the run's), as concurrent user commands share ~/.cache/xtal
+    (writes are atomic: tests/test_cache.py), so a reflection table is computed once per run,
+    not once per worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        d = tmp_path_factory.getbasetemp().parent / "xtal_cache"
+        d.mkdir(exist_ok=True)
+        return d
     return tmp_path_factory.mktemp("xtal_cache")
 
 

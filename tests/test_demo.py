@@ -1,7 +1,8 @@
 """`xtal demo` (xtal.demo.run_demo) end to end on the bundled data: every file and the key numbers in them.
 
-The demo runs once per module (~40 s on two cores) into a temporary directory; the CLI test runs it
-again through ``xtal demo --out``.
+The demo runs once per module (~40 s on two cores) into a temporary directory, through the command
+line (``xtal demo --out DIR``, as a user runs it): the tests read its files, and the `DemoOutputs`
+and progress lines of the `run_demo` call the command makes.
 """
 from __future__ import annotations
 
@@ -27,10 +28,27 @@ SLOTS = {"li2b12h12_2diglyme", "li2b12h12_1.5dme", "na2b12h12_4diglyme_rt", "na2
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    """``xtal demo --out DIR`` run once: (run_demo's DemoOutputs, DIR, its progress lines, exit code).
+
+    The command's one `run_demo` call is wrapped to keep its return value and to log into a list;
+    one run serves the API checks and the CLI check (before, the CLI test ran a second demo)."""
+    import xtal.demo as D
+    from xtal import cli
+
     out = tmp_path_factory.mktemp("demo") / "xtal-demo"
     lines: list[str] = []
-    res = run_demo(out, log=lines.append)
-    return res, out, lines
+    calls: list[DemoOutputs] = []
+
+    def recording_run_demo(*args, **kwargs):
+        kwargs.setdefault("log", lines.append)
+        calls.append(run_demo(*args, **kwargs))
+        return calls[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(D, "run_demo", recording_run_demo)
+        rc = cli.main(["demo", "--out", str(out)])
+    assert len(calls) == 1, "xtal demo calls run_demo once"
+    return calls[0], out, lines, rc
 
 
 def _json(p: Path):
@@ -44,7 +62,7 @@ def _csv_rows(p: Path) -> list[dict]:
 
 # ----------------------------------------------------------------------------------------------
 def test_every_output_exists_and_is_listed(demo):
-    res, out, lines = demo
+    res, out, lines, _ = demo
     assert isinstance(res, DemoOutputs) and res.out_dir == out
     paths = res.paths()
     assert len(paths) > 60
@@ -66,7 +84,7 @@ def test_every_output_exists_and_is_listed(demo):
 
 
 def test_library_table_lists_the_empty_slots_and_models(demo):
-    res, out, _ = demo
+    res, out, _, _ = demo
     rows = _csv_rows(out / "library" / "library.csv")
     empty = {r["id"] for r in rows if r["filled"] == "0"}
     assert empty == SLOTS
@@ -81,7 +99,7 @@ def test_library_table_lists_the_empty_slots_and_models(demo):
 
 
 def test_simulated_patterns_for_every_filled_phase(demo):
-    res, out, _ = demo
+    res, out, _, _ = demo
     d = out / "simulate"
     filled = [r["id"] for r in _csv_rows(out / "library" / "library.csv") if r["filled"] == "1"]
     assert len(filled) == res.numbers["simulate"]["n_phases"] == 20
@@ -114,7 +132,7 @@ def _assert_self_contained(html: Path) -> str:
 
 
 def test_identification_of_the_measured_patterns(demo):
-    _, out, _ = demo
+    _, out, _, _ = demo
     d = out / "identify"
     pb = _json(d / "measured_PbSO4_lab_CuKa.json")
     best = pb["hypotheses"][0]
@@ -136,7 +154,7 @@ def test_identification_of_the_measured_patterns(demo):
 
 
 def test_identification_of_the_synthetic_mixture_recovers_the_recipe(demo):
-    _, out, _ = demo
+    _, out, _, _ = demo
     d = out / "identify"
     js = _json(d / "synthetic_mixture_MoKa.json")
     assert js["synthetic"] is True and js["recipe"]["synthetic"] is True
@@ -160,7 +178,7 @@ def test_identification_of_the_synthetic_mixture_recovers_the_recipe(demo):
 
 
 def test_series_events_include_the_alpha_beta_jump(demo):
-    res, out, _ = demo
+    res, out, _, _ = demo
     d = out / "series"
     ev = _json(d / "events.json")
     assert ev["synthetic"] is True
@@ -193,7 +211,7 @@ def test_series_events_include_the_alpha_beta_jump(demo):
 
 
 def test_coordination_report(demo):
-    res, out, _ = demo
+    res, out, _, _ = demo
     d = out / "coordination"
     js = _json(d / "coordination.json")
     assert js["chemenv"] is False and "ChemEnv was NOT run" in js["note"]
@@ -282,11 +300,10 @@ def test_refuses_to_write_into_the_bundled_data():
 
 
 @pytest.mark.slow
-def test_cli_demo(tmp_path):
-    from xtal import cli
-
-    out = tmp_path / "cli-demo"
-    assert cli.main(["demo", "--out", str(out)]) == 0
+def test_cli_demo(demo):
+    """`xtal demo --out DIR` (the run of the ``demo`` fixture) exits 0 and writes into DIR."""
+    _, out, _, rc = demo
+    assert rc == 0
     pb = _json(out / "identify" / "measured_PbSO4_lab_CuKa.json")
     assert [p["id"] for p in pb["hypotheses"][0]["phases"]] == ["PbSO4"]
     assert (out / "series" / "report.html").is_file() and (out / "index.html").is_file()
@@ -332,7 +349,7 @@ def test_index_links_html_pages_and_interactive_pages_not_raw_markdown(demo):
     """issue 17: the demo's index.html links the HTML reports and interactive pages, no raw .md."""
     import re
 
-    res, out, lines = demo
+    res, out, lines, _ = demo
     html = (out / "index.html").read_text(encoding="utf-8")
     links = re.findall(r'href="([^"]+)"', html)
     assert links and not [h for h in links if h.endswith(".md")]

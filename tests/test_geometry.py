@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import BUNDLED_STRUCTURES, REF_STRUCTURES
+from conftest import BUNDLED_STRUCTURES, HANG_GUARD_S, REF_STRUCTURES
 from xtal.errors import GeometryError
 from xtal.geometry import (
     IDEAL_POLYHEDRA,
@@ -344,7 +344,7 @@ def test_cshm_singular_values_only_match_the_full_svd():
 
 def test_chemenv_agrees_with_own_cshm_fen4():
     r = analyse_geometry(ref("COD2242624_FeN4_P-1_SHELXL.cif"), metals="Fe", chemenv=True,
-                         chemenv_timeout_s=60)
+                         chemenv_timeout_s=HANG_GUARD_S)
     fe = r.sites[0]
     assert fe.cn == 6 and fe.polyhedron["best"].startswith("OC-6")
     assert fe.bonds[0].text == "1.707(8)"
@@ -357,7 +357,8 @@ def test_chemenv_agrees_with_own_cshm_fen4():
 
 
 def test_chemenv_failure_is_reported():
-    r = analyse_geometry(ref("AlGa_amide_1b_P212121_SHELXL.cif"), metals="Ga2", chemenv=True)
+    r = analyse_geometry(ref("AlGa_amide_1b_P212121_SHELXL.cif"), metals="Ga2", chemenv=True,
+                         chemenv_timeout_s=HANG_GUARD_S)
     ce = r.sites[0].polyhedron["chemenv"]
     assert ce["status"] == "failed" and "partial occupancies" in ce["reason"]
     assert any("ChemEnv did not work" in w for w in r.warnings)

@@ -14,7 +14,7 @@ from xtal.geometry.bondvalence import BV_TABLE_FILE
 from xtal.report.geometry import render_geometry_markdown
 from xtal.structures import read_cif, read_cif_string
 
-from conftest import REF_STRUCTURES as REF  # noqa: E402
+from conftest import HANG_GUARD_S, REF_STRUCTURES as REF  # noqa: E402
 
 
 def ref(name):
@@ -325,12 +325,12 @@ def test_polyhedron_verdicts_explained_nac_and_k2b12h12():
     (no valences: all atoms) reports an octahedron that leaves out the shortest Na–F (2.188 Å) — the
     report says which to trust and why. K2B12H12: both say icosahedron (S = 2.90); the truncated
     tetrahedron is far (S ≈ 29)."""
-    nac = analyse_geometry(ref("NAC.cif"), metals="Na", chemenv=True, chemenv_timeout_s=120)
+    nac = analyse_geometry(ref("NAC.cif"), metals="Na", chemenv=True, chemenv_timeout_s=HANG_GUARD_S)
     v = nac.sites[0].polyhedron["verdict"]
     assert v["shape"] == "CTPR-7 (capped trigonal prism)" and v["cshm"] == pytest.approx(3.487, abs=0.01)
     assert v["second_opinion"]["ce_symbol"] == "O:6" and v["agree"] is False
     assert "2.188" in v["comment"] and "Trust xtal's CTPR-7" in v["comment"]
-    k = analyse_geometry(ref("K2B12H12_Fm-3.cif"), chemenv=True, chemenv_timeout_s=120)
+    k = analyse_geometry(ref("K2B12H12_Fm-3.cif"), chemenv=True, chemenv_timeout_s=HANG_GUARD_S)
     kv = k.sites[0].polyhedron["verdict"]
     assert kv["shape"] == "IC-12 (icosahedron)" and kv["agree"] is True
     assert k.sites[0].polyhedron["cshm"]["TT-12 (truncated tetrahedron, Friauf)"] > 20

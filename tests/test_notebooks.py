@@ -7,13 +7,13 @@ import os
 
 import pytest
 
-from conftest import REPO
+from conftest import HANG_GUARD_S, REPO
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = REPO / "notebooks"
-TIMEOUT_S = 120          # per cell
+TIMEOUT_S = HANG_GUARD_S          # per cell: a hang guard, not a speed limit
 
 EXPECTED = {
     # notebook: (strings that must appear in the outputs, minimum number of figures shown)

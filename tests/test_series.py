@@ -407,13 +407,24 @@ def test_fitting_seam_reuses_the_frame_preparation_and_equals_fit_phases(lib):
         assert len(q.reflections) > 10 and len(q.reflections_two_theta_deg) == len(q.reflections)
 
 
-def test_parallel_chunks_agree_with_programme(lib):
+SMALL_PHASES = ["libh4_rt", "libh4_ht", "k2b12h12"]
+
+
+@pytest.fixture(scope="module")
+def small_chunked(lib):
+    """The small programme (19 frames) analysed once by 2 local worker processes in chunks of 8:
+    (programme, series, result, progress calls). The chunk test checks it against the programme,
+    the Dask test compares its cluster's result with it."""
     prog = _small_programme(lib)
     da = synth.synthetic_series(prog)
-    phases = lib.phases(["libh4_rt", "libh4_ht", "k2b12h12"])
     calls = []
-    res = series.analyse_series(da, phases, progress=lambda done, n: calls.append((done, n)),
+    res = series.analyse_series(da, lib.phases(SMALL_PHASES), progress=lambda done, n: calls.append((done, n)),
                                 workers=2, chunk_size=8)
+    return prog, da, res, calls
+
+
+def test_parallel_chunks_agree_with_programme(small_chunked):
+    prog, _, res, calls = small_chunked
     assert calls[-1] == (res.n_frames, res.n_frames) and len(calls) == -(-res.n_frames // 8)
     tr = prog.truth()
     for j, pid in enumerate(res.phase_ids):
@@ -446,16 +457,14 @@ def _same_dataset(a, b):
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_gives_the_serial_result(lib):
+def test_dask_local_cluster_gives_the_serial_result(lib, small_chunked):
     """A real dask.distributed LocalCluster (2 worker processes) through ``scheduler=ADDRESS``: the
-    same Dataset as local worker processes with the same chunks, and the serial chain's phases,
-    events and lattice."""
+    same Dataset as local worker processes with the same chunks (``small_chunked``: the whole small
+    programme, 19 frames), and the serial chain's phases, events and lattice."""
     import dask.distributed as distributed    # the [dask] extra, pulled by [dev]: not skipped
-    prog = _small_programme(lib)
-    da = synth.synthetic_series(prog, stop=24)
-    phases = lib.phases(["libh4_rt", "libh4_ht", "k2b12h12"])
+    _, da, local, _ = small_chunked
+    phases = lib.phases(SMALL_PHASES)
     serial = series.analyse_series(da, phases, progress=False)
-    local = series.analyse_series(da, phases, progress=False, workers=2, chunk_size=8)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         done = []
