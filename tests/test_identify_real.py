@@ -1,8 +1,8 @@
 """Identification a chemist can trust on real samples (issue 13).
 
 Real measured patterns from ../shared/reference/patterns with every reference structure of the
-bundled library as a decoy; negative controls (the true phase removed → confidence "none"); a real
-pattern made harder on purpose (texture applied to its own model, a halo added); the noise model on
+bundled library as a decoy (the negative controls, true phase removed → confidence "none", are in
+test_identify_real_negative.py); a real pattern made harder on purpose (texture applied to its own model, a halo added); the noise model on
 real files. Slow by nature (whole identifications of real data): marked ``slow``.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REF_PATTERNS
+from tests.real_cases import CASES, read_pbso4 as _pbso4
 from xtal import identify as I
 from xtal.beam import q_from_two_theta
 from xtal.identify.prepare import noise_model
@@ -21,23 +22,6 @@ from xtal.profiles import pseudo_voigt_profile
 pytestmark = pytest.mark.slow
 
 P = REF_PATTERNS
-
-
-def _pbso4():
-    return read_pattern(P / "lab_PbSO4_CuKa" / "PBSO4.XRA", instrument=P / "lab_PbSO4_CuKa" / "INST_XRY.PRM")
-
-
-CASES = {
-    # name: (reader, truth, allowed impurities, polarization)
-    "PbSO4": (_pbso4, {"PbSO4"}, set(), None),
-    "NAC": (lambda: read_pattern(P / "sync_NAC_11BM" / "11BM_NAC.fxye"), {"NAC"}, {"CaF2"}, "synchrotron"),
-    "BiFeO3": (lambda: read_pattern(P / "lab_BiFeO3_CuKa" / "BiFeO3.xy", wavelength_angstrom="CuKa"),
-               {"BiFeO3"}, {"Bi2Fe4O9", "Bi25FeO39"}, None),
-    "LaB6": (lambda: read_pattern(P / "lab_LaB6_SRM660" / "NIST660CBI.gsas", wavelength_angstrom="CuKa"),
-             {"LaB6"}, set(), None),
-    "CaNi(PO3)4": (lambda: read_pattern(P / "lab_CaNiPO34_CuKa" / "CaNi_PO3_4_800C.xy", wavelength_angstrom="CuKa"),
-                   {"CaNi_PO3_4"}, {"NiO"}, None),
-}
 
 
 @pytest.fixture(scope="module")
@@ -65,28 +49,6 @@ def test_real_patterns_right_phase_set_no_phantom_amorphous(results, name):
     # amorphous: not detected (or ≤ 2 %) on crystalline samples
     assert res.amorphous_fraction_estimate is None or res.amorphous_fraction_estimate <= 0.02
     assert res.amorphous["detected"] is False
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_negative_control_true_phase_removed_gives_none(library, name):
-    read, truth, allowed, pol = CASES[name]
-    lib = [p for p in library if p.id not in truth | allowed]
-    res = I.identify(read(), lib, polarization=pol)
-    assert res.confidence == "none", (res.confidence_statement, [h.ids for h in res.hypotheses])
-    assert res.hypotheses == [] and res.best is None
-    d = res.to_json_dict()
-    assert d["confidence"] == "none" and d["hypotheses"] == []
-    assert d["partial_matches"] or d["unexplained_peaks"]
-
-
-def test_geo2_zno_against_the_bundled_library_is_none(library):
-    """A GeO2 + ZnO reaction product: no Ge or Zn phase in the library → no forced answer."""
-    pat = read_pattern(P / "lab_xrdml_GeO2-ZnO" / "GeO2-ZnO_700C_60min.xrdml")
-    res = I.identify(pat, library)
-    assert res.confidence == "none", res.confidence_statement
-    assert res.best is None
-    assert "No library phase explains this pattern" in res.confidence_statement
-    assert len(res.unexplained_peaks) >= 10
 
 
 # ----------------------------------------------------------------------------------------------
