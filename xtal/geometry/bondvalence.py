@@ -32,7 +32,8 @@ from xtal.geometry.model import CONTACT_KINDS, Bond, _in_alternative
 from xtal.structures import Phase, Site
 
 __all__ = ["load_bv_parameters", "bv_parameter", "bond_valence_sum", "bvs_check", "oxidation_states",
-           "ANION_VALENCE", "BVS_TOLERANCE_VU", "BV_CUTOFF_VALENCE", "BV_TABLE_FILE", "SKIPPED_REFS", "UNIVERSAL_SOURCE"]
+           "ANION_VALENCE", "BVS_TOLERANCE_VU", "BV_CUTOFF_VALENCE", "BV_TABLE_FILE", "SKIPPED_REFS",
+           "UNIVERSAL_SOURCE"]
 
 #: Anion valences used with the bond-valence table.
 ANION_VALENCE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "F": -1, "Cl": -1,
@@ -234,8 +235,8 @@ def bvs_check(bonds: Sequence[Bond], metal: str, ox: int | None, alternative: st
     ``deviation`` (BVS − oxidation state), ``tolerance`` (``BVS_TOLERANCE_VU``), ``indicative`` (True
     when hydride H are counted: their parameters are extrapolations, so no verdict), ``non_ionic`` (the
     neighbour elements not more electronegative than the site, e.g. S–S, S–C: the bond-valence model
-    joins cations to anions, so no verdict), ``within`` and, when
-    the site is off, ``outlier``: the neighbour whose bonds carry the excess. For each neighbour label
+    joins cations to anions, so no verdict), ``within`` and, when the site is off, ``outlier``: the
+    neighbour whose bonds carry the excess. For each neighbour label
     the bonds to it are given the median length of the site's other bonds to the same element; the
     neighbour whose change brings the sum back within the tolerance and accounts for more than half
     of the deviation is named, with its length, that median and the BVS it would give. None when no
@@ -267,7 +268,7 @@ def bvs_check(bonds: Sequence[Bond], metal: str, ox: int | None, alternative: st
     for label in dict.fromkeys(b.to for b in counted):
         group = [b for b in counted if b.to == label]
         el = group[0].element
-        others = sorted(b.distance for b in counted if b.element == el and b.to != label)
+        others = [b.distance for b in counted if b.element == el and b.to != label]
         if len(others) < 2:
             continue
         median = float(np.median(others))
