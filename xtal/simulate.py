@@ -173,16 +173,16 @@ def _march_dollase(po: MarchDollase | None, hkl: np.ndarray, rotations: np.ndarr
 def group_ops(phase) -> gemmi.GroupOps:
     """gemmi's group of the phase's operators (cached per operator list: the returned object is shared,
     do not modify it)."""
-    return _group_ops(tuple(phase.symops), str(phase.id))
+    try:
+        return _group_ops(tuple(phase.symops))
+    except (RuntimeError, ValueError) as exc:
+        raise SimulationError(f"symmetry operators of phase {phase.id!r} do not form a group ({exc})",
+                              field="symops") from None
 
 
 @lru_cache(maxsize=256)
-def _group_ops(symops: tuple[str, ...], phase_id: str) -> gemmi.GroupOps:
-    try:
-        return gemmi.GroupOps([gemmi.Op(s) for s in symops])
-    except (RuntimeError, ValueError) as exc:
-        raise SimulationError(f"symmetry operators of phase {phase_id!r} do not form a group ({exc})",
-                              field="symops") from None
+def _group_ops(symops: tuple[str, ...]) -> gemmi.GroupOps:
+    return gemmi.GroupOps([gemmi.Op(s) for s in symops])
 
 
 def laue_rotations(gops: gemmi.GroupOps) -> np.ndarray:

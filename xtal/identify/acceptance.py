@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from xtal.identify.prepare import smooth
-from xtal.numeric import find_peaks
 from xtal.identify.result import NEAR_TIE_DELTA, FitResult, Hypothesis
+from xtal.numeric import find_peaks
 
 
 def positive_support(col: np.ndarray, resid_pos: np.ndarray) -> float:

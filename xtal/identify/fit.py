@@ -15,13 +15,13 @@ import numpy as np
 
 from xtal.beam import lorentz_polarization, two_theta_from_d
 from xtal.errors import IdentificationError
-from xtal.numeric import modpoly, nnls   # numpy versions: scipy.optimize / pybaselines cost 1.5 s to import
 from xtal.identify.blas import one_blas_thread
 from xtal.identify.engine import levenberg_marquardt
 from xtal.identify.model import PhaseModel
 from xtal.identify.prepare import (PreparedData, default_n_background, estimate_background,
                                    initial_width, prepare_pattern, radiation_from)
 from xtal.identify.result import FitResult, PhaseFit
+from xtal.numeric import modpoly, nnls   # numpy versions: scipy.optimize / pybaselines cost 1.5 s to import
 from xtal.profiles import MIN_FWHM_DEG, WINDOW_FWHM, caglioti_fwhm, pseudo_voigt
 from xtal.simulate import cell_volume
 

@@ -197,16 +197,14 @@ class PhaseModel:
 
 
 def _g6_jacobian(cell: Sequence[float]) -> np.ndarray:
-    """∂g6/∂(a, b, c, α, β, γ) (6 × 6; lengths in Å, angles in degrees), g6 as in `_g6`."""
+    """∂g6/∂(a, b, c, α, β, γ) (6 × 6; lengths in Å, angles in degrees), g6 as in `_g6`:
+    ∂G* = −G* ∂G G* with G the direct metric (G_ii = a_i², G_ij = a_i a_j cos of the angle k
+    between axes i and j)."""
     a = np.asarray(cell[:3], dtype=float)
     ang = np.radians(np.asarray(cell[3:], dtype=float))
     cos, sin = np.cos(ang), np.sin(ang)
-    # direct metric G: G_ii = a_i², G_ij = a_i a_j cos(angle opposite k), angle k between the other two axes
+    gs = reciprocal_metric(cell)
     pair = {(1, 2): 0, (0, 2): 1, (0, 1): 2}
-    g = np.diag(a * a)
-    for (i, j), k in pair.items():
-        g[i, j] = g[j, i] = a[i] * a[j] * cos[k]
-    gs = np.linalg.inv(g)
     out = np.empty((6, 6))
     for p in range(6):
         dg = np.zeros((3, 3))
