@@ -91,7 +91,8 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
     synthetic = synthetic or bool(src.attrs.get("synthetic", 0))
     table = FrameTable(src.n, ids, heat_x)
     run = _Run(src, table, phases, opts, heat_range, wl_ref, progress)
-    chunk_size = 64 if chunk_size is None else chunk_size   # frames read (and fitted) together
+    if chunk_size is None:
+        chunk_size = default_chunk_size(src.n, max(1, int(workers)), scheduler)
     timing = run.fit_frames(max(1, int(workers)), max(2, int(chunk_size)), scheduler)
 
     t_stage = time.perf_counter()
@@ -128,6 +129,18 @@ def analyse_series(series, phases: Sequence, *, wavelength: Any = None,
     res.elapsed_s = time.perf_counter() - t0
     res.to_dataset()      # the series-level results as JSON attributes of the Dataset
     return res
+
+
+def default_chunk_size(n_frames: int, workers: int, scheduler: str | None) -> int:
+    """Frames read (and fitted) together: 64 for one chain; in parallel two chunks per worker
+    (each chunk costs a coarse-chain frame, fitted in the main process beside the workers, and a
+    boundary refit), within 64–256 frames so that memory stays flat (a chunk is read whole).
+    Measured on 1 000 frames × 4 000 points × 8 phases, 2 workers: chunks of 64 → 1.45–1.6× the
+    single chain, 250 → 1.63× (benchmarks/RESULTS.md).  A Dask cluster's size is not known
+    here: 64."""
+    if scheduler is not None or workers <= 1:
+        return 64
+    return min(256, max(64, -(-n_frames // (2 * workers))))
 
 
 def _phase_info(p) -> dict:
@@ -196,9 +209,17 @@ class _Run:
 
         def feed():
             for a, b in it_chunks:
+                if a == chunks[0][0]:
+                    # the first chunk seeds itself (identify on its first frame, as the single
+                    # chain does) while the coarse chain, here, does the same for its own next
+                    # step: a worker starts at once instead of waiting for the coarse seed
+                    pending[pool.submit(run_chunk, self.src.fetch_items(a, b), phases, self.opts,
+                                        None, self.heat_range, self.wl_ref)] = a
                 t = time.perf_counter()
                 seed = self._coarse_seed(coarse, a)
                 timing["coarse_chain_s"] += time.perf_counter() - t
+                if a == chunks[0][0]:
+                    continue
                 pending[pool.submit(run_chunk, self.src.fetch_items(a, b), phases, self.opts,
                                     seed, self.heat_range, self.wl_ref)] = a
                 if len(pending) >= max_inflight:
