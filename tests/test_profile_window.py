@@ -54,3 +54,53 @@ def test_compiled_window_sums_equal_the_bincount_fallback(monkeypatch, seed):
         assert len(fast[key]) == len(slow[key])
         for u, v in zip(fast[key], slow[key]):
             np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("values, derivatives, with_columns",
+                         [(True, True, True), (True, False, False), (False, True, True),
+                          (True, True, False)])
+def test_compiled_kernel_equals_the_numpy_form(monkeypatch, values, derivatives, with_columns):
+    """The numba kernel (`xtal._kernels.window_sums`, used on grids of ≥ COMPILED_MIN_GRID points)
+    and the NumPy form give the same profile and derivatives to rounding, on a fine-step grid as
+    large as a real lab pattern (24 000 points, Kα1/Kα2-like peak density) and on a strided one
+    (a decimated search copy). numba is a dependency: the kernel must be there."""
+    assert P._compiled_window() is not None
+    rng = np.random.default_rng(7)
+    for x in (np.arange(10.0, 140.0, 0.0054), np.arange(10.0, 140.0, 0.0054)[::8]):
+        peaks = 660
+        c = np.sort(rng.uniform(9.0, 141.0, peaks))
+        a, f = rng.uniform(0.1, 5.0, peaks), rng.uniform(0.08, 0.3, peaks)
+        dc = rng.normal(size=(peaks, 3)) if with_columns else None
+        df = rng.normal(size=(peaks, 3)) if with_columns else None
+        kw = dict(dcentre=dc, dfwhm=df, derivatives=derivatives, values=values)
+        monkeypatch.setattr(P, "COMPILED_MIN_GRID", 0)
+        fast = P._window(x, c, a, f, 0.37, **kw)
+        monkeypatch.setattr(P, "_COMPILED", [None])
+        slow = P._window(x, c, a, f, 0.37, **kw)
+        monkeypatch.undo()
+        assert sorted(fast) == sorted(slow)
+        for key, ref in slow.items():
+            got = fast[key]
+            ref_rows, got_rows = (ref, got) if isinstance(ref, list) else ([ref], [got])
+            assert len(got_rows) == len(ref_rows), key
+            for u, v in zip(got_rows, ref_rows):
+                assert u.shape == v.shape and u.flags.c_contiguous, key
+                np.testing.assert_allclose(u, v, rtol=0, atol=1e-13 * np.max(np.abs(v)), err_msg=key)
+
+
+def test_compiled_kernel_only_on_fine_grids(monkeypatch):
+    """The kernel's choice depends on the grid alone (a result never depends on what the process
+    did before): a 5 000-point pattern is evaluated by the NumPy form, a 24 000-point one by the
+    kernel."""
+    kernel = P._compiled_window()
+    used = []
+
+    def spy(*args):
+        used.append(args[0].size)
+        return kernel(*args)
+
+    monkeypatch.setattr(P, "_COMPILED", [spy])
+    for n in (5000, 24000):
+        x, c, a, f, dc, df = _case(3, n=n)
+        P.pseudo_voigt(x, c, a, f, 0.5, dcentre=dc, dfwhm=df, derivatives=True)
+    assert used == [24000]
