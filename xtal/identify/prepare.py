@@ -121,13 +121,18 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     yc = smooth(y, 5.0)[1:-1]
     keep = yc <= np.percentile(yc, 80)
     yk, rk = yc[keep], r[keep]
-    edges = np.unique(np.percentile(yk, np.linspace(0, 100, 9)))
+    # the bins are contiguous runs of the points sorted by intensity (edges included on both
+    # sides, as the masks yk ≥ lo & yk ≤ hi select): one sort instead of a mask per bin
+    order = np.argsort(yk, kind="stable")
+    ys, r2s = yk[order], rk[order] ** 2
+    edges = np.unique(np.percentile(ys, np.linspace(0, 100, 9)))
+    starts = np.searchsorted(ys, edges[:-1], side="left")
+    stops = np.searchsorted(ys, edges[1:], side="right")
     xs, vs = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (yk >= lo) & (yk <= hi)
-        if m.sum() >= 20:
-            xs.append(float(np.median(yk[m])))
-            vs.append(float(np.median(rk[m] ** 2)) / _CHI2_1_MEDIAN / 1.5)
+    for a, b in zip(starts, stops):
+        if b - a >= 20:
+            xs.append(float(np.median(ys[a:b])))
+            vs.append(float(np.median(r2s[a:b])) / _CHI2_1_MEDIAN / 1.5)
     xs, vs = np.array(xs), np.array(vs)
     if xs.size >= 2 and np.ptp(xs) > 0:
         A = np.stack([np.ones_like(xs), xs], axis=1)
