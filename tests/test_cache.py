@@ -1,5 +1,6 @@
 """The on-disk reflection cache (xtal.cache): same reflections cold and warm, keyed by the CIF's
-content, safe against corrupt entries, and where the user asked for it."""
+content, safe against corrupt entries, and where the user asked for it; operator lists that passed
+their group check remembered across processes, failing ones never."""
 from __future__ import annotations
 
 import shutil
@@ -44,8 +45,8 @@ def _same(a, b):
     np.testing.assert_allclose(ra[:, 3], rb[:, 3], rtol=1e-7)
 
 
-def _entries(d):
-    return sorted(d.rglob("*.npz"))
+def _entries(d, kind="reflections"):
+    return sorted((d / kind).rglob("*.npz"))
 
 
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
@@ -132,3 +133,29 @@ def test_processes_writing_the_same_entries_at_once_leave_valid_entries(cache_di
     for p in Library.bundled().phases(["PbSO4", "NiO", "CuO"]):
         model.clear_cache()
         _same(model.cached_reflections(p, 0.9), model._base_reflections(p, 0.9))
+
+
+def test_checked_operator_lists_are_remembered_on_disk_and_bad_ones_never(cache_dir, monkeypatch):
+    from xtal.errors import SymmetryError
+    from xtal.structures import validate
+
+    def fatal(cls, msg, field):
+        return cls(msg)
+
+    group = ["x,y,z", "-x,-y,-z", "-x,y+1/2,-z+1/2", "x,-y+1/2,z+1/2"]     # P 1 21/c 1
+    monkeypatch.setattr(validate, "_GOOD_OPERATOR_LISTS", set())
+    validate.check_symops(group, fatal)
+    assert len(_entries(cache_dir, "symops")) == 1
+    # another process (an empty in-process memo) reads the entry and does not check again
+    monkeypatch.setattr(validate, "_GOOD_OPERATOR_LISTS", set())
+    calls = []
+    real = validate._check_symops
+    monkeypatch.setattr(validate, "_check_symops", lambda *a, **k: calls.append(a) or real(*a, **k))
+    validate.check_symops(group, fatal)
+    assert calls == []
+    # a list that is not a group raises every time and leaves no entry
+    bad = ["x,y,z", "-x,y+1/2,-z+1/2", "x+1/2,y,z"]    # products such as -x-1/2,y+1/2,-z+1/2 missing
+    for _ in range(2):
+        with pytest.raises(SymmetryError, match="do not form a group"):
+            validate.check_symops(bad, fatal)
+    assert len(_entries(cache_dir, "symops")) == 1 and len(calls) == 2

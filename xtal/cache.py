@@ -1,4 +1,5 @@
-"""On-disk cache of per-phase reflection lists (hkl and multiplicity·|F|²), shared by processes.
+"""On-disk cache of per-phase reflection lists (hkl and multiplicity·|F|²), shared by processes
+(and of the symmetry-operator lists that passed their group check: `text_cache_key`).
 
 A fresh process (every `xtal identify`, every series worker) otherwise recomputes the reflection
 list of every library phase. An entry is keyed by
@@ -25,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["cache_dir", "cached_arrays", "phase_cache_key", "clear_disk_cache"]
+__all__ = ["cache_dir", "cached_arrays", "phase_cache_key", "text_cache_key", "clear_disk_cache"]
 
 _FORMAT = 1                      # bump when the entry layout changes
 _DISABLED = {"off", "0", "none", "false", ""}
@@ -76,8 +77,13 @@ def phase_cache_key(phase: Any, *parts: Any) -> str | None:
     fp = repr((getattr(phase, "block", None), tuple(phase.cell.parameters),
                getattr(phase, "spacegroup_hm", None), getattr(phase, "spacegroup_number", None),
                list(getattr(phase, "symops", []) or []), list(getattr(phase, "sites", []) or [])))
+    return text_cache_key(digest, fp, *parts)
+
+
+def text_cache_key(*parts: Any) -> str:
+    """Key of a result that is a pure function of some text (with xtal's version and the layout)."""
     h = hashlib.sha256()
-    for p in (_FORMAT, _version(), digest, fp, *parts):
+    for p in (_FORMAT, _version(), *parts):
         h.update(repr(p).encode())
         h.update(b"\0")
     return h.hexdigest()

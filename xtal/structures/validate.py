@@ -187,11 +187,21 @@ _GOOD_OPERATOR_LISTS_MAX = 1024
 
 
 def check_symops(symops, fatal, *, closure: bool = True) -> None:
-    """Each operator a crystallographic isometry, and (``closure``) the set closed under composition."""
+    """Each operator a crystallographic isometry, and (``closure``) the set closed under composition.
+
+    A list that passed is remembered in the process and, in the on-disk cache (`xtal.cache`,
+    keyed by the operator text and xtal's version), across processes: every command reads its
+    library CIFs again, and their closure tests were a third of the library's load time."""
     key = (tuple(str(t) for t in symops), closure)
     if key in _GOOD_OPERATOR_LISTS:
         return
-    _check_symops(symops, fatal, closure=closure)
+    from xtal.cache import cached_arrays, text_cache_key
+
+    def check() -> tuple[np.ndarray]:
+        _check_symops(symops, fatal, closure=closure)     # raises on a bad list: nothing stored
+        return (np.ones(1, dtype=np.int8),)
+
+    cached_arrays("symops", text_cache_key("symops", repr(key)), ("ok",), check)
     if len(_GOOD_OPERATOR_LISTS) >= _GOOD_OPERATOR_LISTS_MAX:
         _GOOD_OPERATOR_LISTS.clear()
     _GOOD_OPERATOR_LISTS.add(key)
