@@ -63,7 +63,8 @@ def test_compiled_kernel_equals_the_numpy_form(monkeypatch, values, derivatives,
     """The numba kernel (`xtal._kernels.window_sums`, used on grids of ≥ COMPILED_MIN_GRID points)
     and the NumPy form give the same profile and derivatives to rounding, on a fine-step grid as
     large as a real lab pattern (24 000 points, Kα1/Kα2-like peak density) and on a strided one
-    (a decimated search copy). numba is a dependency: the kernel must be there."""
+    (a decimated search copy). numba is in the [dev] extra the tests run with: the kernel must be
+    there (not skipped)."""
     assert P._compiled_window() is not None
     rng = np.random.default_rng(7)
     for x in (np.arange(10.0, 140.0, 0.0054), np.arange(10.0, 140.0, 0.0054)[::8]):

@@ -436,9 +436,10 @@ def _window_compiled(kernel, x, centres, areas, fwhm, eta, lo, hi, dcentre, dfwh
     per_fwhm = (np.zeros((centres.size, 0)) if dfwhm is None
                 else np.asarray(dfwhm, dtype=float) * slope[:, None])
     vals = np.zeros(n)
-    d_eta = np.zeros(n if derivatives else 0)
-    d_centre = np.zeros((n, 1 + n_centre) if derivatives else (0, 1 + n_centre))
-    d_fwhm = np.zeros((n, per_fwhm.shape[1]) if derivatives else (0, per_fwhm.shape[1]))
+    m = n if derivatives else 0
+    d_eta = np.zeros(m)
+    d_centre = np.zeros((1 + n_centre, m))      # one row per column: no transposes afterwards
+    d_fwhm = np.zeros((per_fwhm.shape[1], m))
     kernel(np.ascontiguousarray(x), np.ascontiguousarray(centres, dtype=float), inv_hw, height,
            per_centre,
            np.ascontiguousarray(per_fwhm), lo.astype(np.int64), hi.astype(np.int64), float(eta),
@@ -447,15 +448,14 @@ def _window_compiled(kernel, x, centres, areas, fwhm, eta, lo, hi, dcentre, dfwh
     if values:
         out["values"] = vals
     if derivatives:
-        cen = np.ascontiguousarray(d_centre.T)
-        out.update(eta=d_eta, centre=cen[0], dcentre=list(cen[1:]),
-                   dfwhm=list(np.ascontiguousarray(d_fwhm.T)))
+        out.update(eta=d_eta, centre=d_centre[0], dcentre=list(d_centre[1:]), dfwhm=list(d_fwhm))
     return out
 
 
 _COMPILED: list = []
-#: Grid size (points) from which the compiled kernel is used.  Loading it costs ≈ 0.35 s (numba's
-#: import) + 0.5 s (its cached machine code) once per process; it pays on the full-resolution fits
+#: Grid size (points) from which the compiled kernel is used (when numba is installed: the
+#: optional extra ``[fast]``).  Loading it costs ≈ 0.35 s (numba's import) + 0.5–1 s (its cached
+#: machine code) once per process; it pays on the full-resolution fits
 #: of fine-step real patterns (BiFeO3 lab data, 23 928 points: 206 000 window points per phase,
 #: 22 → 6 ms per evaluation, hundreds of evaluations per identification), not on a 5 000-point
 #: pattern, the decimated search copies or 4 000-point series frames (1.8× on 45 000 window
