@@ -259,8 +259,9 @@ def _stub_step(name):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_second_process_gives_the_same_outputs_and_lines(tmp_path, monkeypatch, workers):
-    """workers=2 runs series + coordination in a forked child: files, numbers, timings and progress
-    lines come back in step order, as with workers=1 (checked on stub steps)."""
+    """workers=2 runs simulate + series + coordination in a forked child: files, numbers and
+    timings come back in step order, as with workers=1, and every step's progress line is passed
+    on, each process's in step order (the child's when it finishes; checked on stub steps)."""
     import os
 
     import xtal.demo as D
@@ -270,12 +271,17 @@ def test_second_process_gives_the_same_outputs_and_lines(tmp_path, monkeypatch, 
     lines: list[str] = []
     res = D.run_demo(tmp_path / "o", log=lines.append, workers=workers)
     steps = ["library", "simulate", "identify", "series", "coordination"]
-    assert [ln for ln in lines if ln.startswith("[")] == [f"[{k}/5] {n} done" for k, n in enumerate(steps, 1)]
+    got = [ln for ln in lines if ln.startswith("[")]
+    want = {n: f"[{k}/5] {n} done" for k, n in enumerate(steps, 1)}
+    assert sorted(got) == sorted(want.values())
     assert list(res.timings_s) == steps
     assert [s for s in res.files if s != "overview"] == steps
     pids = {n: res.numbers[f"pid_{n}"] for n in steps}
     child = {n for n in steps if pids[n] != os.getpid()}
     assert child == (set(D._CHILD_STEPS) if workers == 2 else set())
+    for side in (child, set(steps) - child):      # each process's lines in step order
+        mine = [ln for ln in got if ln in {want[n] for n in side}]
+        assert mine == [want[n] for n in steps if n in side]
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["numbers"]["pid_series"] == res.numbers["pid_series"]
 
 

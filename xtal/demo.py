@@ -232,8 +232,10 @@ def _check_out_dir(out: Path, *, overwrite: bool = False) -> None:
 # ----------------------------------------------------------------------------------------------
 # the demo
 # ----------------------------------------------------------------------------------------------
-#: steps run in the second process when ``workers > 1`` (≈ half of the demo's CPU time)
-_CHILD_STEPS = ("series", "coordination")
+#: steps run in the second process when ``workers > 1``: about half of the demo's CPU time each
+#: side (measured, one process: library 0.5 s + identify 25–30 s here; simulate 2.5–3.3 s +
+#: series 14–18 s + coordination 5–8 s there)
+_CHILD_STEPS = ("simulate", "series", "coordination")
 _CHILD_STATE: dict[str, Any] = {}
 
 
@@ -305,10 +307,10 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
         (``xtal demo --force``); then the demo replaces its own file names there.
     progress : log one line per step and per item (False: only the final summary is logged).
     log : callable receiving each progress / summary line (default ``print``).
-    workers : 1 runs the steps one after the other; 2 runs the series and coordination steps in a
-        second process (forked) while this one does the library, simulation and identification —
-        the same files, numbers and progress lines (the child's lines are passed on when it
-        finishes). None (default): ``$XTAL_DEMO_WORKERS``, else 2 on Linux when at least one of
+    workers : 1 runs the steps one after the other; 2 runs the simulation, series and
+        coordination steps in a second process (forked) while this one does the library and the
+        identification — the same files, numbers and progress lines (each tagged with its step;
+        the child's are passed on when it finishes). None (default): ``$XTAL_DEMO_WORKERS``, else 2 on Linux when at least one of
         the CPUs available to this process is free (1-minute load average ≤ CPUs − 1), else 1.
 
     Returns a `DemoOutputs` with every path written (``.files`` by section, ``.paths()``), the key
@@ -361,6 +363,8 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
             child[0].shutdown(wait=True, cancel_futures=True)
         _CHILD_STATE.clear()
     res.timings_s = {name: res.timings_s[name] for name, _ in steps if name in res.timings_s}
+    res.files = {**{name: res.files[name] for name, _ in steps if name in res.files},
+                 **{sec: f for sec, f in res.files.items() if sec not in dict(steps)}}
     res.elapsed_s = time.perf_counter() - t_start
     _write_overview(out, res)
     res.elapsed_s = time.perf_counter() - t_start
