@@ -387,3 +387,25 @@ def test_a_dead_child_is_replaced_by_the_caller(tmp_path, monkeypatch):
     res = D.run_demo(tmp_path / "o", log=lambda s: None, workers=2)
     assert res.numbers["pid_series"] == parent and res.numbers["pid_coordination"] == parent
     assert list(res.timings_s) == ["library", "simulate", "identify", "series", "coordination"]
+
+
+def test_idle_cpus_sees_a_busy_core(tmp_path):
+    """The demo's choice of a second process reads the CPUs idle *now* (/proc/stat), not the
+    1-minute load average that still shows a finished install: with one core kept busy by a child
+    process, at most CPUs − 1 (+ a margin) are idle."""
+    import os
+    import subprocess
+    import sys
+
+    import xtal.demo as D
+
+    ncpu = len(os.sched_getaffinity(0))
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+        time.sleep(0.3)
+        with_busy = D._idle_cpus(ncpu, interval_s=0.5)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert 0.0 <= with_busy <= ncpu - 0.7

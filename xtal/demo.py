@@ -257,9 +257,31 @@ def _demo_workers(workers: int | None) -> int:
                 ncpu = os.cpu_count() or 1
             # a second process only when a core is free: on a busy shared machine both processes
             # would wait for the same cores
-            free = ncpu - os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+            free = _idle_cpus(ncpu)
             workers = 2 if sys.platform.startswith("linux") and ncpu >= 2 and free >= 1.0 else 1
     return max(1, int(workers))
+
+
+def _idle_cpus(ncpu: int, interval_s: float = 0.25) -> float:
+    """CPUs idle now: the idle share of /proc/stat's CPU time over ``interval_s`` × the CPUs
+    available to this process.  The 1-minute load average lags by a minute: right after an
+    install (README command (a)) it still shows pip's load on an idle machine and the demo ran in
+    one process (64 s instead of 37 s).  Without /proc/stat: CPUs − 1-minute load average."""
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat") as fh:
+            v = [float(t) for t in fh.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0.0)            # idle + iowait
+        return idle, sum(v[:8])                                # without guest time (in user)
+
+    try:
+        i0, t0 = sample()
+        time.sleep(interval_s)
+        i1, t1 = sample()
+        total_cpus = os.cpu_count() or ncpu
+        idle_machine = (i1 - i0) / (t1 - t0) * total_cpus if t1 > t0 else 0.0
+        return min(float(ncpu), idle_machine)
+    except (OSError, ValueError, IndexError):
+        return ncpu - os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
 def _start_child(lib, out: Path, steps: list[tuple[int, str]]):
@@ -310,8 +332,9 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
     workers : 1 runs the steps one after the other; 2 runs the simulation, series and
         coordination steps in a second process (forked) while this one does the library and the
         identification — the same files, numbers and progress lines (each tagged with its step;
-        the child's are passed on when it finishes). None (default): ``$XTAL_DEMO_WORKERS``, else 2 on Linux when at least one of
-        the CPUs available to this process is free (1-minute load average ≤ CPUs − 1), else 1.
+        the child's are passed on when it finishes). None (default): ``$XTAL_DEMO_WORKERS``,
+        else 2 on Linux when at least one of the CPUs available to this process is idle now
+        (`_idle_cpus`: /proc/stat over 0.25 s), else 1.
 
     Returns a `DemoOutputs` with every path written (``.files`` by section, ``.paths()``), the key
     numbers (``.numbers``: identified phases, Rwp, weight fractions vs recipe, series events, BVS, …)
