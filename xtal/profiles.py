@@ -441,9 +441,9 @@ def _window_compiled(kernel, x, centres, areas, fwhm, eta, lo, hi, dcentre, dfwh
     d_centre = np.zeros((1 + n_centre, m))      # one row per column: no transposes afterwards
     d_fwhm = np.zeros((per_fwhm.shape[1], m))
     kernel(np.ascontiguousarray(x), np.ascontiguousarray(centres, dtype=float), inv_hw, height,
-           per_centre,
-           np.ascontiguousarray(per_fwhm), lo.astype(np.int64), hi.astype(np.int64), float(eta),
-           _LOR_NORM, WINDOW_FWHM, _TAPER_FWHM, values, derivatives, vals, d_eta, d_centre, d_fwhm)
+           per_centre, np.ascontiguousarray(per_fwhm), lo.astype(np.int64), hi.astype(np.int64),
+           float(eta), _LOR_NORM, WINDOW_FWHM, _TAPER_FWHM, values, derivatives,
+           vals, d_eta, d_centre, d_fwhm)
     out: dict[str, Any] = {}
     if values:
         out["values"] = vals
@@ -455,8 +455,8 @@ def _window_compiled(kernel, x, centres, areas, fwhm, eta, lo, hi, dcentre, dfwh
 _COMPILED: list = []
 #: Grid size (points) from which the compiled kernel is used (when numba is installed: the
 #: optional extra ``[fast]``).  Loading it costs ≈ 0.35 s (numba's import) + 0.5–1 s (its cached
-#: machine code) once per process; it pays on the full-resolution fits
-#: of fine-step real patterns (BiFeO3 lab data, 23 928 points: 206 000 window points per phase,
+#: machine code) once per process; it pays on the full-resolution fits of fine-step real
+#: patterns (BiFeO3 lab data, 23 928 points: 206 000 window points per phase,
 #: 22 → 6 ms per evaluation, hundreds of evaluations per identification), not on a 5 000-point
 #: pattern, the decimated search copies or 4 000-point series frames (1.8× on 45 000 window
 #: points: a short command would lose more to the load than it gains).  The choice depends on the
@@ -534,8 +534,8 @@ def _sparsetools_module():
     """SciPy's compiled sparse kernels (``scipy.sparse._sparsetools``, a self-contained extension
     module).  Importing it through ``scipy.sparse`` costs 0.25–0.4 s per process (the whole sparse
     package and SciPy's array-API layer) for two functions; the extension is loaded from its file
-    instead (0.03 s; issue 16: the command's import time).  If SciPy has already imported it, or
-    its file is not where SciPy keeps it, the normal import is used."""
+    instead (0.03 s; issue 16: the command's import time).  A module SciPy has already imported
+    is reused; if its file is not where SciPy keeps it, the normal import is used."""
     import sys
 
     name = "scipy.sparse._sparsetools"

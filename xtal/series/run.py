@@ -135,8 +135,8 @@ def default_chunk_size(n_frames: int, workers: int, scheduler: str | None) -> in
     """Frames read (and fitted) together: 64 for one chain; in parallel two chunks per worker
     (each chunk costs a coarse-chain frame, fitted in the main process beside the workers, and a
     boundary refit), within 64–256 frames so that memory stays flat (a chunk is read whole).
-    Measured on 1 000 frames × 4 000 points × 8 phases, 2 workers: chunks of 64 → 1.45–1.6× the
-    single chain, 250 → 1.63× (benchmarks/RESULTS.md).  A Dask cluster's size is not known
+    Measured on 1 000 frames × 4 000 points × 8 phases, 2 workers: chunks of 64 → 1.4–1.6× the
+    single chain, 250 → 1.54–1.68× (benchmarks/RESULTS.md).  A Dask cluster's size is not known
     here: 64."""
     if scheduler is not None or workers <= 1:
         return 64
