@@ -5,12 +5,12 @@ arrays: the NumPy form builds about thirty full-length temporaries (t, t², the 
 Lorentzian, the taper, …) and sums them into the grid with SciPy's CSC kernels. Same formulas,
 same window and taper, so the two agree to rounding (≤ 1e-15 of the largest value; the test
 `tests/test_profile_window.py` compares them). Measured on real-pattern sizes (BiFeO3, Cu Kα,
-664 peaks): 3.0× on 25 000 window points, 3.5× on 206 000 (benchmarks/RESULTS.md).
+664 peaks): 2.4–3.0× on 25 000 window points, 2.6–3.5× on 206 000 (`benchmarks/bench_kernel.py`).
 
 Optional (``pip install 'xtal[fast]'``): imported lazily by `xtal.profiles` on grids of ≥ 10 000
 points when numba is installed (its import, ~0.35 s, and the load of the machine code cached on disk
-after the first compilation, ``cache=True``, ~0.5–1 s, are paid once per process; an identification
-of a fine-step real pattern gains 1.05–1.2× in all).
+after the first compilation, ``cache=True``, ~0.5–1 s, are paid once per process: identification
+of the BiFeO3 lab pattern 1.5× faster, of NAC 11-BM slower; `benchmarks/bench_kernel.py`).
 """
 from __future__ import annotations
 
