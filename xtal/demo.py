@@ -385,9 +385,10 @@ def run_demo(out_dir: Path | str = DEFAULT_OUT_DIR, *, progress: bool = True,
         if child is not None:
             child[0].shutdown(wait=True, cancel_futures=True)
         _CHILD_STATE.clear()
-    res.timings_s = {name: res.timings_s[name] for name, _ in steps if name in res.timings_s}
-    res.files = {**{name: res.files[name] for name, _ in steps if name in res.files},
-                 **{sec: f for sec, f in res.files.items() if sec not in dict(steps)}}
+    order = [name for name, _ in steps]
+    res.timings_s = {name: res.timings_s[name] for name in order if name in res.timings_s}
+    res.files = {**{name: res.files[name] for name in order if name in res.files},
+                 **{sec: f for sec, f in res.files.items() if sec not in order}}
     res.elapsed_s = time.perf_counter() - t_start
     _write_overview(out, res)
     res.elapsed_s = time.perf_counter() - t_start

@@ -207,21 +207,23 @@ class _Run:
         after = {a0: (a1, b1) for (a0, _), (a1, b1) in zip(chunks[:-1], chunks[1:])}
         done: set[int] = set()
 
+        def submit(a: int, b: int, seed: dict | None) -> None:
+            pending[pool.submit(run_chunk, self.src.fetch_items(a, b), phases, self.opts, seed,
+                                self.heat_range, self.wl_ref)] = a
+
         def feed():
             for a, b in it_chunks:
-                if a == chunks[0][0]:
+                first = a == chunks[0][0]
+                if first:
                     # the first chunk seeds itself (identify on its first frame, as the single
                     # chain does) while the coarse chain, here, does the same for its own next
                     # step: a worker starts at once instead of waiting for the coarse seed
-                    pending[pool.submit(run_chunk, self.src.fetch_items(a, b), phases, self.opts,
-                                        None, self.heat_range, self.wl_ref)] = a
+                    submit(a, b, None)
                 t = time.perf_counter()
                 seed = self._coarse_seed(coarse, a)
                 timing["coarse_chain_s"] += time.perf_counter() - t
-                if a == chunks[0][0]:
-                    continue
-                pending[pool.submit(run_chunk, self.src.fetch_items(a, b), phases, self.opts,
-                                    seed, self.heat_range, self.wl_ref)] = a
+                if not first:
+                    submit(a, b, seed)
                 if len(pending) >= max_inflight:
                     return
 
