@@ -7,7 +7,13 @@ from pathlib import Path
 import matplotlib
 import pytest
 
+from xtal.heap import keep_freed_memory
+
 matplotlib.use("Agg")
+
+# the test processes are ours: reuse freed memory as the `xtal` command does (xtal.heap; results
+# are unchanged, the profile evaluations of real patterns take ~20 % less CPU)
+keep_freed_memory()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XTAL_SHARED_DIR", REPO.parent / "shared"))

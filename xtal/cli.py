@@ -790,6 +790,9 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from xtal.heap import keep_freed_memory
+
+    keep_freed_memory()      # this process is the command's: reuse freed memory (xtal.heap)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
