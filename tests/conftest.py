@@ -12,7 +12,7 @@ from xtal.heap import keep_freed_memory
 matplotlib.use("Agg")
 
 # the test processes are ours: reuse freed memory as the `xtal` command does (xtal.heap; results
-# are unchanged, the profile evaluations of real patterns take ~20 % less CPU)
+# are unchanged, identification of real patterns takes 7–26 % less CPU)
 keep_freed_memory()
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,10 @@ Why: a profile evaluation builds a few dozen temporary arrays of 0.1–20 MB (on
 peak-window point).  With glibc's defaults each one that the heap cannot hold is mapped afresh
 (``mmap``) or grows the heap (``brk``) and is handed back on ``free``, so its pages are faulted in
 and zeroed by the kernel on every evaluation: identification of the real PbSO4 lab pattern took
-444 000 page faults and 6.9 s CPU; with freed memory kept (the values below) 35 000 and 5.4 s; NAC
-11-BM 248 000 → 52 000 faults, 9.2 → 8.4 s; the same peak memory (`benchmarks/bench_heap.py`).
+430 000 page faults and 8.4 s CPU; with freed memory kept (the values below) 34 000 and 7.6 s
+(1.10–1.26× in three runs); NAC 11-BM 186 000 → 52 000 faults, 1.14×; small synthetic patterns
+unchanged within the noise; the same answers and peak memory (`benchmarks/bench_heap.py`,
+`benchmarks/RESULTS.md`).
 
 What: three `mallopt` parameters — allocations below `MMAP_THRESHOLD_BYTES` come from the heap,
 which keeps up to `TRIM_THRESHOLD_BYTES` of free memory at its top and grows by `TOP_PAD_BYTES`
