@@ -2,6 +2,11 @@
 
     python benchmarks/bench_series.py --frames 1000 --points 4000 --phases 8 --workers 2
     python benchmarks/bench_series.py --frames 250 --points 4000 --phases 8 --workers 2
+    python benchmarks/bench_series.py --frames 1000 --pairs 5      # 1 vs 2 workers, paired
+
+``--pairs N``: N rounds of one run with 1 worker and one with 2 (order alternating: 1-2, 2-1, …, so
+that the VM's drift in speed falls on both), each with the CPU time the hypervisor stole from this
+machine during it (`/proc/stat`); prints every round's wall-time ratio and their median.
 
 The series is generated once by `xtal.synth` (a stated programme: LiBH4 RT→HT, K2B12H12 throughout,
 α-Li2B12H12 MODEL appearing and turning into the β MODEL, a halo at the end; stand-ins, see
@@ -103,6 +108,45 @@ def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int) -
             "load_avg_1min": round(os.getloadavg()[0], 2), "timing_s": res.timing}
 
 
+def _steal_s() -> float:
+    """CPU seconds stolen from this VM by the hypervisor so far (all CPUs; 0 where not reported)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _run(d: Path, a, workers: int) -> dict:
+    """One analysis in a fresh process (its peak RSS is the analysis alone), with the steal time."""
+    st = _steal_s()
+    out = subprocess.run([sys.executable, __file__, "--frames", str(a.frames), "--points", str(a.points),
+                          "--phases", str(a.phases), "--workers", str(workers), "--dir", str(d),
+                          "--_analyse"], check=True, capture_output=True, text=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r["steal_s"] = round(_steal_s() - st, 2)
+    return r
+
+
+def pairs(d: Path, a) -> None:
+    """1 vs 2 workers, ``a.pairs`` rounds in alternating order; each round's ratio and the median."""
+    import statistics
+
+    print("| round | 1 worker wall / CPU (s) | steal (s) | 2 workers wall / CPU (s) | steal (s) | ratio |")
+    print("|---|---|---|---|---|---|")
+    ratios = []
+    for k in range(a.pairs):
+        order = (1, 2) if k % 2 == 0 else (2, 1)
+        r = {w: _run(d, a, w) for w in order}
+        ratios.append(r[1]["wall_s"] / r[2]["wall_s"])
+        print(f"| {k + 1} ({order[0]} first) | {r[1]['wall_s']} / {r[1]['cpu_s_all_processes']} | "
+              f"{r[1]['steal_s']} | {r[2]['wall_s']} / {r[2]['cpu_s_all_processes']} | {r[2]['steal_s']} | "
+              f"{ratios[-1]:.2f}× |", flush=True)
+    print(f"2 workers / 1 worker, wall: median {statistics.median(ratios):.2f}× over {len(ratios)} rounds "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f}); load average now {os.getloadavg()[0]:.2f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=1000)
@@ -110,6 +154,7 @@ def main(argv=None) -> int:
     ap.add_argument("--phases", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dir", default="/tmp/xtal_bench_series")
+    ap.add_argument("--pairs", type=int, default=0, help="rounds of 1 vs 2 workers, alternating")
     ap.add_argument("--_analyse", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     d = Path(a.dir)
@@ -120,11 +165,10 @@ def main(argv=None) -> int:
         return 0
     if not path.exists():
         generate(path, a.frames, a.points)
-    # the analysis in a fresh process: its peak RSS is the analysis alone
-    out = subprocess.run([sys.executable, __file__, "--frames", str(a.frames), "--points", str(a.points),
-                          "--phases", str(a.phases), "--workers", str(a.workers), "--dir", str(d),
-                          "--_analyse"], check=True, capture_output=True, text=True)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if a.pairs:
+        pairs(d, a)
+        return 0
+    r = _run(d, a, a.workers)
     print(json.dumps(r, indent=1))
     print(f"| {r['frames']} | {r['points']} | {r['phases']} | {r['workers']} | {r['wall_s']} | {r['cpu_s_all_processes']} | "
           f"{r['peak_rss_main_mb']} | {r['peak_rss_worker_mb']} | {r['events_found']}/{r['events_programmed']} | "
