@@ -118,6 +118,49 @@ def test_amorphous_halo_added_to_real_data_is_detected(library, pbso4_model, fra
     assert res.amorphous["fraction_su"] < 0.05
 
 
+def _with_halo(pbso4_model, centre_q: float, fwhm_q: float, fraction: float):
+    """The real PbSO4 pattern plus a Gaussian in Q carrying ``fraction`` of the scattered
+    intensity, with its counting noise."""
+    pat, data, rad, _, fit = pbso4_model
+    bragg = float(np.trapezoid(np.clip(fit.calculated - fit.background, 0, None), fit.x_deg))
+    q = q_from_two_theta(data.x, rad.primary)
+    shape = np.exp(-0.5 * ((q - centre_q) / (fwhm_q / 2.3548)) ** 2)
+    halo = fraction / (1 - fraction) * bragg / float(np.trapezoid(shape, data.x)) * shape
+    y = data.y + halo + np.random.default_rng(5).normal(0.0, np.sqrt(halo))
+    p = pat.copy()
+    p.x, p.intensity, p.sigma = data.x, y, np.sqrt(np.maximum(y, 1.0))
+    return p
+
+
+@pytest.mark.parametrize("centre_q, detected", [(2.9, True), (4.3, False)])
+def test_halo_only_where_an_amorphous_principal_peak_can_be(library, pbso4_model, centre_q, detected):
+    """A metallic glass's principal peak (Q ≈ 2.9 Å⁻¹, FWHM 0.6) added to the real PbSO4 pattern
+    is amorphous content; the same broad hump at Q = 4.3 Å⁻¹, beyond where the principal (and
+    strongest) peak of any amorphous solid lies, is not claimed as one."""
+    res = I.identify(_with_halo(pbso4_model, centre_q, 0.6, 0.15), library)
+    assert res.best.ids == ["PbSO4"]
+    assert res.amorphous["detected"] is detected
+    if detected:
+        assert res.amorphous["centre_q_inv_angstrom"] == pytest.approx(centre_q, abs=0.1)
+        assert res.amorphous_fraction_estimate == pytest.approx(0.15, abs=0.05)
+    else:
+        assert res.amorphous_fraction_estimate is None
+
+
+def test_small_crystallite_wo3_is_not_called_amorphous():
+    """Real lab pattern of WO3 (XRed; broad, overlapping reflections whose feet pile up above
+    Q ≈ 3.5 Å⁻¹): the phase is found and no amorphous content is claimed."""
+    from xtal.structures import read_cif
+
+    folder = REF_PATTERNS.parent / "patterns_xred" / "monophase" / "UnderThreeElements" / "WO3"
+    wo3 = read_cif(folder / "1528915.cif", phase_id="WO3")
+    lib = Library.bundled(user_dir=False).phases() + [wo3]
+    res = I.identify(read_pattern(folder / "data.csv"), lib, wavelength="CuKa")
+    assert res.best.ids == ["WO3"]
+    assert res.amorphous["detected"] is False
+    assert res.amorphous_fraction_estimate is None
+
+
 def test_internal_standard_gives_the_absolute_amorphous_fraction():
     """A = (1 − W_s/W_m)/(1 − W_s): 10 wt% standard measured at 20 wt% of the crystalline part
     means 5/9 of the original sample is amorphous."""

@@ -16,6 +16,12 @@ polymers, molecular glasses). The test:
 2. background model: a Chebyshev series in Q whose degree lets it follow features broader than
    ≈ 1 Å⁻¹ (degree ⌈span_Q / 1 Å⁻¹⌉ + 2, 3–10) plus two low-angle decays (air scatter);
 3. every halo candidate (a Gaussian in Q, centre 0.6–5 Å⁻¹, FWHM 0.3–0.8 Å⁻¹) is added in turn;
+   a claimed halo is an amorphous solid's *principal* peak, its strongest: Q₁ ≈ 7.7 Å / r₁
+   (Ehrenfest) puts it at 2.5–3.1 Å⁻¹ for metallic glasses (r₁ ≈ 2.5–2.8 Å), 1.5–2.2 Å⁻¹ for
+   oxide and covalent glasses, 0.5–1.5 Å⁻¹ for molecular solids and polymers; the weaker higher
+   maxima never come without it, so the best candidate found above 3.5 Å⁻¹ — the overlapping
+   feet of many broad reflections of a small-crystallite sample — joins the background and the
+   search is repeated;
    the best one is kept when its χ² gain, in units of the reduced χ² (the larger of the
    background region's and the whole fit's, so that a misfit-dominated fit raises the bar), is at
    least ``Z_REQUIRED``² and its area is at least ``MIN_FRACTION`` of the crystalline scattering.
@@ -42,7 +48,11 @@ Z_REQUIRED = 8.0
 #: that a halo model can take up
 MIN_FRACTION = 0.05
 HALO_FWHM_Q = tuple(np.round(np.arange(0.30, 0.801, 0.05), 2))   # Å⁻¹
-HALO_CENTRE_Q = (0.6, 5.0)                    # Å⁻¹
+HALO_CENTRE_Q = (0.6, 5.0)                    # Å⁻¹: centres searched
+#: Å⁻¹: the highest principal peak of an amorphous solid (module doc, 3.); broad excess found
+#: beyond it joins the background (up to `MAX_HIGH_Q_HUMPS` of them) and the search is repeated
+PRINCIPAL_PEAK_MAX_Q = 3.5
+MAX_HIGH_Q_HUMPS = 3
 BACKGROUND_FEATURE_Q = 1.6                    # Å⁻¹: the narrowest feature the background may follow
 NARROW_WINDOW_Q = 0.15                        # Å⁻¹: half the narrowest halo; wider than Bragg peaks
 
@@ -136,6 +146,34 @@ def _tail_columns(x: np.ndarray, bragg: np.ndarray, profile: dict[str, float]) -
     return np.stack(cols, axis=1)
 
 
+def _best_halo(qk: np.ndarray, r: np.ndarray, w: np.ndarray, B: np.ndarray, lo: float,
+               hi: float) -> tuple[tuple, float]:
+    """The halo candidate (Gaussian in Q, centre lo–hi in steps of 0.05 Å⁻¹, FWHM `HALO_FWHM_Q`)
+    that lowers χ² most beyond the background columns ``B``. Parameters: Q (Å⁻¹), residual,
+    √weights and background columns of the usable points. Returns ((gain, centre, fwhm,
+    amplitude, h⊥·W h⊥), χ² of the background alone); centre None when lo ≥ hi."""
+    sw = np.sqrt(w)
+    Bw = B * sw[:, None]
+    coef, *_ = np.linalg.lstsq(Bw, r * sw, rcond=None)
+    r0 = r - B @ coef
+    chi0 = float(np.sum(w * r0 * r0))
+    Q, _ = np.linalg.qr(Bw)
+    best = (0.0, None, None, 0.0, 0.0)
+    if hi > lo:
+        centres = np.arange(lo, hi + 1e-9, 0.05)
+        for fw in HALO_FWHM_Q:
+            s = fw / 2.3548
+            H = np.exp(-0.5 * ((qk[:, None] - centres[None, :]) / s) ** 2) * sw[:, None]
+            Hp = H - Q @ (Q.T @ H)               # halo columns with the background projected out
+            num = Hp.T @ (r0 * sw)
+            den = np.einsum("ij,ij->j", Hp, Hp)
+            gain = np.where((num > 0) & (den > 0), num * num / np.maximum(den, 1e-300), 0.0)
+            k = int(np.argmax(gain))
+            if gain[k] > best[0]:
+                best = (float(gain[k]), float(centres[k]), fw, float(num[k] / den[k]), float(den[k]))
+    return best, chi0
+
+
 def halo_analysis(fit: Any) -> HaloResult:
     """Is an amorphous halo required in the final fit ``fit`` (a `FitResult`)? See module doc."""
     lam = fit.wavelength_angstrom
@@ -152,28 +190,16 @@ def halo_analysis(fit: Any) -> HaloResult:
     keep &= ~_narrow_features(q, y - bragg, sig, keep)
     r = (y - bragg)[keep]
     w = 1.0 / sig[keep] ** 2
-    B = np.concatenate([_background_basis(x, q), _tail_columns(x, bragg, fit.profile)], axis=1)[keep]
-    sw = np.sqrt(w)
-    Bw = B * sw[:, None]
-    coef, *_ = np.linalg.lstsq(Bw, r * sw, rcond=None)
-    r0 = r - B @ coef
-    chi0 = float(np.sum(w * r0 * r0))
-    Q, _ = np.linalg.qr(Bw)
     qk = q[keep]
+    base = np.concatenate([_background_basis(x, q), _tail_columns(x, bragg, fit.profile)], axis=1)[keep]
     lo, hi = max(HALO_CENTRE_Q[0], q[0] + 0.2), min(HALO_CENTRE_Q[1], q[-1] - 0.2)
-    best = (0.0, None, None, 0.0, 0.0)           # (gain, centre, fwhm, amplitude, h⊥·W h⊥)
-    if hi > lo:
-        centres = np.arange(lo, hi + 1e-9, 0.05)
-        for fw in HALO_FWHM_Q:
-            s = fw / 2.3548
-            H = np.exp(-0.5 * ((qk[:, None] - centres[None, :]) / s) ** 2) * sw[:, None]
-            Hp = H - Q @ (Q.T @ H)               # halo columns with the background projected out
-            num = Hp.T @ (r0 * sw)
-            den = np.einsum("ij,ij->j", Hp, Hp)
-            gain = np.where((num > 0) & (den > 0), num * num / np.maximum(den, 1e-300), 0.0)
-            k = int(np.argmax(gain))
-            if gain[k] > best[0]:
-                best = (float(gain[k]), float(centres[k]), fw, float(num[k] / den[k]), float(den[k]))
+    humps: list[np.ndarray] = []    # broad excess beyond any principal peak: background
+    for _ in range(1 + MAX_HIGH_Q_HUMPS):
+        B = np.concatenate([base] + [h[:, None] for h in humps], axis=1)
+        best, chi0 = _best_halo(qk, r, w, B, lo, hi)
+        if best[1] is None or best[1] <= PRINCIPAL_PEAK_MAX_Q:
+            break
+        humps.append(np.exp(-0.5 * ((qk - best[1]) / (best[2] / 2.3548)) ** 2))
     gain, c, fw, amp, den = best
     dof = max(int(keep.sum()) - B.shape[1] - 1, 1)
     # the bar rises with the misfit of the whole fit: a halo must stand out against how well the
@@ -183,6 +209,11 @@ def halo_analysis(fit: Any) -> HaloResult:
     if c is None:
         return HaloResult(False, None, None, None, 0.0, None, None, None,
                           "no halo tested (Q range too short)")
+    if c > PRINCIPAL_PEAK_MAX_Q:
+        return HaloResult(False, None, None, None, z, c, fw, None,
+                          f"amorphous content not detected: the broad excess (Q = {c:.2f} Å⁻¹) lies "
+                          f"beyond {PRINCIPAL_PEAK_MAX_Q:g} Å⁻¹, where no amorphous solid has its "
+                          "principal peak (overlapping peak feet or background)")
     halo = amp * np.exp(-0.5 * ((q - c) / (fw / 2.3548)) ** 2)
     area = float(np.trapezoid(halo, x))
     frac = area / (area + bragg_area)
