@@ -53,6 +53,15 @@ HALO_CENTRE_Q = (0.6, 5.0)                    # Å⁻¹: centres searched
 #: beyond it joins the background (up to `MAX_HIGH_Q_HUMPS` of them) and the search is repeated
 PRINCIPAL_PEAK_MAX_Q = 3.5
 MAX_HIGH_Q_HUMPS = 3
+#: Å⁻¹: where the common sample holders and mounts scatter — silica and soda-lime glass (a slide,
+#: a capillary: principal peak at 1.5–1.8 Å⁻¹) and hydrocarbon grease or binder (≈ 1.4 Å⁻¹). A halo
+#: here is amorphous scattering, but without a blank it cannot be told from the holder's
+HOLDER_HALO_Q = (1.35, 1.8)
+
+
+def holder_like(centre_q: float | None) -> bool:
+    """Whether a halo centred at ``centre_q`` (Å⁻¹) sits where glass or grease holders scatter."""
+    return centre_q is not None and HOLDER_HALO_Q[0] <= centre_q <= HOLDER_HALO_Q[1]
 BACKGROUND_FEATURE_Q = 1.6                    # Å⁻¹: the narrowest feature the background may follow
 NARROW_WINDOW_Q = 0.15                        # Å⁻¹: half the narrowest halo; wider than Bragg peaks
 
@@ -146,6 +155,10 @@ def _tail_columns(x: np.ndarray, bragg: np.ndarray, profile: dict[str, float]) -
     return np.stack(cols, axis=1)
 
 
+HOLDER_CAVEAT = ("; glass (a slide, a capillary) and grease scatter at this Q too: without a "
+                 "measurement of the empty holder or an internal standard it may be the holder's")
+
+
 def _best_halo(qk: np.ndarray, r: np.ndarray, w: np.ndarray, B: np.ndarray, lo: float,
                hi: float) -> tuple[tuple, float]:
     """The halo candidate (Gaussian in Q, centre lo–hi in steps of 0.05 Å⁻¹, FWHM `HALO_FWHM_Q`)
@@ -223,7 +236,7 @@ def halo_analysis(fit: Any) -> HaloResult:
         return HaloResult(True, frac, frac_su, None, z, c, fw, halo,
                           f"amorphous halo required: {100 * frac:.1f} ± {100 * frac_su:.1f} % of the "
                           f"scattered intensity (Q = {c:.2f} Å⁻¹, FWHM {fw:.2f} Å⁻¹, {z:.0f}σ beyond "
-                          "a flexible background)")
+                          "a flexible background)" + (HOLDER_CAVEAT if holder_like(c) else ""))
     limit = min(max(frac, 0.0) + 3.0 * frac_su, 1.0) if math.isfinite(frac_su) else None
     why = (f"best halo candidate {z:.1f}σ" if frac >= MIN_FRACTION else
            f"best halo candidate below {100 * MIN_FRACTION:.0f} %")

@@ -18,7 +18,8 @@ import numpy as np
 
 from xtal.errors import IdentificationError
 from xtal.identify import acceptance as acc
-from xtal.identify.amorphous import halo_analysis, internal_standard_amorphous
+from xtal.identify.amorphous import (HOLDER_CAVEAT, halo_analysis, holder_like,
+                                     internal_standard_amorphous)
 from xtal.identify.blas import one_blas_thread
 from xtal.identify.fit import DEFAULT_MAX_STRAIN, EmptyLibraryError, WholePatternFit, dmin_for
 from xtal.identify.model import PhaseModel
@@ -705,7 +706,8 @@ def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any,
     if amorph is not None and amorph > 0.05:
         warnings.append(f"amorphous content ≈ {amorph:.0%} of the sample"
                         + (" (internal standard)" if internal_standard else
-                           " of the scattered intensity (halo required beyond the background)"))
+                           " of the scattered intensity (halo required beyond the background)"
+                           + (HOLDER_CAVEAT if holder_like(halo.centre_q) else "")))
     res = IdentificationResult(
         wavelength=rad.primary, hypotheses=hyps, unexplained_peaks=unexpl,
         amorphous_fraction_estimate=amorph, confidence=level_, warnings=warnings,
