@@ -704,9 +704,9 @@ def _conclude(hyps: list[Hypothesis], rad: Any, pk: Any,
         warnings.append(f"{mid} is a structural MODEL (not a refined structure): its presence "
                         "and fraction are indicative only")
     if amorph is not None and amorph > 0.05:
-        warnings.append(f"amorphous content ≈ {amorph:.0%} of the sample"
-                        + (" (internal standard)" if internal_standard else
-                           " of the scattered intensity (halo required beyond the background)"
+        warnings.append(f"amorphous content ≈ {amorph:.0%} "
+                        + ("of the sample (internal standard)" if internal_standard else
+                           "of the scattered intensity (halo required beyond the background)"
                            + (HOLDER_CAVEAT if holder_like(halo.centre_q) else "")))
     res = IdentificationResult(
         wavelength=rad.primary, hypotheses=hyps, unexplained_peaks=unexpl,
