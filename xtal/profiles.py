@@ -533,8 +533,8 @@ class _WindowSums:
     """Sums of per-point weights of the peak windows on the grid (window points of peak p are
     ``ix[indptr[p]:indptr[p+1]]``, peaks in order).
 
-    ``sum(w, v)`` = Σ_p w·v[p] on the grid; ``sum_columns(w, C)`` = [Σ_p w·C[p, k] for every column k], in
-    one pass over the window points (SciPy's compiled sparse CSC × dense product: the window
+    ``sum(w, v)`` = Σ_p w·v[p] on the grid; ``sum_columns(w, C)`` = Σ_p w·C[p, k] for every column
+    k (grid points × k), in one pass over the window points (SciPy's compiled sparse CSC × dense product: the window
     points are the non-zeros of an n × n_peaks matrix). The additions happen in the same order
     as ``np.bincount(ix, weights=w * C[p(ix), k])`` (peak by peak), so the results are identical;
     without SciPy that is the fallback.

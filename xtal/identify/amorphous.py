@@ -57,13 +57,13 @@ MAX_HIGH_Q_HUMPS = 3
 #: a capillary: principal peak at 1.5–1.8 Å⁻¹) and hydrocarbon grease or binder (≈ 1.4 Å⁻¹). A halo
 #: here is amorphous scattering, but without a blank it cannot be told from the holder's
 HOLDER_HALO_Q = (1.35, 1.8)
+BACKGROUND_FEATURE_Q = 1.6                    # Å⁻¹: the narrowest feature the background may follow
+NARROW_WINDOW_Q = 0.15                        # Å⁻¹: half the narrowest halo; wider than Bragg peaks
 
 
 def holder_like(centre_q: float | None) -> bool:
     """Whether a halo centred at ``centre_q`` (Å⁻¹) sits where glass or grease holders scatter."""
     return centre_q is not None and HOLDER_HALO_Q[0] <= centre_q <= HOLDER_HALO_Q[1]
-BACKGROUND_FEATURE_Q = 1.6                    # Å⁻¹: the narrowest feature the background may follow
-NARROW_WINDOW_Q = 0.15                        # Å⁻¹: half the narrowest halo; wider than Bragg peaks
 
 
 @dataclass
@@ -163,7 +163,7 @@ def _best_halo(qk: np.ndarray, r: np.ndarray, w: np.ndarray, B: np.ndarray, lo: 
                hi: float) -> tuple[tuple, float]:
     """The halo candidate (Gaussian in Q, centre lo–hi in steps of 0.05 Å⁻¹, FWHM `HALO_FWHM_Q`)
     that lowers χ² most beyond the background columns ``B``. Parameters: Q (Å⁻¹), residual,
-    √weights and background columns of the usable points. Returns ((gain, centre, fwhm,
+    weights (1/σ²) and background columns of the usable points. Returns ((gain, centre, fwhm,
     amplitude, h⊥·W h⊥), χ² of the background alone); centre None when lo ≥ hi."""
     sw = np.sqrt(w)
     Bw = B * sw[:, None]
