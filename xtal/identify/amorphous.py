@@ -155,6 +155,12 @@ def _tail_columns(x: np.ndarray, bragg: np.ndarray, profile: dict[str, float]) -
     return np.stack(cols, axis=1)
 
 
+def _gaussian_q(q, centre_q, fwhm_q) -> np.ndarray:
+    """A halo's shape: a unit-height Gaussian in Q (Å⁻¹) of the given centre and FWHM
+    (broadcasting)."""
+    return np.exp(-0.5 * ((q - centre_q) / (fwhm_q / 2.3548)) ** 2)
+
+
 HOLDER_CAVEAT = ("; glass (a slide, a capillary) and grease scatter at this Q too: without a "
                  "measurement of the empty holder or an internal standard it may be the holder's")
 
@@ -175,8 +181,7 @@ def _best_halo(qk: np.ndarray, r: np.ndarray, w: np.ndarray, B: np.ndarray, lo: 
     if hi > lo:
         centres = np.arange(lo, hi + 1e-9, 0.05)
         for fw in HALO_FWHM_Q:
-            s = fw / 2.3548
-            H = np.exp(-0.5 * ((qk[:, None] - centres[None, :]) / s) ** 2) * sw[:, None]
+            H = _gaussian_q(qk[:, None], centres[None, :], fw) * sw[:, None]
             Hp = H - Q @ (Q.T @ H)               # halo columns with the background projected out
             num = Hp.T @ (r0 * sw)
             den = np.einsum("ij,ij->j", Hp, Hp)
@@ -212,7 +217,7 @@ def halo_analysis(fit: Any) -> HaloResult:
         best, chi0 = _best_halo(qk, r, w, B, lo, hi)
         if best[1] is None or best[1] <= PRINCIPAL_PEAK_MAX_Q:
             break
-        humps.append(np.exp(-0.5 * ((qk - best[1]) / (best[2] / 2.3548)) ** 2))
+        humps.append(_gaussian_q(qk, best[1], best[2]))
     gain, c, fw, amp, den = best
     dof = max(int(keep.sum()) - B.shape[1] - 1, 1)
     # the bar rises with the misfit of the whole fit: a halo must stand out against how well the
@@ -227,7 +232,7 @@ def halo_analysis(fit: Any) -> HaloResult:
                           f"amorphous content not detected: the broad excess (Q = {c:.2f} Å⁻¹) lies "
                           f"beyond {PRINCIPAL_PEAK_MAX_Q:g} Å⁻¹, where no amorphous solid has its "
                           "principal peak (overlapping peak feet or background)")
-    halo = amp * np.exp(-0.5 * ((q - c) / (fw / 2.3548)) ** 2)
+    halo = amp * _gaussian_q(q, c, fw)
     area = float(np.trapezoid(halo, x))
     frac = area / (area + bragg_area)
     amp_su = math.sqrt(chi_red / den) if den > 0 else float("inf")
