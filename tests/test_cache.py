@@ -1,6 +1,6 @@
-"""The on-disk reflection cache (xtal.cache): same reflections cold and warm, keyed by the CIF's
-content, safe against corrupt entries, and where the user asked for it; operator lists that passed
-their group check remembered across processes, failing ones never."""
+"""The on-disk cache (xtal.cache): same reflections cold and warm, keyed by the CIF's content, safe
+against corrupt entries, and where the user asked for it; parsed CIFs that equal a fresh parse;
+operator lists that passed their group check remembered across processes, failing ones never."""
 from __future__ import annotations
 
 import shutil
@@ -10,12 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REF_STRUCTURES, REPO
 
 from xtal import cache
 from xtal.identify import model
 from xtal.library import Library
-from xtal.structures import read_cif
+from xtal.structures import cif as cif_reader
+from xtal.structures import read_cif, read_cif_string
+from xtal.structures.model import phase_from_record, phase_record
 
 
 @pytest.fixture
@@ -159,3 +161,52 @@ def test_checked_operator_lists_are_remembered_on_disk_and_bad_ones_never(cache_
         with pytest.raises(SymmetryError, match="do not form a group"):
             validate.check_symops(bad, fatal)
     assert len(_entries(cache_dir, "symops")) == 1 and len(calls) == 2
+
+
+# --- parsed CIFs ---------------------------------------------------------------------------------
+def test_every_real_structure_survives_its_cache_record():
+    """The record a parsed phase is cached as gives back an equal Phase (cell with s.u., sites with
+    their tuples, ADPs, disorder, operators as written, _geom_bond rows, provenance, warnings)."""
+    import json
+
+    paths = sorted(REF_STRUCTURES.glob("*.cif"))
+    assert len(paths) >= 15
+    for path in paths:
+        phase = read_cif_string(path.read_text(), name=str(path), phase_id=path.stem)
+        back = phase_from_record(json.loads(json.dumps(phase_record(phase))))
+        assert back == phase, path.name
+        assert type(back.sites[0].frac) is tuple and type(back.cell.su) is tuple
+
+
+def test_a_warm_read_does_not_parse_and_equals_a_fresh_parse(cache_dir, monkeypatch, tmp_path):
+    src = tmp_path / "AlGa.cif"
+    shutil.copy(REF_STRUCTURES / "AlGa_amide_1b_P212121_SHELXL.cif", src)
+    cold = read_cif(src, phase_id="AlGa")
+    assert len(_entries(cache_dir, "phases")) == 1
+    fresh = read_cif_string(src.read_text(), name=str(src), phase_id="AlGa")
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("parsed again although the cache holds the phase")
+
+    monkeypatch.setattr(cif_reader, "read_cif_string", no_parse)
+    warm = read_cif(src, phase_id="AlGa")
+    assert warm == cold == fresh and warm is not cold
+    assert warm.warnings == fresh.warnings and warm.provenance.file == str(src)
+    with pytest.raises(AssertionError):            # another id (or block, kind, name) is parsed
+        read_cif(src, phase_id="other")
+    # a changed file is a new entry, with the new numbers
+    src.write_text(src.read_text().replace("_cell_length_a", "_cell_length_a 7.5\n#", 1))
+    monkeypatch.undo()
+    monkeypatch.setenv("XTAL_CACHE_DIR", str(cache_dir))
+    changed = read_cif(src, phase_id="AlGa")
+    assert changed.cell.a == 7.5 != cold.cell.a
+    assert len(_entries(cache_dir, "phases")) == 2       # the failed read stored nothing
+
+
+def test_a_corrupt_phase_entry_is_reparsed(cache_dir):
+    good = read_cif(_cif("NiO"), phase_id="NiO")
+    (entry,) = _entries(cache_dir, "phases")
+    entry.write_bytes(b"\x93NUMPY truncated")
+    assert read_cif(_cif("NiO"), phase_id="NiO") == good
+    with np.load(entry) as z:                            # rewritten as a valid entry
+        assert z["json"].ndim == 0

@@ -1,13 +1,17 @@
-"""On-disk cache of per-phase reflection lists (hkl and multiplicity·|F|²), shared by processes
-(and of the symmetry-operator lists that passed their group check: `text_cache_key`).
+"""On-disk cache of parsed CIFs and per-phase reflection lists (hkl and multiplicity·|F|²), shared
+by processes (and of the symmetry-operator lists that passed their group check: `text_cache_key`).
 
-A fresh process (every `xtal identify`, every series worker) otherwise recomputes the reflection
-list of every library phase. An entry is keyed by
+A fresh process (every `xtal identify`, every series worker) otherwise re-reads every library CIF
+and recomputes its reflection list. A parsed phase (`cached_json`, the record of
+`xtal.structures.model.phase_record`) is keyed by the SHA-256 of the file's bytes, its path, the
+block / id / kind asked for, and the source of the modules that read it (`code_fingerprint`). A
+reflection list is keyed by
 
 * the SHA-256 of the CIF file's bytes (a changed file is a new entry),
 * a fingerprint of the parsed phase (cell, space group, operators, sites: a Phase edited in place
   after reading is a new entry too),
-* xtal's version (a new formula in `xtal.simulate` is a new entry),
+* xtal's version and the source of the modules that compute it (a new formula in
+  `xtal.simulate` is a new entry),
 * the d_min the list was computed to and the form-factor table.
 
 Where: ``$XTAL_CACHE_DIR``, else ``$XDG_CACHE_HOME/xtal``, else ``~/.cache/xtal``; ``XTAL_CACHE_DIR=off``
@@ -19,6 +23,7 @@ computation). Nothing here raises on an unwritable cache directory: the cache is
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -26,11 +31,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["cache_dir", "cached_arrays", "phase_cache_key", "text_cache_key", "clear_disk_cache"]
+__all__ = ["cache_dir", "cached_arrays", "cached_json", "code_fingerprint", "phase_cache_key",
+           "text_cache_key", "clear_disk_cache"]
 
 _FORMAT = 1                      # bump when the entry layout changes
 _DISABLED = {"off", "0", "none", "false", ""}
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
+_CODE_HASHES: dict[tuple[str, ...], str] = {}
 
 
 def cache_dir() -> Path | None:
@@ -89,6 +96,22 @@ def text_cache_key(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def code_fingerprint(*module_names: str) -> str:
+    """SHA-256 of the source files of xtal modules (memoised): part of the key of a result that
+    those modules compute, so that an edited parser never meets the entries of its previous self
+    (xtal's version changes only at a release)."""
+    h = _CODE_HASHES.get(module_names)
+    if h is None:
+        import importlib.util
+
+        digest = hashlib.sha256()
+        for name in module_names:
+            origin = getattr(importlib.util.find_spec(name), "origin", None)
+            digest.update(f"{name}\0{_file_sha256(origin) if origin else None}\0".encode())
+        h = _CODE_HASHES[module_names] = digest.hexdigest()
+    return h
+
+
 def _path(kind: str, key: str) -> Path | None:
     d = cache_dir()
     return None if d is None else d / kind / f"{key}.npz"
@@ -136,6 +159,17 @@ def cached_arrays(kind: str, key: str | None, names: tuple[str, ...],
     if path is not None:
         _store(path, dict(zip(names, out)))
     return out
+
+
+def cached_json(kind: str, key: str | None, compute: Callable[[], Any]) -> Any:
+    """``compute()`` (a JSON-able value) once per key across processes: the stored value if a valid
+    entry exists, else the computed one, stored. The same value either way (both pass through
+    JSON), kept in the ``.npz`` layout of `cached_arrays` as one text array (no pickle)."""
+    if key is None or cache_dir() is None:
+        return json.loads(json.dumps(compute()))
+    (text,) = cached_arrays(kind, key, ("json",), lambda: (np.array(json.dumps(compute())),),
+                            check=lambda a: a[0].ndim == 0 and a[0].dtype.kind == "U")
+    return json.loads(str(text))
 
 
 def clear_disk_cache() -> int:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xtal.cache import cached_arrays, phase_cache_key
+from xtal.cache import cached_arrays, code_fingerprint, phase_cache_key
 from xtal.formfactors import DEFAULT_FORM_FACTORS
 from xtal.simulate import (group_ops, laue_rotations, march_dollase_cos2, march_dollase_factor,
                            reciprocal_metric, reflection_table)
@@ -199,28 +199,24 @@ class PhaseModel:
 def _g6_jacobian(cell: Sequence[float]) -> np.ndarray:
     """∂g6/∂(a, b, c, α, β, γ) (6 × 6; lengths in Å, angles in degrees), g6 as in `_g6`:
     ∂G* = −G* ∂G G* with G the direct metric (G_ii = a_i², G_ij = a_i a_j cos of the angle k
-    between axes i and j)."""
+    between axes i and j); the six ∂G as one stack, one batched product."""
     a = np.asarray(cell[:3], dtype=float)
     ang = np.radians(np.asarray(cell[3:], dtype=float))
     cos, sin = np.cos(ang), np.sin(ang)
     gs = reciprocal_metric(cell)
-    pair = {(1, 2): 0, (0, 2): 1, (0, 1): 2}
-    out = np.empty((6, 6))
-    for p in range(6):
-        dg = np.zeros((3, 3))
-        if p < 3:
-            dg[p, p] = 2.0 * a[p]
-            for (i, j), k in pair.items():
-                if p in (i, j):
-                    other = j if p == i else i
-                    dg[i, j] = dg[j, i] = a[other] * cos[k]
-        else:
-            k = p - 3
-            i, j = next(ij for ij, kk in pair.items() if kk == k)
-            dg[i, j] = dg[j, i] = -a[i] * a[j] * sin[k] * math.pi / 180.0
-        dgs = -gs @ dg @ gs
-        out[:, p] = (dgs[0, 0], dgs[1, 1], dgs[2, 2], dgs[0, 1], dgs[0, 2], dgs[1, 2])
-    return out
+    dg = np.zeros((6, 3, 3))
+    dg[_AXES, _AXES, _AXES] = 2.0 * a                 # ∂G_ii/∂a_i
+    for k, (i, j) in enumerate(_PAIRS):             # the angle k lies between axes i and j
+        dg[i, i, j] = dg[i, j, i] = a[j] * cos[k]     # ∂G_ij/∂a_i
+        dg[j, i, j] = dg[j, j, i] = a[i] * cos[k]     # ∂G_ij/∂a_j
+        dg[3 + k, i, j] = dg[3 + k, j, i] = -a[i] * a[j] * sin[k] * math.pi / 180.0
+    dgs = -(gs @ dg @ gs)
+    return dgs[:, _G6_ROWS, _G6_COLS].T
+
+
+_AXES = np.arange(3)
+_PAIRS = ((1, 2), (0, 2), (0, 1))                    # axes between which α, β, γ lie
+_G6_ROWS, _G6_COLS = np.array([0, 1, 2, 0, 0, 1]), np.array([0, 1, 2, 1, 2, 2])
 
 
 def _g6(cell: Sequence[float]) -> np.ndarray:
@@ -229,6 +225,8 @@ def _g6(cell: Sequence[float]) -> np.ndarray:
     return np.array([g[0, 0], g[1, 1], g[2, 2], g[0, 1], g[0, 2], g[1, 2]])
 
 
+#: the modules whose source computes a reflection list (part of its disk-cache key)
+_REFLECTION_CODE = ("xtal.simulate", "xtal.formfactors", "xtal.symmetry", "xtal.identify.model")
 _REFL_CACHE: dict[tuple, tuple[float, np.ndarray, np.ndarray]] = {}
 
 
@@ -258,7 +256,8 @@ def cached_reflections(phase: Any, dmin: float) -> tuple[np.ndarray, np.ndarray]
     if hit is None or hit[0] > dmin * (1 + 1e-9):
         dmin_calc = _dmin_grid(dmin)
         hkl, fm = cached_arrays(
-            "reflections", phase_cache_key(phase, "reflections", repr(dmin_calc), DEFAULT_FORM_FACTORS),
+            "reflections", phase_cache_key(phase, "reflections", repr(dmin_calc), DEFAULT_FORM_FACTORS,
+                                           code_fingerprint(*_REFLECTION_CODE)),
             ("hkl", "fmult"), lambda: _base_reflections(phase, dmin_calc),
             check=lambda a: a[0].ndim == 2 and a[0].shape[1] == 3 and a[0].shape[0] == a[1].shape[0])
         hit = _REFL_CACHE[key] = (dmin_calc, hkl, fm)

@@ -2,11 +2,14 @@
 written), sites with s.u. and ADPs, the ``_geom_bond`` loop, provenance. The file is read once."""
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from pathlib import Path
 
 import gemmi
+
+from xtal.cache import cache_dir, cached_json, code_fingerprint, text_cache_key
 
 from xtal.errors import (
     BlockNotFoundError,
@@ -19,7 +22,8 @@ from xtal.errors import (
     UnknownElementError,
     XtalError,
 )
-from xtal.structures.model import _NULL, Cell, GeomBond, Phase, Provenance, Site, _set_multiplicities, parse_su
+from xtal.structures.model import (_NULL, Cell, GeomBond, Phase, Provenance, Site, _set_multiplicities,
+                                   parse_su, phase_from_record, phase_record)
 from xtal.structures.validate import check_physical, checked_ops, validate
 
 def read_cif(path: str | Path, block: str | None = None, *, phase_id: str | None = None,
@@ -48,8 +52,23 @@ def read_cif(path: str | Path, block: str | None = None, *, phase_id: str | None
     except OSError as exc:
         raise CifError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
     text = _decode(raw, path)
-    return read_cif_string(text, name=str(path), block=block,
-                           phase_id=phase_id or path.stem, kind=kind, display_name=name)
+
+    def parse() -> Phase:
+        return read_cif_string(text, name=str(path), block=block, phase_id=phase_id or path.stem,
+                               kind=kind, display_name=name)
+
+    if cache_dir() is None:
+        return parse()
+    # every command re-reads the library: its parsed phases come from the disk cache (xtal.cache),
+    # keyed by the file's bytes and path, what was asked for and the parser's own source
+    key = text_cache_key("phase", hashlib.sha256(raw).hexdigest(), str(path), block, phase_id, kind,
+                         name, gemmi.__version__, code_fingerprint(*_PARSER_CODE))
+    return phase_from_record(cached_json("phases", key, lambda: phase_record(parse())))
+
+
+#: the modules whose source turns CIF text into a `Phase` (part of the disk-cache key of a record)
+_PARSER_CODE = ("xtal.structures.cif", "xtal.structures.model", "xtal.structures.validate",
+                "xtal.symmetry", "xtal.errors")
 
 
 def read_cif_string(text: str, *, name: str = "<string>", block: str | None = None,

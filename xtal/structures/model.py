@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import gemmi
@@ -425,3 +425,32 @@ def infer_z(stated: dict[str, float], content: dict[str, float]) -> float | None
     if not ratios or min(ratios) <= 0:
         return None
     return float(np.median(ratios))
+
+
+# ----------------------------------------------------------------------------------------------
+# plain records (the on-disk cache of parsed CIFs, `xtal.structures.cif.read_cif`)
+# ----------------------------------------------------------------------------------------------
+def phase_record(phase: Phase) -> dict[str, Any]:
+    """A `Phase` as plain JSON-able data (everything read from the file; nothing derived)."""
+    rec = {f.name: getattr(phase, f.name) for f in fields(Phase) if f.compare}
+    rec["cell"] = asdict(phase.cell)
+    rec["sites"] = [asdict(s) for s in phase.sites]
+    rec["provenance"] = asdict(phase.provenance)
+    rec["geom_bonds"] = [asdict(b) for b in phase.geom_bonds]
+    return rec
+
+
+def phase_from_record(rec: dict[str, Any]) -> Phase:
+    """The `Phase` of a `phase_record` (equal to the one recorded: tuples restored)."""
+    rec = dict(rec)
+    rec["cell"] = _from_fields(Cell, rec["cell"])
+    rec["sites"] = [_from_fields(Site, s) for s in rec["sites"]]
+    rec["provenance"] = Provenance(**rec["provenance"])
+    rec["geom_bonds"] = [GeomBond(**b) for b in rec["geom_bonds"]]
+    return Phase(**rec)
+
+
+def _from_fields(cls: type, values: dict[str, Any]) -> Any:
+    """``cls(**values)`` with the lists of JSON turned back into the tuples the class declares."""
+    tuples = {f.name for f in fields(cls) if str(f.type).startswith("tuple")}
+    return cls(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in values.items()})
