@@ -113,6 +113,8 @@ class WholePatternFit:
     def _init_arrays(self, data, rad, fixed_background, n_background, exact_profile, min_rel_area):
         self.d = data
         self.rad = rad
+        self._wavelengths = np.asarray(rad.wavelengths, dtype=float)   # Å, one per line
+        self._line_weights = np.asarray(rad.weights, dtype=float)
         x = data.x
         self.x = x
         self.sw = 1.0 / data.sigma
@@ -214,53 +216,45 @@ class WholePatternFit:
         else:
             d, dd = m.d_spacings(m.cell(q)), np.zeros((m.hkl.shape[0], 0))
         po, dpo = m.po_factor(po_r if po_r is not None else 1.0)
-        cs, ar, fw, dcs, dfs, dlp = [], [], [], [], [], []
+        # every wavelength of the radiation at once: rows of (n_wavelengths × n_reflections),
+        # the selected lines taken in row order (all lines of λ1, then of λ2, …)
+        lams = self._wavelengths
+        s = lams[:, None] / (2.0 * d[None, :])
+        row, idx = np.nonzero(s < 0.99999)
+        tth = 2.0 * np.degrees(np.arcsin(s[row, idx]))
+        f = fit_fwhm(tth, g["U"], g["V"], g["W"])
+        cos_t = np.cos(np.radians(tth) / 2.0)
+        if m.size_deg > 0:                # the phase's own size broadening, in quadrature
+            f = np.sqrt(f * f + (m.size_deg / cos_t) ** 2)
+        c = tth + g["zero"] + g.get("disp", 0.0) * cos_t
         margin = 1.0 + WINDOW_FWHM
-        for lam, wt in zip(self.rad.wavelengths, self.rad.weights):
-            tth_all = two_theta_from_d(d, lam)
-            ok = np.isfinite(tth_all) & (lam / (2.0 * d) < 0.99999)
-            tth = tth_all[ok]
-            f = fit_fwhm(tth, g["U"], g["V"], g["W"])
-            cos_t = np.cos(np.radians(tth) / 2.0)
-            if m.size_deg > 0:            # the phase's own size broadening, in quadrature
-                f = np.sqrt(f * f + (m.size_deg / cos_t) ** 2)
-            c = tth + g["zero"] + g.get("disp", 0.0) * cos_t
-            sel = (c > self.xmin - margin * f) & (c < self.xmax + margin * f)
-            if self.min_rel_area > 0:
-                sel &= self._strong(m)[ok]
-            if not np.any(sel):
-                continue
-            idx = np.nonzero(ok)[0][sel]
-            tth, c, f, cos_t = tth[sel], c[sel], f[sel], cos_t[sel]
-            area = m.fmult[idx] * lorentz_polarization(tth, self.rad.polarization) * wt * po[idx]
-            if deriv:
-                # d(2θ)/dd = −2 tanθ / d (rad) → degrees; displacement moves centres by cos θ
-                tt = np.tan(np.radians(tth) / 2.0)
-                dc = np.concatenate([-np.degrees(2.0 * tt / d[idx])[:, None] * dd[idx],
-                                     cos_t[:, None]], axis=1)
-                # FWHM derivatives w.r.t. U, V, W
-                df = np.stack([tt * tt, tt, np.ones_like(tt)], axis=1) / (2.0 * f[:, None])
-                dl = dpo[idx] / po[idx]
-            reps = 1
-            if self.asymmetry_deg > 0:
-                # the axial-divergence satellite: a share of the area at 2θ − A·cot 2θ
-                shift = np.clip(-self.asymmetry_deg / np.tan(np.radians(tth)), -2.0 * f, 2.0 * f)
-                c = np.concatenate([c, c + shift])
-                area = np.concatenate([area * (1.0 - ASYMMETRY_FRACTION), area * ASYMMETRY_FRACTION])
-                f = np.concatenate([f, f])
-                reps = 2
-            cs.append(c)
-            ar.append(area)
-            fw.append(f)
-            if deriv:
-                dcs.append(np.concatenate([dc] * reps))
-                dfs.append(np.concatenate([df] * reps))
-                dlp.append(np.concatenate([dl] * reps))
-        if not cs:
+        sel = (c > self.xmin - margin * f) & (c < self.xmax + margin * f)
+        if self.min_rel_area > 0:
+            sel &= self._strong(m)[idx]
+        if not np.any(sel):
             return None
-        out = [np.concatenate(cs), np.concatenate(ar), np.concatenate(fw)]
+        row, idx, tth, c, f, cos_t = row[sel], idx[sel], tth[sel], c[sel], f[sel], cos_t[sel]
+        area = m.fmult[idx] * lorentz_polarization(tth, self.rad.polarization) \
+            * self._line_weights[row] * po[idx]
+        out = [c, area, f]
         if deriv:
-            out += [np.concatenate(dcs), np.concatenate(dfs), np.concatenate(dlp)]
+            # d(2θ)/dd = −2 tanθ / d (rad) → degrees; displacement moves centres by cos θ
+            tt = np.tan(np.radians(tth) / 2.0)
+            dc = np.concatenate([-np.degrees(2.0 * tt / d[idx])[:, None] * dd[idx],
+                                 cos_t[:, None]], axis=1)
+            # FWHM derivatives w.r.t. U, V, W
+            df = np.stack([tt * tt, tt, np.ones_like(tt)], axis=1) / (2.0 * f[:, None])
+            out += [dc, df, dpo[idx] / po[idx]]
+        if self.asymmetry_deg > 0:
+            # the axial-divergence satellite: a share of the area at 2θ − A·cot 2θ, after the
+            # main lines of the same wavelength
+            shift = np.clip(-self.asymmetry_deg / np.tan(np.radians(tth)), -2.0 * f, 2.0 * f)
+            sat = [c + shift, area * ASYMMETRY_FRACTION, f] + out[3:]
+            out[1] = area * (1.0 - ASYMMETRY_FRACTION)
+            cuts = np.searchsorted(row, np.arange(1, lams.size))
+            out = [np.concatenate([piece for a, b in zip(np.split(main, cuts), np.split(extra, cuts))
+                                   for piece in (a, b)])
+                   for main, extra in zip(out, sat)]
         return out
 
     def _strong(self, m: PhaseModel) -> np.ndarray:
