@@ -25,7 +25,6 @@ user's own tuning) are respected as they are.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 __all__ = ["keep_freed_memory", "MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "TOP_PAD_BYTES"]
@@ -58,8 +57,9 @@ def _apply() -> bool:
     if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the process's own symbols (glibc's among them): no library search, which would run
+        # ldconfig in a subprocess (ctypes.util.find_library)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):       # not glibc (macOS, Windows, musl without mallopt)
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
