@@ -45,6 +45,7 @@ def test_window_derivatives_match_finite_differences():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_compiled_window_sums_equal_the_bincount_fallback(monkeypatch, seed):
     x, c, a, f, dc, df = _case(seed)
+    monkeypatch.setattr(P, "_COMPILED", [None])           # the NumPy form: CSC sums vs bincount
     fast = P.pseudo_voigt(x, c, a, f, 0.6, dcentre=dc, dfwhm=df, derivatives=True)
     monkeypatch.setattr(P, "_CSC", [None])
     slow = P.pseudo_voigt(x, c, a, f, 0.6, dcentre=dc, dfwhm=df, derivatives=True)
@@ -79,11 +80,10 @@ def test_blocks_of_peaks_give_the_same_sums_as_one_pass(monkeypatch, values, der
                          [(True, True, True), (True, False, False), (False, True, True),
                           (True, True, False)])
 def test_compiled_kernel_equals_the_numpy_form(monkeypatch, values, derivatives, with_columns):
-    """The numba kernel (`xtal._kernels.window_sums`, used on grids of ≥ COMPILED_MIN_GRID points)
-    and the NumPy form give the same profile and derivatives to rounding, on a fine-step grid as
-    large as a real lab pattern (24 000 points, Kα1/Kα2-like peak density) and on a strided one
-    (a decimated search copy). numba is in the [dev] extra the tests run with: the kernel must be
-    there (not skipped)."""
+    """The C kernel (`xtal._window.window_sums`) and the NumPy form give the same profile and
+    derivatives to rounding, on a fine-step grid as large as a real lab pattern (24 000 points,
+    Kα1/Kα2-like peak density) and on a strided one (a decimated search copy). The extension is
+    built by every install with a C compiler, CI's included: it must be there (not skipped)."""
     assert P._compiled_window() is not None
     rng = np.random.default_rng(7)
     for x in (np.arange(10.0, 140.0, 0.0054), np.arange(10.0, 140.0, 0.0054)[::8]):
@@ -93,7 +93,6 @@ def test_compiled_kernel_equals_the_numpy_form(monkeypatch, values, derivatives,
         dc = rng.normal(size=(peaks, 3)) if with_columns else None
         df = rng.normal(size=(peaks, 3)) if with_columns else None
         kw = dict(dcentre=dc, dfwhm=df, derivatives=derivatives, values=values)
-        monkeypatch.setattr(P, "COMPILED_MIN_GRID", 0)
         fast = P._window(x, c, a, f, 0.37, **kw)
         monkeypatch.setattr(P, "_COMPILED", [None])
         slow = P._window(x, c, a, f, 0.37, **kw)
@@ -108,10 +107,9 @@ def test_compiled_kernel_equals_the_numpy_form(monkeypatch, values, derivatives,
                 np.testing.assert_allclose(u, v, rtol=0, atol=1e-13 * np.max(np.abs(v)), err_msg=key)
 
 
-def test_compiled_kernel_only_on_fine_grids(monkeypatch):
-    """The kernel's choice depends on the grid alone (a result never depends on what the process
-    did before): a 5 000-point pattern is evaluated by the NumPy form, a 24 000-point one by the
-    kernel."""
+def test_compiled_kernel_serves_every_grid(monkeypatch):
+    """The kernel loads in well under a millisecond, so every grid uses it (a 300-point frame as a
+    24 000-point lab pattern): the choice depends on the installation, never on the call."""
     kernel = P._compiled_window()
     used = []
 
@@ -120,7 +118,40 @@ def test_compiled_kernel_only_on_fine_grids(monkeypatch):
         return kernel(*args)
 
     monkeypatch.setattr(P, "_COMPILED", [spy])
-    for n in (5000, 24000):
+    for n in (300, 5000, 24000):
         x, c, a, f, dc, df = _case(3, n=n)
         P.pseudo_voigt(x, c, a, f, 0.5, dcentre=dc, dfwhm=df, derivatives=True)
-    assert used == [24000]
+    assert used == [300, 5000, 24000]
+
+
+def test_compiled_kernel_refuses_arrays_it_would_misread():
+    """Types, sizes and windows are checked before the loop: a wrong call is a Python exception,
+    never a read or write outside an array."""
+    kernel = P._compiled_window()
+    n, k = 50, 2
+    x = np.linspace(0.0, 5.0, n)
+    one = np.ones(1)
+
+    def call(**over):
+        args = dict(x=x, centres=one * 2.5, inv_hw=one * 4.0, height=one, per_centre=np.ones((1, k)),
+                    per_fwhm=np.ones((1, k)), lo=np.array([10]), hi=np.array([40]),
+                    values=np.zeros(n), d_eta=np.zeros(n), d_centre=np.zeros((k, n)),
+                    d_fwhm=np.zeros((k, n)))
+        args.update(over)
+        kernel(args["x"], args["centres"], args["inv_hw"], args["height"], args["per_centre"],
+               args["per_fwhm"], args["lo"], args["hi"], 0.5, 1.0, 6.0, 2.0, True, True,
+               args["values"], args["d_eta"], args["d_centre"], args["d_fwhm"], k, k)
+        return args
+
+    out = call()
+    assert out["values"][25] > 0 and out["values"][5] == 0 and np.all(out["d_centre"][:, 45] == 0)
+    with pytest.raises(TypeError, match="x must be float64"):
+        call(x=x.astype(np.float32))
+    with pytest.raises(TypeError, match="lo must be int64"):
+        call(lo=np.array([10], dtype=np.int32))
+    with pytest.raises(ValueError, match="d_centre holds 50 items, expected 100"):
+        call(d_centre=np.zeros((1, n)))
+    with pytest.raises(ValueError, match=r"window 0 is \[10, 51\) on 50 points"):
+        call(hi=np.array([51]))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        call(values=np.zeros(2 * n)[::2])

@@ -352,7 +352,7 @@ def _window(x: np.ndarray, centres: np.ndarray, areas: np.ndarray, fwhm: np.ndar
     total = int(counts.sum())
     if total == 0:
         return _empty_window(n, derivatives, n_centre, n_fwhm)
-    kernel = _compiled_window() if n >= COMPILED_MIN_GRID else None
+    kernel = _compiled_window()
     if kernel is not None:
         return _window_compiled(kernel, x, centres, areas, fwhm, eta, lo, lo + counts, dcentre,
                                 dfwhm, derivatives, values)
@@ -475,7 +475,7 @@ def _window_block(x, centres, areas, fwhm, eta, lo, counts, dcentre, dfwhm,
 
 def _window_compiled(kernel, x, centres, areas, fwhm, eta, lo, hi, dcentre, dfwhm,
                      derivatives: bool, values: bool) -> dict[str, Any]:
-    """`_window` through the compiled kernel (`xtal._kernels.window_sums`): the same per-peak
+    """`_window` through the compiled kernel (`xtal._window.window_sums`): the same per-peak
     factors, one pass over the window points."""
     n = x.size
     inv_hw = 2.0 / fwhm
@@ -493,10 +493,11 @@ def _window_compiled(kernel, x, centres, areas, fwhm, eta, lo, hi, dcentre, dfwh
     d_eta = np.zeros(m)
     d_centre = np.zeros((1 + n_centre, m))      # one row per column: no transposes afterwards
     d_fwhm = np.zeros((per_fwhm.shape[1], m))
-    kernel(np.ascontiguousarray(x), np.ascontiguousarray(centres, dtype=float), inv_hw, height,
-           per_centre, np.ascontiguousarray(per_fwhm), lo.astype(np.int64), hi.astype(np.int64),
-           float(eta), _LOR_NORM, WINDOW_FWHM, _TAPER_FWHM, values, derivatives,
-           vals, d_eta, d_centre, d_fwhm)
+    kernel(np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(centres, dtype=float),
+           np.ascontiguousarray(inv_hw, dtype=float), np.ascontiguousarray(height, dtype=float),
+           per_centre, np.ascontiguousarray(per_fwhm, dtype=float), lo.astype(np.int64),
+           hi.astype(np.int64), float(eta), _LOR_NORM, WINDOW_FWHM, _TAPER_FWHM, bool(values),
+           bool(derivatives), vals, d_eta, d_centre, d_fwhm, per_centre.shape[1], per_fwhm.shape[1])
     out: dict[str, Any] = {}
     if values:
         out["values"] = vals
@@ -506,26 +507,19 @@ def _window_compiled(kernel, x, centres, areas, fwhm, eta, lo, hi, dcentre, dfwh
 
 
 _COMPILED: list = []
-#: Grid size (points) from which the compiled kernel is used (when numba is installed: the
-#: optional extra ``[fast]``).  Loading it costs ≈ 0.35 s (numba's import) + 0.5–1 s (its cached
-#: machine code) once per process; it pays on the full-resolution fits of fine-step real
-#: patterns (BiFeO3 lab data, 23 928 points: 206 000 window points per phase,
-#: 22 → 6 ms per evaluation, hundreds of evaluations per identification), not on a 5 000-point
-#: pattern, the decimated search copies or 4 000-point series frames (1.8× on 45 000 window
-#: points: a short command would lose more to the load than it gains).  The choice depends on the
-#: call alone, so a result never depends on what the process did before.
-COMPILED_MIN_GRID = 10_000
 
 
 def _compiled_window():
-    """The compiled window kernel (`xtal._kernels.window_sums`), or None without numba (the NumPy
-    form below is then used: same results to rounding)."""
+    """The compiled window kernel (the C extension `xtal._window`, built at install when a C
+    compiler is present), or None (the NumPy form above is then used: same results to rounding).
+    It loads in well under a millisecond, so it serves every grid: the choice depends on the
+    installation alone, never on what the process did before."""
     if not _COMPILED:
         try:
-            from xtal._kernels import window_sums
-            _COMPILED.append(window_sums)
-        except ImportError:          # numba missing or broken: the NumPy form
-            _COMPILED.append(None)
+            from xtal._window import window_sums
+        except ImportError:          # not built (no C compiler at install): the NumPy form
+            window_sums = None
+        _COMPILED.append(window_sums)
     return _COMPILED[0]
 
 
