@@ -12,7 +12,9 @@ the child process:
 * *no cache*: ``XTAL_CACHE_DIR=off`` (every process recomputes every reflection table, as before
   the on-disk cache);
 * *cold*: an empty cache directory (computes and stores the tables);
-* *warm*: the same directory again (reads them).
+* *warm*: the same directory again (reads them);
+* *warm, 2 workers*: the same with ``--workers 2`` (the search's independent fits shared with a
+  forked process; the other rows use ``--workers 1``).
 
 Baseline in the same process: pymatgen's `XRDCalculator.get_pattern` sticks of the same library
 phases at the same λ and 2θ range (what a pymatgen-based tool computes before it fits anything).
@@ -86,12 +88,16 @@ def command_benchmark(repeat: int) -> None:
         base_env = dict(os.environ, XTAL_USER_STRUCTURES=str(tmp / "user"))
         print(f"pattern: {pat.x.size} points, 2θ {RANGE[0]:g}–{RANGE[1]:g}°, Cu Kα1/Kα2; library: "
               f"{len(phases)} bundled phases; load average {os.getloadavg()[0]:.2f}")
-        rows: dict[str, list[tuple[float, float]]] = {"no cache": [], "cold": [], "warm": []}
+        rows: dict[str, list[tuple[float, float]]] = {"no cache": [], "cold": [], "warm": [],
+                                                      "warm, 2 workers": []}
+        one, two = cmd + ["--workers", "1"], cmd + ["--workers", "2"]
         for k in range(repeat):
             cdir = tmp / f"cache{k}"
-            rows["no cache"].append(_child(cmd, dict(base_env, XTAL_CACHE_DIR="off")))
-            rows["cold"].append(_child(cmd, dict(base_env, XTAL_CACHE_DIR=str(cdir))))
-            rows["warm"].append(_child(cmd, dict(base_env, XTAL_CACHE_DIR=str(cdir))))
+            rows["no cache"].append(_child(one, dict(base_env, XTAL_CACHE_DIR="off")))
+            rows["cold"].append(_child(one, dict(base_env, XTAL_CACHE_DIR=str(cdir))))
+            for name in (("warm", "warm, 2 workers") if k % 2 == 0 else ("warm, 2 workers", "warm")):
+                rows[name].append(_child(two if "2" in name else one,
+                                         dict(base_env, XTAL_CACHE_DIR=str(cdir))))
         imp = _child([sys.executable, "-c", "import xtal.cli, xtal.identify, xtal.io, xtal.library"],
                      base_env)
         bare = _child([sys.executable, "-c", "pass"], base_env)
@@ -101,15 +107,16 @@ def command_benchmark(repeat: int) -> None:
     pmw, pmc = min(w for w, _ in pm), min(c for _, c in pm)
     print(f"`xtal identify` (median of {repeat}, wall / CPU s):")
     for k, (w, c) in med.items():
-        print(f"  {k:9s} {w:6.2f} / {c:5.2f}")
+        print(f"  {k:15s} {w:6.2f} / {c:5.2f}")
     print(f"  warm vs no cache: wall {med['no cache'][0] / med['warm'][0]:.2f}x, "
           f"CPU {med['no cache'][1] / med['warm'][1]:.2f}x")
     print(f"  imports of the identify path: {imp[0]:.2f} s wall / {imp[1]:.2f} s CPU "
           f"(bare interpreter {bare[0]:.2f} / {bare[1]:.2f})")
     print(f"pymatgen XRDCalculator sticks of the same {len(phases)} phases, same λ and range (best of "
           f"{len(pm)}): {pmw:.2f} s wall / {pmc:.2f} s CPU")
-    print(f"  whole warm `xtal identify` / pymatgen sticks alone: wall {med['warm'][0] / pmw:.2f}, "
-          f"CPU {med['warm'][1] / pmc:.2f}")
+    for k in ("warm", "warm, 2 workers"):
+        print(f"  whole `xtal identify` ({k}) / pymatgen sticks alone: wall {med[k][0] / pmw:.2f}, "
+              f"CPU {med[k][1] / pmc:.2f}")
 
 
 def inprocess_benchmark(repeat: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -56,6 +56,53 @@ class SearchOptions:
     min_intensity_fraction: float = 0.01
 
 
+_FORKED_SEARCH: list = []     # in a forked worker: the `_Search` it inherited from its parent
+
+
+def _in_worker(method: str, args: tuple) -> FitResult:
+    return getattr(_FORKED_SEARCH[0], method)(*args)
+
+
+class _ForkedWorkers:
+    """Processes forked from this one that run a search's independent fits (a level's trial
+    fits, the final fits of the other hypotheses). They inherit the search's data, models and
+    options at the fork; only a fit's arguments and its result travel (pickled). The same
+    computation in another process: the same results as one process."""
+
+    def __init__(self, search: "_Search", n: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.n = n
+        self.search = search
+        _FORKED_SEARCH[:] = [search]
+        self.ex = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
+        self.ex.submit(int).result()
+
+    def submit(self, method: str, args: tuple) -> Any:
+        return self.ex.submit(_in_worker, method, args)
+
+    def result(self, future: Any, method: str, args: tuple) -> FitResult:
+        """The worker's fit; if the worker died (killed, out of memory), this process does it."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            return getattr(self.search, method)(*args)
+
+    def close(self) -> None:
+        self.ex.shutdown(wait=True, cancel_futures=True)
+        _FORKED_SEARCH.clear()
+
+
+def fork_workers_available() -> bool:
+    """Whether `identify` can fork worker processes here (the "fork" start method: Linux)."""
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
 class _Search:
     """State of one identification: data, radiation, phase models, the fits made so far."""
 
@@ -87,6 +134,7 @@ class _Search:
         self.size_choice: dict[str, dict] = {}     # phase id → its value, s.u., Scherrer size
         self.rejected_why: dict[str, str] = {}     # phase id → why the data do not support it
         self._allowance: dict[str, float] = {}
+        self.workers: _ForkedWorkers | None = None
 
     def allowance(self, pid: str) -> float:
         """Largest cell change at which ``pid`` is still the library compound (per phase, cached)."""
@@ -105,37 +153,77 @@ class _Search:
     def quick(self, set_ids: list[str], parent: FitResult | None,
               strain: dict[str, float] | None = None) -> FitResult:
         """Search fit: isotropic strain, width-only profile, decimated data, strong reflections."""
-        strain = strain or {}
-        self.n_fits += 1
-        self.tell()
-        if parent is not None:
-            # keep the parent's cells and zero shift, not its profile: with phases missing the
-            # profile of the parent fit is distorted (it absorbs the missing peaks)
-            parent = dataclasses.replace(parent, profile=dict(self.prof0))
+        return self.quick_many([(set_ids, parent, strain)])[0]
+
+    def quick_many(self, jobs: list[tuple[list[str], FitResult | None, dict | None]]) -> list[FitResult]:
+        """The search fits of ``jobs`` ((set_ids, parent, strain) each, as `quick`), in order:
+        independent fits, shared with the forked workers when the search has them (the same
+        results as one after the other: the same computation in another process)."""
+        args = []
+        for set_ids, parent, strain in jobs:
+            strain = strain or {}
+            if parent is not None:
+                # keep the parent's cells and zero shift, not its profile: with phases missing the
+                # profile of the parent fit is distorted (it absorbs the missing peaks)
+                parent = dataclasses.replace(parent, profile=dict(self.prof0))
+            args.append((list(set_ids), parent,
+                         [strain.get(i, self.hit_by_id[i].strain) for i in set_ids]))
+        return self._run_many("_quick_fit", args)
+
+    def _quick_fit(self, set_ids: list[str], parent: FitResult | None,
+                   strains: list[Any]) -> FitResult:
         fit = WholePatternFit(self.qdata, [self.by_id[i] for i in set_ids], self.rad,
                               lattice="isotropic", fixed_background=self.qfixed_bg,
                               max_strain=self.opts.max_strain, min_rel_area=1e-3)
-        return fit.run(start=parent, strains=[strain.get(i, self.hit_by_id[i].strain) for i in set_ids],
-                       fwhm_deg=self.fw0, refine_profile=_QUICK_PROFILE, max_iter=12, ftol=1e-4,
-                       amorphous=False)
+        return fit.run(start=parent, strains=strains, fwhm_deg=self.fw0,
+                       refine_profile=_QUICK_PROFILE, max_iter=12, ftol=1e-4, amorphous=False)
 
     def final(self, order: list[str], start: FitResult) -> FitResult:
         """Final refinement: full data, full profile, lattice per axis, exact profile tails."""
-        self.n_fits += 1
-        self.tell()
+        return self._run_many("_final_fit", [(order, start)])[0]
+
+    def _final_fit(self, order: list[str], start: FitResult) -> FitResult:
         fit = WholePatternFit(self.data, [self.by_id[i] for i in order], self.rad,
                               lattice=self.opts.refine_lattice, fixed_background=self.fixed_bg,
                               max_strain=self.opts.max_strain, exact_profile=True)
         return fit.run(start=start, refine_profile="auto", max_iter=25)
 
+    def _start_many(self, method: str, args: list[tuple],
+                    local: set[int] | None = None) -> list[Callable[[], FitResult]]:
+        """One thunk per ``a`` in ``args`` giving ``getattr(self, method)(*a)``. With forked
+        workers, the jobs not in ``local`` (default: all but every (n+1)-th, n workers) start in
+        them at once; the others run in this process when their thunk is called. Call the thunks
+        in order: fits are counted (and reported) as they are collected."""
+        if self.workers is None:
+            local = set(range(len(args)))
+        elif local is None:
+            local = {k for k in range(len(args)) if k % (self.workers.n + 1) == 0}
+        futures = {k: self.workers.submit(method, a) for k, a in enumerate(args) if k not in local}
+
+        def collect(k: int, a: tuple) -> Callable[[], FitResult]:
+            def get() -> FitResult:
+                f = self.workers.result(futures[k], method, a) if k in futures else getattr(self, method)(*a)
+                self.n_fits += 1
+                self.tell()
+                return f
+            return get
+        return [collect(k, a) for k, a in enumerate(args)]
+
+    def _run_many(self, method: str, args: list[tuple]) -> list[FitResult]:
+        """``getattr(self, method)(*a)`` for every ``a``, in order (shared with the workers)."""
+        return [get() for get in self._start_many(method, args)]
+
     # --- search levels ---------------------------------------------------------------------
     def first_level(self, cands: list[str]) -> list[frozenset]:
         """Every screened candidate alone (and at its alternative strain)."""
         o = self.opts
+        jobs = [([c], None, strain) for c in cands[:o.n_first]
+                for strain in [None, *({c: alt} for alt in self.hit_by_id[c].alternatives)]]
+        done = iter(self.quick_many(jobs))
         for c in cands[:o.n_first]:
-            f = self.quick([c], None)
-            for alt in self.hit_by_id[c].alternatives:
-                f2 = self.quick([c], None, {c: alt})
+            f = next(done)
+            for _alt in self.hit_by_id[c].alternatives:
+                f2 = next(done)
                 if f2.bic < f.bic:
                     f = f2
             self.fits[frozenset([c])] = f
@@ -146,6 +234,10 @@ class _Search:
     def extend(self, beam: list[frozenset]) -> list[frozenset]:
         """One more phase on each hypothesis of the beam, where the acceptance rules allow."""
         new_beam = []
+        # (parent, key, added phase, parent's positive residual, fitted here?) in the order the
+        # serial search met them; the fits run together, then are judged in that order
+        trials: list[tuple[frozenset, frozenset, str, np.ndarray, bool]] = []
+        jobs = []
         for parent_key in beam:
             parent = self.fits[parent_key]
             # every library phase may join (a weak scatterer can be missed by the first screen)
@@ -170,19 +262,30 @@ class _Search:
             for h in rescreen:
                 self.hit_by_id[h.id] = ScreenHit(h.id, self.hit_by_id[h.id].score, h.strain,
                                                  h.n_reflections, coverage=h.coverage)
-            parent_peaks: list | None = None
+            scheduled = {t[1] for t in trials if t[4]}
             for c in trial[:4 if parent_key == beam[0] else 2]:
                 key = parent_key | {c}
-                if key in self.fits:
-                    if key in self.valid:
-                        new_beam.append(key)
-                    continue
-                f = self.quick([p.id for p in parent.phases] + [c], parent)
-                self.fits[key] = f
-                ok, parent_peaks = self._accept(f, parent, c, rpos, parent_peaks)
-                if ok:
-                    self.valid.add(key)
+                here = key not in self.fits and key not in scheduled
+                trials.append((parent_key, key, c, rpos, here))
+                if here:
+                    scheduled.add(key)
+                    set_ids = [p.id for p in parent.phases] + [c]
+                    # the starting strains as this parent's screen left them (the next parent's
+                    # screen replaces them)
+                    jobs.append((set_ids, parent, {i: self.hit_by_id[i].strain for i in set_ids}))
+        fitted = iter(self.quick_many(jobs))
+        parent_peaks: dict[frozenset, list | None] = {}
+        for parent_key, key, c, rpos, here in trials:
+            if not here:
+                if key in self.valid:
                     new_beam.append(key)
+                continue
+            self.fits[key] = f = next(fitted)
+            ok, parent_peaks[parent_key] = self._accept(f, self.fits[parent_key], c, rpos,
+                                                        parent_peaks.get(parent_key))
+            if ok:
+                self.valid.add(key)
+                new_beam.append(key)
         return acc.prune(sorted(set(new_beam), key=lambda k: self.fits[k].bic), self.fits,
                          self.opts.beam_width)
 
@@ -242,10 +345,13 @@ class _Search:
         their subsets after it are dropped."""
         o = self.opts
         hyps: list[Hypothesis] = []
-        for rank, key in enumerate(sorted(self.valid, key=lambda k: self.fits[k].bic)[:o.n_hypotheses]):
-            q = self.fits[key]
-            order = [p.id for p in q.phases]
-            f = self.final(order, q)
+        keys = sorted(self.valid, key=lambda k: self.fits[k].bic)[:o.n_hypotheses]
+        # the final fits of the other hypotheses run in the workers (if any) while this process
+        # refines the leading one and its real-sample terms
+        finals = self._start_many("_final_fit", [([p.id for p in self.fits[k].phases], self.fits[k])
+                                                 for k in keys], local={0})
+        for rank, get_final in enumerate(finals):
+            f = get_final()
             if not all(p.scale > 0 for p in f.phases) or acc.at_strain_bound(f, o.max_strain):
                 continue
             if rank == 0:         # the terms of a real sample, for the leading hypothesis
@@ -273,18 +379,34 @@ class _Search:
                profile: str = "auto", max_iter: int = 25,
                sizes: dict[str, float] | None = None,
                asymmetry: float | None = None) -> FitResult:
+        return self._refit_many([dict(order=order, start=start, po=po, exact=exact,
+                                      profile=profile, max_iter=max_iter, sizes=sizes,
+                                      asymmetry=asymmetry)])[0]
+
+    def _refit_many(self, jobs: list[dict[str, Any]]) -> list[FitResult]:
+        """Refits (`_refit`'s arguments as a dict each), independent of one another: shared with
+        the workers. The chosen sizes and asymmetry are resolved here (the workers' copies of the
+        search are as they were at the fork)."""
+        args = [(j["order"], j["start"], j["po"], j["exact"], j.get("profile", "auto"),
+                 j.get("max_iter", 25), self.sizes if j.get("sizes") is None else j["sizes"],
+                 self.asymmetry if j.get("asymmetry") is None else j["asymmetry"]) for j in jobs]
+        out = []
+        for f in self._run_many("_refit_fit", args):
+            f = self._with_sizes(f)
+            if f.asymmetry_deg > 0 and f.asymmetry_deg == self.asymmetry:
+                f.asymmetry_su = self.asymmetry_su
+            out.append(f)
+        return out
+
+    def _refit_fit(self, order: list[str], start: FitResult, po: dict, exact: bool, profile: str,
+                   max_iter: int, sizes: dict[str, float], asymmetry: float) -> FitResult:
         data, bg = (self.data, self.fixed_bg) if exact else (self.qdata, self.qfixed_bg)
         fit = WholePatternFit(data, [self.by_id[i] for i in order], self.rad,
                               lattice=self.opts.refine_lattice, fixed_background=bg,
                               max_strain=self.opts.max_strain, exact_profile=exact,
-                              preferred_orientation=po,
-                              size_broadening=self.sizes if sizes is None else sizes,
-                              asymmetry_deg=self.asymmetry if asymmetry is None else asymmetry)
-        self.n_fits += 1
-        f = self._with_sizes(fit.run(start=start, refine_profile=profile, max_iter=max_iter))
-        if f.asymmetry_deg > 0 and f.asymmetry_deg == self.asymmetry:
-            f.asymmetry_su = self.asymmetry_su
-        return f
+                              preferred_orientation=po, size_broadening=sizes,
+                              asymmetry_deg=asymmetry)
+        return fit.run(start=start, refine_profile=profile, max_iter=max_iter)
 
     def _with_sizes(self, f: FitResult) -> FitResult:
         """Attach the chosen per-phase size broadening (value, s.u., Scherrer size) to the phases."""
@@ -300,8 +422,8 @@ class _Search:
         o = self.opts
         penalty = o.min_delta_bic + math.log(max(best.n_points, 2))
         grid = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16]
-        fits = [self._refit(order, best, po, exact=False, profile=profile, max_iter=8, asymmetry=a)
-                for a in grid]
+        fits = self._refit_many([dict(order=order, start=best, po=po, exact=False, profile=profile,
+                                      max_iter=8, asymmetry=a) for a in grid])
         k = int(np.argmin([f_.bic for f_ in fits]))
         if k == 0 or not fits[k].bic < fits[0].bic - penalty:
             return best
@@ -330,8 +452,9 @@ class _Search:
                 continue
             grid = [0.0] + [k * p.fwhm_deg for k in (0.5, 1.0, 2.0, 4.0)]
             # the grid on the search's (decimated) data; the choice is then refitted exactly
-            fits = [self._refit(order, best, po, exact=False, profile=profile, max_iter=8,
-                                sizes={**self.sizes, p.id: S}) for S in grid]
+            fits = self._refit_many([dict(order=order, start=best, po=po, exact=False,
+                                          profile=profile, max_iter=8, sizes={**self.sizes, p.id: S})
+                                     for S in grid])
             k = int(np.argmin([f_.bic for f_ in fits]))
             if k == 0 or not fits[k].bic < fits[0].bic - penalty:
                 continue
@@ -481,7 +604,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
              two_theta_range: tuple[float, float] | None = None,
              polarization: Any = None,
              internal_standard: tuple[str, float] | None = None,
-             progress: Any = None, positions: bool | str = "auto") -> IdentificationResult:
+             progress: Any = None, positions: bool | str = "auto",
+             workers: int = 1) -> IdentificationResult:
     """Which library phases are in ``pattern``, how much of each, what is left unexplained.
 
     Parameters
@@ -514,6 +638,9 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     progress : optional callback ``progress(stage, n_fits)`` called at each stage ("screen",
         "hypotheses with k phases", "elimination", "final refinement") and after each fit; the
         caller renders it (the CLI on stderr). Nothing is printed here.
+    workers : processes for the search's independent fits (each level's trial fits, the final
+        fits of the other hypotheses): 1 (default) this process alone; n > 1 also n − 1 processes
+        forked from this one (Linux; elsewhere 1). The answer is the same for any n.
 
     Raises ``EmptyLibraryError`` (no phases), ``NoSignalError`` (all zero / constant),
     ``NoPeaksError`` (nothing above the noise), ``MissingWavelengthError``.
@@ -529,7 +656,8 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
     if background not in ("chebyshev", "snip", "arpls"):
         raise IdentificationError(f"unknown background {background!r}")
     for name, v, lo in (("max_phases", max_phases, 1), ("max_candidates", max_candidates, 1),
-                        ("beam_width", beam_width, 1), ("n_hypotheses", n_hypotheses, 1)):
+                        ("beam_width", beam_width, 1), ("n_hypotheses", n_hypotheses, 1),
+                        ("workers", workers, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise IdentificationError(f"{name} must be an integer ≥ {lo}, got {v!r}", field=name)
     opts = SearchOptions(max_phases, max_candidates, beam_width, max_strain, min_delta_bic,
@@ -545,26 +673,38 @@ def identify(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None, max
                            path=data.source)
     search = _Search(data, rad, {str(p.id): p for p in phases},
                      bg0 if background in ("snip", "arpls") else None, fw0, opts)
-    search.progress = progress
-    t_c = getattr(pattern, "temperature_c", None)
-    search.pattern_temperature_k = None if t_c is None else float(t_c) + 273.15
-    search.tell(f"screen of {len(phases)} phases")
-    hits = screen_models(list(search.models.values()), data.x, data.y - bg0, rad, max_strain, fw0,
-                         data.sigma)
-    search.hit_by_id = {h.id: h for h in hits}
-    cands = _distinct([h.id for h in hits if h.score > 0.2 and h.n_reflections > 0],
-                      search.by_id, search.aliases)[:max_candidates]
-    search.tell("hypotheses with 1 phase")
-    beam = search.first_level(cands)
-    level = 1
-    while beam and level < max_phases:
-        level += 1
-        search.tell(f"hypotheses with {level} phases")
-        beam = search.extend(beam)
-    search.tell("elimination")
-    search.eliminate()
-    search.tell("final refinement")
-    hyps = search.hypotheses()
+    if workers > 1 and fork_workers_available():
+        # forked now, before the screen and the fits fill the heap: fewer pages shared
+        # copy-on-write between the processes
+        try:
+            search.workers = _ForkedWorkers(search, workers - 1)
+        except OSError:            # no process can be started (limits): this process alone
+            search.workers = None
+    try:
+        search.progress = progress
+        t_c = getattr(pattern, "temperature_c", None)
+        search.pattern_temperature_k = None if t_c is None else float(t_c) + 273.15
+        search.tell(f"screen of {len(phases)} phases")
+        hits = screen_models(list(search.models.values()), data.x, data.y - bg0, rad, max_strain,
+                             fw0, data.sigma)
+        search.hit_by_id = {h.id: h for h in hits}
+        cands = _distinct([h.id for h in hits if h.score > 0.2 and h.n_reflections > 0],
+                          search.by_id, search.aliases)[:max_candidates]
+        search.tell("hypotheses with 1 phase")
+        beam = search.first_level(cands)
+        level = 1
+        while beam and level < max_phases:
+            level += 1
+            search.tell(f"hypotheses with {level} phases")
+            beam = search.extend(beam)
+        search.tell("elimination")
+        search.eliminate()
+        search.tell("final refinement")
+        hyps = search.hypotheses()
+    finally:
+        if search.workers is not None:
+            search.workers.close()
+            search.workers = None
     if internal_standard is not None:
         sid, known = internal_standard
         if sid not in search.by_id or not 0.0 < float(known) < 1.0:
