@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -280,6 +281,25 @@ def _library_phases(spec: str | None):
     return phases, empty
 
 
+def _identify_workers(asked: int | None) -> int:
+    """--workers, or the default: a second process only where it can run beside this one (fork
+    available, ≥ 2 CPUs for this process, a 1-minute load average leaving one of them free)."""
+    if asked is not None:
+        if asked < 1:
+            from xtal.errors import IdentificationError
+
+            raise IdentificationError(f"--workers must be at least 1, got {asked}", field="--workers")
+        return asked
+    from xtal.identify.search import fork_workers_available
+
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        ncpu = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float(ncpu)
+    return 2 if ncpu >= 2 and load <= ncpu - 1 and fork_workers_available() else 1
+
+
 def _cmd_identify(args: argparse.Namespace) -> int:
     from xtal.identify import identify
     from xtal.io import read_pattern
@@ -308,7 +328,8 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     try:
         result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
                           polarization=_polarization_arg(args.polarization), progress=bar,
-                          positions={"auto": "auto", "always": True, "never": False}[args.positions])
+                          positions={"auto": "auto", "always": True, "never": False}[args.positions],
+                          workers=_identify_workers(args.workers))
     finally:
         if bar is not None:
             bar.close()
@@ -718,6 +739,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Le Bail check of the answer by peak positions alone, beside the structure-"
                            "based fit (auto: when it rests on a MODEL structure; always: also for textured answers)")
     p_id.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p_id.add_argument("--workers", type=int, default=None,
+                      help="processes for the search's independent fits (the answer is the same for "
+                           "any number); default: 2 on Linux when 2 CPUs are available and the load "
+                           "average leaves one free, else 1")
     p_id.set_defaults(func=_cmd_identify)
 
     p_ser = sub.add_parser("series", help="phase map of an in-situ thermal series")
@@ -789,9 +814,19 @@ def _version() -> str:
     return f"xtal {__version__}"
 
 
+#: BLAS thread pools the command starts with one thread (unless the user's environment says
+#: otherwise): its fits run with one BLAS thread anyway (tall-thin products, `xtal.identify.blas`)
+#: and series / identify parallelise over processes, while OpenBLAS starting a thread per core at
+#: NumPy's import costs 0.1–0.2 s of CPU per command (benchmarks/RESULTS.md, issue 16).
+ONE_BLAS_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from xtal.heap import keep_freed_memory
 
+    if "numpy" not in sys.modules:       # only before NumPy (and its BLAS) is loaded
+        for var in ONE_BLAS_THREAD_ENV:
+            os.environ.setdefault(var, "1")
     keep_freed_memory()      # this process is the command's: reuse freed memory (xtal.heap)
     parser = build_parser()
     args = parser.parse_args(argv)
