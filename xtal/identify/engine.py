@@ -10,6 +10,22 @@ from typing import Any
 
 import numpy as np
 
+def _gram_of_active(gram: tuple[np.ndarray, np.ndarray] | None, active: list[int],
+                    gbb: np.ndarray) -> np.ndarray:
+    """AᵀWA for A = [the active phase columns, the background basis B], assembled from PᵀWP,
+    PᵀWB (all phase columns) and BᵀWB."""
+    if not active:
+        return gbb.copy()
+    gpp, gpb = gram
+    k = len(active)
+    out = np.empty((k + gbb.shape[0], k + gbb.shape[0]))
+    out[:k, :k] = gpp[np.ix_(active, active)]
+    out[:k, k:] = gpb[active]
+    out[k:, :k] = gpb[active].T
+    out[k:, k:] = gbb
+    return out
+
+
 def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray], *, free_global,
              refine_lattice: bool, max_strain: float, zero_max: float, max_iter: int,
              ftol: float = 1e-5):
@@ -27,7 +43,9 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
         s, b, calc = fitter.solve_linear(cols)
         fitter.nfev += 1
         r = fitter.yfit - calc
-        return dict(g=g, qs=qs, ev=ev, cols=cols, s=s, b=b, calc=calc, r=r,
+        # the weighted Gram blocks of these columns (PᵀWP, PᵀWB), kept for `normal`
+        gram = fitter._last_normal if cols else None
+        return dict(g=g, qs=qs, ev=ev, cols=cols, s=s, b=b, calc=calc, r=r, gram=gram,
                     cost=float(np.sum(fitter.w * r * r)))
 
     def normal(st):
@@ -60,7 +78,8 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
         A = np.concatenate([np.stack([st["cols"][i] for i in active], axis=1), fitter.B], axis=1) \
             if active else fitter.B
         DA = Dw @ A
-        AA = (A * fitter.w[:, None]).T @ A
+        # AᵀWA from the Gram blocks `solve_linear` already formed (PᵀWP, PᵀWB) and BᵀWB
+        AA = _gram_of_active(st["gram"], active, fitter.Gbb_raw)
         AA += np.eye(AA.shape[0]) * 1e-12 * np.trace(AA)
         H = H - DA @ np.linalg.solve(AA, DA.T)
         H = 0.5 * (H + H.T)

@@ -125,8 +125,8 @@ class WholePatternFit:
         nb = max(1, int(n_background))
         self.B = np.polynomial.chebyshev.chebvander(u, nb - 1)  # n × nb
         self.Bw_T = (self.B * self.w[:, None]).T                # nb × n (weighted, for normal eqs)
-        self.Gbb = self.Bw_T @ self.B
-        self.Gbb += np.eye(nb) * 1e-12 * np.trace(self.Gbb)
+        self.Gbb_raw = self.Bw_T @ self.B                        # BᵀWB
+        self.Gbb = self.Gbb_raw + np.eye(nb) * 1e-12 * np.trace(self.Gbb_raw)
         self.Gbb_inv = np.linalg.inv(self.Gbb)
         self.By = self.Bw_T @ self.yfit
         self.xmin, self.xmax = float(x[0]), float(x[-1])
