@@ -495,13 +495,14 @@ class _Search:
         for p in sorted(best.phases, key=lambda p: -(p.weight_fraction or 0)):
             if (p.weight_fraction or 0) < 0.05:
                 continue
-            ax = self._best_axis(best, p)
-            if ax is None:
+            axes = self._best_axes(best, p)
+            if not axes:
                 continue
-            ft = self._refit(order, best, dict(po, **{p.id: ax}), exact=True, profile=profile,
-                             max_iter=10)
-            if ft.bic < best.bic - o.min_delta_bic:
-                po[p.id], best = ax, ft
+            trials = self._refit_many([dict(order=order, start=best, po=dict(po, **{p.id: ax}),
+                                            exact=True, profile=profile, max_iter=10) for ax in axes])
+            k = int(np.argmin([t.bic for t in trials]))
+            if trials[k].bic < best.bic - o.min_delta_bic:
+                po[p.id], best = axes[k], trials[k]
         best = self._asymmetry(order, best, po, profile)
         best = self._size_broadening(order, best, po, profile)
         if (po or self.sizes) and len(order) > 1:
@@ -533,15 +534,25 @@ class _Search:
                 out.append(Hypothesis(phases=fa.phases, rwp=fa.rwp, score=fa.bic, fit=fa))
         return out
 
-    def _best_axis(self, f: FitResult, p: Any) -> tuple[int, int, int] | None:
-        """The low-index axis along which a little texture would lower χ² the most: the gain
+    def _best_axes(self, f: FitResult, p: Any) -> list[tuple[int, int, int]]:
+        """The low-index axes along which a little texture would lower χ² the most: the gain
         (Dᵀ W r)² / Dᵀ W D of the derivative D of the phase's pattern with respect to the
-        March–Dollase r at r = 1, one profile evaluation per axis (no fits)."""
+        March–Dollase r at r = 1, one profile evaluation per axis (no fits).
+
+        At r = 1 the derivative of a reflection's factor, averaged over its equivalents, is
+        −3/2·(3⟨cos²α⟩ − 1): a second-rank average. In a uniaxial Laue group (hexagonal, trigonal,
+        tetragonal) the derivative patterns of all axes are then multiples of one another, so
+        their gains are equal, and in a cubic group they vanish. Every axis tied with the largest
+        gain (to 1e-6) is returned: the caller refits each and keeps the best (the first order
+        cannot choose among them). [] when no axis gains — a cubic phase included: its texture is
+        invisible at first order, and refitting every axis let a cubic decoy buy a fit of a few
+        broad peaks with an extreme r (real Ti-bcc lab pattern: Ti2Sn3 at r = 2.97)."""
         from xtal.profiles import pseudo_voigt
 
         resid = f.observed - f.calculated
         w = 1.0 / np.square(f.sigma)
-        best, best_gain = None, 0.0
+        own = float(np.sum(w * np.square(f.per_phase[p.id])))   # the phase's pattern, same norm
+        gains: list[tuple[tuple[int, int, int], float]] = []
         for ax in candidate_axes(self.by_id[p.id]):
             wpf = WholePatternFit(PreparedData(f.x_deg, f.observed, f.sigma, None), [self.by_id[p.id]],
                                   self.rad, lattice=self.opts.refine_lattice,
@@ -554,10 +565,14 @@ class _Search:
                 continue
             d = pseudo_voigt(f.x_deg, pk[0], pk[1] * pk[5], pk[2], g["eta"])["values"] * p.scale
             den = float(np.sum(w * d * d))
-            gain = float(np.sum(w * d * resid)) ** 2 / den if den > 0 else 0.0
-            if gain > best_gain:
-                best, best_gain = ax, gain
-        return best
+            # a cubic phase's derivative vanishes to rounding (≤ 1e-10 of its own pattern): no
+            # first-order information
+            vanishing = den <= 1e-20 * own
+            gains.append((ax, 0.0 if vanishing or den <= 0 else float(np.sum(w * d * resid)) ** 2 / den))
+        top = max((g_ for _, g_ in gains), default=0.0)
+        if top <= 0.0:
+            return []
+        return [ax for ax, g_ in gains if g_ >= (1.0 - 1e-6) * top]
 
     def drop_absent(self, f: FitResult) -> FitResult | None:
         """Remove phases the data do not support (`acceptance.unsupported`: absent strong peaks, a
