@@ -535,40 +535,47 @@ class _Search:
         return out
 
     def _best_axes(self, f: FitResult, p: Any) -> list[tuple[int, int, int]]:
-        """The low-index axes along which a little texture would lower χ² the most: the gain
-        (Dᵀ W r)² / Dᵀ W D of the derivative D of the phase's pattern with respect to the
-        March–Dollase r at r = 1, one profile evaluation per axis (no fits).
+        """The low-index axes along which a little texture would lower χ² the most (no fits).
 
-        At r = 1 the derivative of a reflection's factor, averaged over its equivalents, is
-        −3/2·(3⟨cos²α⟩ − 1): a second-rank average. In a uniaxial Laue group (hexagonal, trigonal,
-        tetragonal) the derivative patterns of all axes are then multiples of one another, so
-        their gains are equal, and in a cubic group they vanish. Every axis tied with the largest
-        gain (to 1e-6) is returned: the caller refits each and keeps the best (the first order
-        cannot choose among them). [] when no axis gains — a cubic phase included: its texture is
-        invisible at first order, and refitting every axis let a cubic decoy buy a fit of a few
-        broad peaks with an extreme r (real Ti-bcc lab pattern: Ti2Sn3 at r = 2.97)."""
+        First order: the gain (Dᵀ W r)² / Dᵀ W D of the derivative D of the phase's pattern with
+        respect to the March–Dollase r at r = 1. Averaged over a reflection's equivalents that
+        derivative is −3/2·(3⟨cos²α⟩ − 1), a second-rank average: in a uniaxial Laue group
+        (hexagonal, trigonal, tetragonal) the derivative patterns of all axes are multiples of one
+        another, so their gains tie exactly, and every tied axis (to 1e-6) is returned for the
+        caller to refit (best BIC kept). In a cubic group they vanish; the axes are then ranked at
+        second order, where they differ (⟨cos⁴α⟩): texture of either sense, δ = r − 1, changes
+        the pattern by ½δ²·D₂ (D₂ from the areas at r = 1 ± 0.01), so the gain is
+        (D₂ᵀ W r)² / D₂ᵀ W D₂ where D₂ᵀ W r > 0. [] when no axis gains."""
         from xtal.profiles import pseudo_voigt
 
         resid = f.observed - f.calculated
         w = 1.0 / np.square(f.sigma)
         own = float(np.sum(w * np.square(f.per_phase[p.id])))   # the phase's pattern, same norm
-        gains: list[tuple[tuple[int, int, int], float]] = []
+        first: list[tuple[tuple[int, int, int], float]] = []
+        second: list[tuple[tuple[int, int, int], float]] = []
+        g = dict(zero=f.zero_shift_deg, disp=f.displacement_deg, **f.profile)
         for ax in candidate_axes(self.by_id[p.id]):
             wpf = WholePatternFit(PreparedData(f.x_deg, f.observed, f.sigma, None), [self.by_id[p.id]],
                                   self.rad, lattice=self.opts.refine_lattice,
                                   fixed_background=np.zeros_like(f.x_deg),
                                   max_strain=self.opts.max_strain, preferred_orientation={p.id: ax})
             m = wpf.models[0]
-            g = dict(zero=f.zero_shift_deg, disp=f.displacement_deg, **f.profile)
-            pk = wpf.peaks(m, m.q_from_cell(p.cell), g, True, 1.0)
+            q = m.q_from_cell(p.cell)
+            pk = wpf.peaks(m, q, g, True, 1.0)
             if pk is None:
                 continue
             d = pseudo_voigt(f.x_deg, pk[0], pk[1] * pk[5], pk[2], g["eta"])["values"] * p.scale
             den = float(np.sum(w * d * d))
-            # a cubic phase's derivative vanishes to rounding (≤ 1e-10 of its own pattern): no
-            # first-order information
-            vanishing = den <= 1e-20 * own
-            gains.append((ax, 0.0 if vanishing or den <= 0 else float(np.sum(w * d * resid)) ** 2 / den))
+            if den > 1e-20 * own:          # (a cubic phase's vanishes to rounding: ≤ 1e-10)
+                first.append((ax, float(np.sum(w * d * resid)) ** 2 / den))
+                continue
+            h = 0.01
+            up, dn = wpf.peaks(m, q, g, False, 1.0 + h), wpf.peaks(m, q, g, False, 1.0 - h)
+            d2 = pseudo_voigt(f.x_deg, pk[0], (up[1] + dn[1] - 2.0 * pk[1]) / (h * h), pk[2],
+                              g["eta"])["values"] * p.scale
+            num, den2 = float(np.sum(w * d2 * resid)), float(np.sum(w * d2 * d2))
+            second.append((ax, num * num / den2 if num > 0 and den2 > 0 else 0.0))
+        gains = first or second
         top = max((g_ for _, g_ in gains), default=0.0)
         if top <= 0.0:
             return []
