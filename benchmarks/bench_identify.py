@@ -98,8 +98,9 @@ def command_benchmark(repeat: int) -> None:
             for name in (("warm", "warm, 2 workers") if k % 2 == 0 else ("warm, 2 workers", "warm")):
                 rows[name].append(_child(two if "2" in name else one,
                                          dict(base_env, XTAL_CACHE_DIR=str(cdir))))
+        # as the command imports them: `xtal.cli.main` starts the BLAS with one thread
         imp = _child([sys.executable, "-c", "import xtal.cli, xtal.identify, xtal.io, xtal.library"],
-                     base_env)
+                     dict(base_env, OPENBLAS_NUM_THREADS="1"))
         bare = _child([sys.executable, "-c", "pass"], base_env)
         pm = [pymatgen_sticks(phases, 1.540593) for _ in range(max(1, repeat // 2))]
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
