@@ -178,11 +178,8 @@ class _Search:
         return fit.run(start=parent, strains=strains, fwhm_deg=self.fw0,
                        refine_profile=_QUICK_PROFILE, max_iter=12, ftol=1e-4, amorphous=False)
 
-    def final(self, order: list[str], start: FitResult) -> FitResult:
-        """Final refinement: full data, full profile, lattice per axis, exact profile tails."""
-        return self._run_many("_final_fit", [(order, start)])[0]
-
     def _final_fit(self, order: list[str], start: FitResult) -> FitResult:
+        """Final refinement: full data, full profile, lattice per axis, exact profile tails."""
         fit = WholePatternFit(self.data, [self.by_id[i] for i in order], self.rad,
                               lattice=self.opts.refine_lattice, fixed_background=self.fixed_bg,
                               max_strain=self.opts.max_strain, exact_profile=True)
