@@ -62,6 +62,17 @@ def test_identify_without_wavelength_is_an_error(tmp_path, capsys):
     assert "wavelength" in capsys.readouterr().err.lower()
 
 
+def test_identify_refuses_a_bad_workers_count_before_reading_anything(tmp_path, capsys, monkeypatch):
+    import xtal.io
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("the pattern was read before --workers was checked")
+
+    monkeypatch.setattr(xtal.io, "read_pattern", no_read)
+    assert main(["identify", str(PBSO4 / "PBSO4.XRA"), "--workers", "0", "--no-progress"]) == 2
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_identify_library_directory_uses_file_stems(tmp_path):
     lib = tmp_path / "lib"
     lib.mkdir()

@@ -321,6 +321,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 
         raise IdentificationError(f"--max-phases must be at least 1, got {args.max_phases}",
                                   field="--max-phases")
+    workers = _identify_workers(args.workers)     # a bad --workers is refused before any work
     pattern = read_pattern(args.pattern, instrument=args.instrument, frame=args.frame,
                            columns=_columns_arg(args.columns))
     phases, empty = _library_phases(args.library)
@@ -329,7 +330,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
         result = identify(pattern, phases, wavelength=args.wavelength, max_phases=args.max_phases,
                           polarization=_polarization_arg(args.polarization), progress=bar,
                           positions={"auto": "auto", "always": True, "never": False}[args.positions],
-                          workers=_identify_workers(args.workers))
+                          workers=workers)
     finally:
         if bar is not None:
             bar.close()

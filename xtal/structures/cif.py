@@ -10,7 +10,6 @@ from pathlib import Path
 import gemmi
 
 from xtal.cache import cache_dir, cached_json, code_fingerprint, text_cache_key
-
 from xtal.errors import (
     BlockNotFoundError,
     CifError,
