@@ -190,6 +190,80 @@ done:
     return result;
 }
 
+/* The near field of the exact renderer (xtal.profiles._near_field): every peak's pseudo-Voigt on
+ * the uniform grid x0 + j*step for |dx| <= r2, its Lorentzian part tapered by the C3 step
+ * 1 - t^4 (35 - 84 t + 70 t^2 - 20 t^3), t = (|dx| - r1) / (r2 - r1), between r1 and r2; the same
+ * formulas and per-point order as the NumPy form (each peak's points added in turn). */
+static PyObject *near_field_sums(PyObject *self, PyObject *args)
+{
+    PyObject *o[7];
+    double x0, step, r1, r2, four_ln2;
+    if (!PyArg_ParseTuple(args, "OddOOOOOOddd", &o[0], &x0, &step, &o[1], &o[2], &o[3], &o[4],
+                          &o[5], &o[6], &r1, &r2, &four_ln2)) {
+        return NULL;
+    }
+    arg_buffer b[7];
+    memset(b, 0, sizeof(b));
+    PyObject *result = NULL;
+    Py_ssize_t n = PyObject_Length(o[0]);
+    Py_ssize_t np_ = PyObject_Length(o[1]);
+    if (n < 0 || np_ < 0) {
+        goto done;
+    }
+    if (get_buffer(o[0], &b[0], 1, 'd', n, "y") || get_buffer(o[1], &b[1], 0, 'd', np_, "centres") ||
+        get_buffer(o[2], &b[2], 0, 'd', np_, "gauss_height") ||
+        get_buffer(o[3], &b[3], 0, 'd', np_, "lorentz_height") ||
+        get_buffer(o[4], &b[4], 0, 'd', np_, "inv_fwhm2") ||
+        get_buffer(o[5], &b[5], 0, 'q', np_, "lo") || get_buffer(o[6], &b[6], 0, 'q', np_, "hi")) {
+        goto done;
+    }
+    double *y = b[0].view.buf;
+    const double *c = b[1].view.buf, *ga = b[2].view.buf, *la = b[3].view.buf;
+    const double *inv_w2 = b[4].view.buf;
+    const int64_t *lo = b[5].view.buf, *hi = b[6].view.buf;
+    for (Py_ssize_t p = 0; p < np_; p++) {
+        if (lo[p] < 0 || hi[p] > n || lo[p] > hi[p]) {
+            PyErr_Format(PyExc_ValueError, "near_field_sums: window %zd is [%lld, %lld) on %zd points",
+                         p, (long long)lo[p], (long long)hi[p], n);
+            goto done;
+        }
+    }
+    if (!(r2 > r1)) {
+        PyErr_SetString(PyExc_ValueError, "near_field_sums: r2 must exceed r1");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t p = 0; p < np_; p++) {
+        const double cp = c[p], gp = ga[p], lp = la[p], iw2 = inv_w2[p];
+        for (int64_t j = lo[p]; j < hi[p]; j++) {
+            const double dx = (x0 + (double)j * step) - cp;
+            const double z2 = dx * dx * iw2;
+            double lor = lp / (1.0 + 4.0 * z2);
+            const double adx = fabs(dx);
+            if (adx > r1) {
+                double t = (adx - r1) / (r2 - r1);
+                if (t > 1.0) {
+                    t = 1.0;
+                }
+                const double t2 = t * t;
+                lor *= 1.0 - t2 * t2 * (35.0 - 84.0 * t + 70.0 * t2 - 20.0 * t2 * t);
+            }
+            y[j] += gp * exp(-four_ln2 * z2) + lor;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+
+done:
+    for (int i = 0; i < 7; i++) {
+        if (b[i].held) {
+            PyBuffer_Release(&b[i].view);
+        }
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"window_sums", window_sums, METH_VARARGS,
      "window_sums(x, centres, inv_hw, height, per_centre, per_fwhm, lo, hi, eta, lor_norm, "
@@ -197,6 +271,10 @@ static PyMethodDef methods[] = {
      "d_fwhm, kc, kf)\n\n"
      "Add the windowed pseudo-Voigt of every peak (and, with derivatives_wanted, its derivatives) "
      "into values / d_eta / d_centre (kc x n) / d_fwhm (kf x n), in place (see xtal.profiles)."},
+    {"near_field_sums", near_field_sums, METH_VARARGS,
+     "near_field_sums(y, x0, step, centres, gauss_height, lorentz_height, inv_fwhm2, lo, hi, r1, "
+     "r2, four_ln2)\n\nAdd the exact renderer's near field of every peak into y (uniform grid "
+     "x0 + j*step), in place (see xtal.profiles._near_field)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_window",

@@ -15,6 +15,7 @@ Units: x, centres and FWHM in degrees 2θ; areas in intensity·degree (unit-area
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -174,6 +175,9 @@ def pseudo_voigt_profile(x_deg, centres_deg, areas, fwhm_deg, eta, *, near_fwhm:
         wmax = float(w[sel].max())
         # the far-field kernels must be smooth on the grid: taper over ≥ MIN_TAPER_STEPS points
         r1 = max(near_fwhm * wmax, MIN_TAPER_STEPS * step)
+        # on a ladder of 2^(1/4) steps (rounded up: never a smaller near field), so that the
+        # far-field kernels of nearby widths are the same and their transforms are reused
+        r1 = step * 2.0 ** (math.ceil(4.0 * math.log2(r1 / step) - 1e-9) / 4.0)
         r2 = 2.0 * r1
         _near_field(y, x[0], step, c[sel], a[sel], w[sel], e[sel], r1, r2)
         lor = sel & (e > 0) & (a != 0)
@@ -201,6 +205,13 @@ def _near_field(y, x0, step, c, a, w, e, r1, r2) -> None:
     ga = a * (1.0 - e) * _G_NORM / w          # Gaussian height
     la = a * e * 2.0 / (math.pi * w)          # Lorentzian height
     inv_w2 = 1.0 / (w * w)
+    compiled = _compiled_near_field()
+    if compiled is not None:                  # the same sums in C (`xtal/_window.c`)
+        compiled(y, float(x0), float(step), np.ascontiguousarray(c, dtype=float),
+                 np.ascontiguousarray(ga, dtype=float), np.ascontiguousarray(la, dtype=float),
+                 np.ascontiguousarray(inv_w2, dtype=float), lo.astype(np.int64),
+                 np.maximum(hi, lo).astype(np.int64), float(r1), float(r2), _FOUR_LN2)
+        return
     cum = np.cumsum(counts)
     budget = _NEAR_BUDGET
     start, n = 0, len(c)
@@ -228,6 +239,22 @@ def _near_field(y, x0, step, c, a, w, e, r1, r2) -> None:
         start = stop
 
 
+@functools.lru_cache(maxsize=16)
+def _far_kernels(n_ext: int, nfft: int, step: float, r1: float, r2: float) -> tuple[np.ndarray, ...]:
+    """The far field's three kernels ψ(Δ)/Δ^(2n+2) on lags −(n_ext−1)…(n_ext−1), Fourier
+    transformed (length ``nfft``): the same for every call on one grid with one taper (a fit's
+    narrow peaks taper over `MIN_TAPER_STEPS` steps whatever their width), so kept for the next."""
+    lags = np.arange(-(n_ext - 1), n_ext) * step
+    psi = _smooth_step((np.abs(lags) - r1) / (r2 - r1))
+    inv2 = np.zeros_like(lags)
+    nz = psi > 0
+    inv2[nz] = 1.0 / (lags[nz] * lags[nz])
+    out = tuple(np.fft.rfft(psi * inv2 ** (n_term + 1), nfft) for n_term in range(3))
+    for k in out:
+        k.flags.writeable = False
+    return out
+
+
 def _far_field(y, x0, step, c, b, gamma, r1, r2) -> None:
     """Add Σ_k b_k (γ_k/π) ψ(Δ)/(Δ²+γ_k²), ψ = smooth step from r1 to r2 (exact series in γ²/Δ²)."""
     nx = len(y)
@@ -251,19 +278,14 @@ def _far_field(y, x0, step, c, b, gamma, r1, r2) -> None:
           -(t + 1) * t * (t - 2) / 2.0, (t + 1) * t * (t - 1) / 6.0]
     g2 = gamma * gamma
     coeffs = [b * gamma / math.pi, -b * gamma * g2 / math.pi, b * gamma * g2 * g2 / math.pi]
-    # kernel on lags -(n_ext-1) .. (n_ext-1)
-    lags = np.arange(-(n_ext - 1), n_ext) * step
-    psi = _smooth_step((np.abs(lags) - r1) / (r2 - r1))
-    inv2 = np.zeros_like(lags)
-    nz = psi > 0
-    inv2[nz] = 1.0 / (lags[nz] * lags[nz])
     nfft = _fast_len(3 * n_ext - 2)
+    kernels = _far_kernels(n_ext, nfft, float(step), float(r1), float(r2))
     acc_f = np.zeros(nfft // 2 + 1, dtype=complex)
     for n_term, coef in enumerate(coeffs):
         dep = np.zeros(n_ext)
         for j in range(4):
             dep += np.bincount(np.clip(i0 - 1 + j, 0, n_ext - 1), weights=coef * lw[j], minlength=n_ext)
-        acc_f += np.fft.rfft(dep, nfft) * np.fft.rfft(psi * inv2 ** (n_term + 1), nfft)
+        acc_f += np.fft.rfft(dep, nfft) * kernels[n_term]
     acc = np.fft.irfft(acc_f, nfft)[n_ext - 1: 2 * n_ext - 1]
     start = -lo_i
     y += acc[start: start + nx]
@@ -516,11 +538,17 @@ def _compiled_window():
     installation alone, never on what the process did before."""
     if not _COMPILED:
         try:
-            from xtal._window import window_sums
-        except ImportError:          # not built (no C compiler at install): the NumPy form
-            window_sums = None
-        _COMPILED.append(window_sums)
+            from xtal._window import near_field_sums, window_sums
+        except ImportError:          # not built (no C compiler at install): the NumPy forms
+            window_sums = near_field_sums = None
+        _COMPILED[:] = [window_sums, near_field_sums]
     return _COMPILED[0]
+
+
+def _compiled_near_field():
+    """The exact renderer's near field in C (`xtal._window.near_field_sums`), or None."""
+    _compiled_window()
+    return _COMPILED[1] if len(_COMPILED) > 1 else None
 
 
 class _WindowSums:
