@@ -1,4 +1,7 @@
-/* The windowed pseudo-Voigt of xtal.profiles, compiled: one pass over the window points computes
+/* Two loops of xtal.profiles in C: the fit's windowed pseudo-Voigt (window_sums, below) and the
+ * exact renderer's near field (near_field_sums, further down).
+ *
+ * The windowed pseudo-Voigt, compiled: one pass over the window points computes
  * the profile and all its derivatives with no temporary arrays (the NumPy form builds about fifteen
  * per-point temporaries and sums them into the grid with SciPy's CSC kernels).  Same formulas,
  * same window and taper, same order of summation per grid point (the Gaussian is taken as 0
