@@ -67,14 +67,14 @@ END_TO_END_FIXTURES = {"demo", "analysed"}
 
 
 #: Test files in descending order of run time (seconds summed per file from
-#: ``pytest -n 2 --dist loadfile --durations=0`` at 2026-11-28 21:50 UTC: 175, 72, 42, 39, 39, 36,
-#: 31, 30, 25, 18; 583 s in all).  Under ``--dist loadfile`` whole files go to the two workers in
+#: ``pytest -n 2 --dist loadfile --durations=0`` at 2026-11-29 03:24 UTC: 115, 55, 40, 39, 38, 37,
+#: 36, 35, 33, 24; 546 s in all).  Under ``--dist loadfile`` whole files go to the two workers in
 #: collection order: the longest first (and pytest-xdist kept from re-sorting files by their
 #: number of tests, which put the few-test heavy files — notebooks, demo, real data — last), so
 #: that no long file runs alone at the end.  Only the order changes; every test still runs.
-LONGEST_FIRST = ("test_identify.py", "test_identify_real.py", "test_identify_real_negative.py",
-                 "test_notebooks.py", "test_cli.py", "test_demo.py", "test_refine.py",
-                 "test_series.py", "test_interactive.py", "test_geometry_issue18.py")
+LONGEST_FIRST = ("test_identify.py", "test_identify_real.py", "test_series.py",
+                 "test_identify_real_negative.py", "test_demo.py", "test_notebooks.py",
+                 "test_cli.py", "test_refine.py", "test_interactive.py", "test_geometry_issue18.py")
 
 
 def pytest_configure(config):
