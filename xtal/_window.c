@@ -51,9 +51,33 @@ static int get_buffer(PyObject *obj, arg_buffer *b, int writable, char kind, Py_
     return 0;
 }
 
+/* Release the buffers that get_buffer took. */
+static void release_buffers(arg_buffer *b, int count)
+{
+    for (int i = 0; i < count; i++) {
+        if (b[i].held) {
+            PyBuffer_Release(&b[i].view);
+        }
+    }
+}
+
+/* 0 if every window [lo[p], hi[p]) lies on the n grid points, else -1 with a ValueError. */
+static int check_windows(const int64_t *lo, const int64_t *hi, Py_ssize_t np_, Py_ssize_t n,
+                         const char *function)
+{
+    for (Py_ssize_t p = 0; p < np_; p++) {
+        if (lo[p] < 0 || hi[p] > n || lo[p] > hi[p]) {
+            PyErr_Format(PyExc_ValueError, "%s: window %zd is [%lld, %lld) on %zd points", function,
+                         p, (long long)lo[p], (long long)hi[p], n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *window_sums(PyObject *self, PyObject *args)
 {
-    PyObject *o[14];
+    PyObject *o[12];
     double eta, lor_norm, window_fwhm, taper_fwhm;
     int values_wanted, derivatives_wanted;
     Py_ssize_t kc, kf;
@@ -91,12 +115,8 @@ static PyObject *window_sums(PyObject *self, PyObject *args)
     const int64_t *lo = b[6].view.buf, *hi = b[7].view.buf;
     double *values = b[8].view.buf, *d_eta = b[9].view.buf, *d_centre = b[10].view.buf;
     double *d_fwhm = b[11].view.buf;
-    for (Py_ssize_t p = 0; p < np_; p++) {
-        if (lo[p] < 0 || hi[p] > n || lo[p] > hi[p]) {
-            PyErr_Format(PyExc_ValueError, "window_sums: window %zd is [%lld, %lld) on %zd points",
-                         p, (long long)lo[p], (long long)hi[p], n);
-            goto done;
-        }
+    if (check_windows(lo, hi, np_, n, "window_sums")) {
+        goto done;
     }
 
     /* per-peak scratch: the point terms of one window, then added to each grid row in a
@@ -185,11 +205,7 @@ static PyObject *window_sums(PyObject *self, PyObject *args)
     result = Py_None;
 
 done:
-    for (int i = 0; i < 12; i++) {
-        if (b[i].held) {
-            PyBuffer_Release(&b[i].view);
-        }
-    }
+    release_buffers(b, 12);
     return result;
 }
 
@@ -224,12 +240,8 @@ static PyObject *near_field_sums(PyObject *self, PyObject *args)
     const double *c = b[1].view.buf, *ga = b[2].view.buf, *la = b[3].view.buf;
     const double *inv_w2 = b[4].view.buf;
     const int64_t *lo = b[5].view.buf, *hi = b[6].view.buf;
-    for (Py_ssize_t p = 0; p < np_; p++) {
-        if (lo[p] < 0 || hi[p] > n || lo[p] > hi[p]) {
-            PyErr_Format(PyExc_ValueError, "near_field_sums: window %zd is [%lld, %lld) on %zd points",
-                         p, (long long)lo[p], (long long)hi[p], n);
-            goto done;
-        }
+    if (check_windows(lo, hi, np_, n, "near_field_sums")) {
+        goto done;
     }
     if (!(r2 > r1)) {
         PyErr_SetString(PyExc_ValueError, "near_field_sums: r2 must exceed r1");
@@ -259,11 +271,7 @@ static PyObject *near_field_sums(PyObject *self, PyObject *args)
     result = Py_None;
 
 done:
-    for (int i = 0; i < 7; i++) {
-        if (b[i].held) {
-            PyBuffer_Release(&b[i].view);
-        }
-    }
+    release_buffers(b, 7);
     return result;
 }
 
