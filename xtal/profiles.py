@@ -242,8 +242,9 @@ def _near_field(y, x0, step, c, a, w, e, r1, r2) -> None:
 @functools.lru_cache(maxsize=16)
 def _far_kernels(n_ext: int, nfft: int, step: float, r1: float, r2: float) -> tuple[np.ndarray, ...]:
     """The far field's three kernels ψ(Δ)/Δ^(2n+2) on lags −(n_ext−1)…(n_ext−1), Fourier
-    transformed (length ``nfft``): the same for every call on one grid with one taper (a fit's
-    narrow peaks taper over `MIN_TAPER_STEPS` steps whatever their width), so kept for the next."""
+    transformed (length ``nfft``): the same for every call on one grid with one taper radius (r1
+    is on a 2^(1/4) ladder in `pseudo_voigt_profile`, so a fit's changing widths meet few radii),
+    so kept for the next."""
     lags = np.arange(-(n_ext - 1), n_ext) * step
     psi = _smooth_step((np.abs(lags) - r1) / (r2 - r1))
     inv2 = np.zeros_like(lags)
