@@ -36,8 +36,10 @@ def gaussian_filter1d(v: np.ndarray, sigma_pts: float, truncate: float = 4.0) ->
     phi = phi / phi.sum()
     if radius == 0 or v.size == 0:
         return v * phi[0]
-    ext = np.pad(v, radius, mode="edge")
     n = v.size
+    # the edge values repeated `radius` times (np.pad(mode="edge"), without its per-call cost)
+    ext = np.empty(n + 2 * radius)
+    ext[:radius], ext[radius:radius + n], ext[radius + n:] = v[0], v, v[-1]
     out = ext[radius:radius + n] * phi[radius]
     for j in range(radius, 0, -1):
         out += (ext[radius - j:radius - j + n] + ext[radius + j:radius + j + n]) * phi[radius - j]

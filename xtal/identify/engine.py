@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-def _gram_of_active(gram: tuple[np.ndarray, np.ndarray] | None, active: list[int],
+def gram_of_active(gram: tuple[np.ndarray, np.ndarray] | None, active: list[int],
                     gbb: np.ndarray) -> np.ndarray:
     """AᵀWA for A = [the active phase columns, the background basis B], assembled from PᵀWP,
     PᵀWB (all phase columns) and BᵀWB."""
@@ -79,7 +79,7 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
             if active else fitter.B
         DA = Dw @ A
         # AᵀWA from the Gram blocks `solve_linear` already formed (PᵀWP, PᵀWB) and BᵀWB
-        AA = _gram_of_active(st["gram"], active, fitter.Gbb_raw)
+        AA = gram_of_active(st["gram"], active, fitter.Gbb_raw)
         AA += np.eye(AA.shape[0]) * 1e-12 * np.trace(AA)
         H = H - DA @ np.linalg.solve(AA, DA.T)
         H = 0.5 * (H + H.T)
@@ -95,6 +95,7 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
         lam = 1e-3
         small = 0
         it = 0
+        prev_pred = 0.0          # predicted gain of the last accepted step
         H, grad = normal(st)
         while it < max_iter:
             it += 1
@@ -128,10 +129,23 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
             pred = -(2.0 * float(grad @ dlt) + float(dlt @ H @ dlt))
             if 0.0 <= pred < 0.1 * ftol * st["cost"] and lam <= 1e-2:
                 break
-            st2 = evaluate(new, deriv=True)
+            # converging quadratically (the predicted gain fell 100-fold since the last accepted
+            # step) and this step predicted to gain less than ftol of the cost: it is the last one,
+            # evaluated without derivatives (they would only serve a step the tolerance does not
+            # take); H of the point it left (a small fraction of a s.u. away, pred ≈ Δθᵀ H Δθ)
+            # stays the curvature for the s.u.  A slowly falling prediction (a fit crawling along
+            # a valley of a misfit-dominated χ²) never ends this way.
+            last = (0.0 <= pred < ftol * st["cost"] and lam <= 1e-2
+                    and pred < 0.01 * prev_pred)
+            st2 = evaluate(new, deriv=not last)
+            if last and st["cost"] - st2["cost"] > 10.0 * ftol * st["cost"]:
+                # the quadratic model was wrong about the gain: not converged after all
+                st2, last = evaluate(new, deriv=True), False
             if st2["cost"] < st["cost"]:
                 rel = (st["cost"] - st2["cost"]) / max(st["cost"], 1e-300)
-                theta, st = new, st2
+                theta, st, prev_pred = new, st2, pred
+                if last:
+                    break
                 H, grad = normal(st)
                 lam = max(lam / 4.0, 1e-7)
                 small = small + 1 if rel < ftol else 0

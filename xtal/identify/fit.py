@@ -16,7 +16,7 @@ import numpy as np
 from xtal.beam import lorentz_polarization, two_theta_from_d
 from xtal.errors import IdentificationError
 from xtal.identify.blas import one_blas_thread
-from xtal.identify.engine import levenberg_marquardt
+from xtal.identify.engine import gram_of_active, levenberg_marquardt
 from xtal.identify.model import PhaseModel
 from xtal.identify.prepare import (PreparedData, default_n_background, estimate_background,
                                    initial_width, prepare_pattern, radiation_from)
@@ -442,10 +442,10 @@ def _make_result(fitter: "WholePatternFit", st: dict, H: np.ndarray | None, succ
     # covariance of the scales (at fixed non-linear parameters)
     cov_s = None
     if active:
-        A = np.concatenate([np.stack([cols[i] for i in active], axis=1), fitter.B], axis=1)
-        Aw = A * fitter.sw[:, None]
+        # AᵀWA of the active columns and the background from the Gram blocks of the last solve
+        AtWA = gram_of_active(st["gram"], active, fitter.Gbb_raw)
         try:
-            cov_s = np.linalg.pinv(Aw.T @ Aw)[: len(active), : len(active)] * chi2
+            cov_s = np.linalg.pinv(AtWA)[: len(active), : len(active)] * chi2
         except np.linalg.LinAlgError:
             cov_s = None
 

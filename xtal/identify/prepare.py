@@ -131,7 +131,8 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     xs, vs = [], []
     for a, b in zip(starts, stops):
         if b - a >= 20:
-            xs.append(float(np.median(ys[a:b])))
+            m = b - a                 # median of a sorted run: its middle (np.median's value)
+            xs.append(float(ys[a + m // 2] if m % 2 else (ys[a + m // 2 - 1] + ys[a + m // 2]) / 2))
             vs.append(float(np.median(r2s[a:b])) / _CHI2_1_MEDIAN / 1.5)
     xs, vs = np.array(xs), np.array(vs)
     if xs.size >= 2 and np.ptp(xs) > 0:
