@@ -219,9 +219,15 @@ class WholePatternFit:
         # every wavelength of the radiation at once: rows of (n_wavelengths × n_reflections),
         # the selected lines taken in row order (all lines of λ1, then of λ2, …)
         lams = self._wavelengths
-        s = lams[:, None] / (2.0 * d[None, :])
-        row, idx = np.nonzero(s < 0.99999)
-        tth = 2.0 * np.degrees(np.arcsin(s[row, idx]))
+        if lams.size == 1:                # one line (synchrotron, Kα1 only): no row bookkeeping
+            s = lams[0] / (2.0 * d)
+            idx = np.flatnonzero(s < 0.99999)
+            row = np.zeros(idx.size, dtype=np.intp)
+            tth = 2.0 * np.degrees(np.arcsin(s[idx]))
+        else:
+            s = lams[:, None] / (2.0 * d[None, :])
+            row, idx = np.nonzero(s < 0.99999)
+            tth = 2.0 * np.degrees(np.arcsin(s[row, idx]))
         f = fit_fwhm(tth, g["U"], g["V"], g["W"])
         cos_t = np.cos(np.radians(tth) / 2.0)
         if m.size_deg > 0:                # the phase's own size broadening, in quadrature
@@ -235,7 +241,9 @@ class WholePatternFit:
             return None
         row, idx, tth, c, f, cos_t = row[sel], idx[sel], tth[sel], c[sel], f[sel], cos_t[sel]
         area = m.fmult[idx] * lorentz_polarization(tth, self.rad.polarization) \
-            * self._line_weights[row] * po[idx]
+            * self._line_weights[row]
+        if m.po_axis is not None:
+            area *= po[idx]
         out = [c, area, f]
         if deriv:
             # d(2θ)/dd = −2 tanθ / d (rad) → degrees; displacement moves centres by cos θ
@@ -244,7 +252,7 @@ class WholePatternFit:
                                  cos_t[:, None]], axis=1)
             # FWHM derivatives w.r.t. U, V, W
             df = np.stack([tt * tt, tt, np.ones_like(tt)], axis=1) / (2.0 * f[:, None])
-            out += [dc, df, dpo[idx] / po[idx]]
+            out += [dc, df, dpo[idx] / po[idx] if m.po_axis is not None else np.zeros(idx.size)]
         if self.asymmetry_deg > 0:
             # the axial-divergence satellite: a share of the area at 2θ − A·cot 2θ, after the
             # main lines of the same wavelength

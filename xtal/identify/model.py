@@ -103,6 +103,8 @@ class PhaseModel:
     #: quadrature to the common Caglioti FWHM; 0 = the common profile (chosen, not refined, by
     #: `search._Search.real_sample_terms`)
     size_deg: float = 0.0
+    _dcell: np.ndarray | None = None                           # ∂cell/∂q, see `_dcell_dq`
+    _no_po: tuple[np.ndarray, np.ndarray] | None = None        # (1, 0) per reflection, read-only
 
     def set_preferred_orientation(self, axis: Sequence[int] | None) -> None:
         """Refine a March–Dollase r along ``axis`` (hkl, reciprocal-lattice direction); None: none.
@@ -117,8 +119,12 @@ class PhaseModel:
     def po_factor(self, r: float) -> tuple[np.ndarray, np.ndarray]:
         """March–Dollase correction of each reflection at r and its derivative ∂/∂r."""
         if self.po_axis is None:
-            n = self.hkl.shape[0]
-            return np.ones(n), np.zeros(n)
+            if self._no_po is None:
+                n = self.hkl.shape[0]
+                self._no_po = (np.ones(n), np.zeros(n))
+                for a in self._no_po:
+                    a.flags.writeable = False
+            return self._no_po
         return march_dollase_factor(self._po_cos2, r)
 
     @property
@@ -186,14 +192,17 @@ class PhaseModel:
         """
         cell = self.cell(q)
         d = self.d_spacings(cell)
-        base = np.asarray(cell, dtype=float)
-        dcell_dq = np.empty((6, len(q)))
-        for k in range(len(q)):
-            qk = np.array(q, dtype=float)
-            qk[k] += 1.0
-            dcell_dq[:, k] = np.asarray(self.cell(qk), dtype=float) - base
-        dd = -0.5 * d[:, None] ** 3 * (self.hh @ (_g6_jacobian(cell) @ dcell_dq))
+        dd = -0.5 * d[:, None] ** 3 * (self.hh @ (_g6_jacobian(cell) @ self._dcell_dq()))
         return d, dd
+
+    def _dcell_dq(self) -> np.ndarray:
+        """∂(a, b, c, α, β, γ)/∂q (6 × n_params), exact and constant: `cell` is affine in q."""
+        if self._dcell is None:
+            base = np.asarray(self.cell(np.zeros(self.n_params)), dtype=float)
+            eye = np.eye(self.n_params)
+            self._dcell = np.stack([np.asarray(self.cell(e), dtype=float) - base for e in eye],
+                                   axis=1) if self.n_params else np.zeros((6, 0))
+        return self._dcell
 
 
 def _g6_jacobian(cell: Sequence[float]) -> np.ndarray:
