@@ -46,7 +46,17 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
         # the weighted Gram blocks of these columns (PᵀWP, PᵀWB), kept for `normal`
         gram = fitter._last_normal if cols else None
         return dict(g=g, qs=qs, ev=ev, cols=cols, s=s, b=b, calc=calc, r=r, gram=gram,
-                    cost=float(np.sum(fitter.w * r * r)))
+                    cost=float(np.sum(fitter.w * r * r)), deriv=deriv)
+
+    def with_derivatives(st):
+        """The state of a point evaluated without derivatives, with them: the same profiles (the
+        values do not depend on the flag), so scales, background and cost are kept."""
+        if not st["deriv"]:
+            g = st["g"]
+            st["ev"] = [fitter.phase_eval(m, q, g, True, g.get(f"po{k}"))
+                        for k, (m, q) in enumerate(zip(models, st["qs"]))]
+            st["deriv"] = True
+        return st
 
     def normal(st):
         """Projected Gauss–Newton matrix H and gradient of the cost (½ Σ w r²)."""
@@ -96,6 +106,7 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
         small = 0
         it = 0
         prev_pred = 0.0          # predicted gain of the last accepted step
+        rejected = False         # the last trial step was rejected
         H, grad = normal(st)
         while it < max_iter:
             it += 1
@@ -137,21 +148,23 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
             # a valley of a misfit-dominated χ²) never ends this way.
             last = (0.0 <= pred < ftol * st["cost"] and lam <= 1e-2
                     and pred < 0.01 * prev_pred)
-            st2 = evaluate(new, deriv=not last)
+            # after a rejected step the next trial is evaluated without derivatives as well
+            # (rejections come in runs while λ grows): they are computed once it is accepted
+            st2 = evaluate(new, deriv=not (last or rejected))
             if last and st["cost"] - st2["cost"] > 10.0 * ftol * st["cost"]:
-                # the quadratic model was wrong about the gain: not converged after all
-                st2, last = evaluate(new, deriv=True), False
+                last = False     # the quadratic model was wrong about the gain: not converged
             if st2["cost"] < st["cost"]:
                 rel = (st["cost"] - st2["cost"]) / max(st["cost"], 1e-300)
-                theta, st, prev_pred = new, st2, pred
+                theta, st, prev_pred, rejected = new, st2, pred, False
                 if last:
                     break
-                H, grad = normal(st)
+                H, grad = normal(with_derivatives(st))
                 lam = max(lam / 4.0, 1e-7)
                 small = small + 1 if rel < ftol else 0
                 if small >= (1 if ftol >= 1e-4 else 2):
                     break
             else:
+                rejected = True
                 lam *= 5.0
                 if lam > 1e8 or 0.0 <= pred < 1e-4 * st["cost"]:
                     break   # no further progress above the numerical noise of the model
