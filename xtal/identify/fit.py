@@ -215,7 +215,8 @@ class WholePatternFit:
             d, dd = m.d_spacings_and_derivatives(q)
         else:
             d, dd = m.d_spacings(m.cell(q)), np.zeros((m.hkl.shape[0], 0))
-        po, dpo = m.po_factor(po_r if po_r is not None else 1.0)
+        textured = m.po_axis is not None
+        po, dpo = m.po_factor(po_r if po_r is not None else 1.0) if textured else (None, None)
         # every wavelength of the radiation at once: rows of (n_wavelengths × n_reflections),
         # the selected lines taken in row order (all lines of λ1, then of λ2, …)
         lams = self._wavelengths
@@ -242,7 +243,7 @@ class WholePatternFit:
         row, idx, tth, c, f, cos_t = row[sel], idx[sel], tth[sel], c[sel], f[sel], cos_t[sel]
         area = m.fmult[idx] * lorentz_polarization(tth, self.rad.polarization) \
             * self._line_weights[row]
-        if m.po_axis is not None:
+        if textured:
             area *= po[idx]
         out = [c, area, f]
         if deriv:
@@ -252,7 +253,7 @@ class WholePatternFit:
                                  cos_t[:, None]], axis=1)
             # FWHM derivatives w.r.t. U, V, W
             df = np.stack([tt * tt, tt, np.ones_like(tt)], axis=1) / (2.0 * f[:, None])
-            out += [dc, df, dpo[idx] / po[idx] if m.po_axis is not None else np.zeros(idx.size)]
+            out += [dc, df, dpo[idx] / po[idx] if textured else np.zeros(idx.size)]
         if self.asymmetry_deg > 0:
             # the axial-divergence satellite: a share of the area at 2θ − A·cot 2θ, after the
             # main lines of the same wavelength

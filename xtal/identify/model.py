@@ -104,7 +104,6 @@ class PhaseModel:
     #: `search._Search.real_sample_terms`)
     size_deg: float = 0.0
     _dcell: np.ndarray | None = None                           # ∂cell/∂q, see `_dcell_dq`
-    _no_po: tuple[np.ndarray, np.ndarray] | None = None        # (1, 0) per reflection, read-only
 
     def set_preferred_orientation(self, axis: Sequence[int] | None) -> None:
         """Refine a March–Dollase r along ``axis`` (hkl, reciprocal-lattice direction); None: none.
@@ -119,12 +118,8 @@ class PhaseModel:
     def po_factor(self, r: float) -> tuple[np.ndarray, np.ndarray]:
         """March–Dollase correction of each reflection at r and its derivative ∂/∂r."""
         if self.po_axis is None:
-            if self._no_po is None:
-                n = self.hkl.shape[0]
-                self._no_po = (np.ones(n), np.zeros(n))
-                for a in self._no_po:
-                    a.flags.writeable = False
-            return self._no_po
+            n = self.hkl.shape[0]
+            return np.ones(n), np.zeros(n)
         return march_dollase_factor(self._po_cos2, r)
 
     @property
