@@ -85,9 +85,11 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
         H = Dw @ D.T
         grad = -(Dw @ st["r"])
         active = [i for i in range(len(s)) if s[i] > 0]
-        A = np.concatenate([np.stack([st["cols"][i] for i in active], axis=1), fitter.B], axis=1) \
-            if active else fitter.B
-        DA = Dw @ A
+        # Dᵀ W A for A = [active columns, B], a block at a time: A itself (n × (k + nb), built by
+        # strided copies) would cost as much as the product
+        DB = Dw @ fitter.B
+        DA = np.concatenate([np.stack([Dw @ st["cols"][i] for i in active], axis=1), DB], axis=1) \
+            if active else DB
         # AᵀWA from the Gram blocks `solve_linear` already formed (PᵀWP, PᵀWB) and BᵀWB
         AA = gram_of_active(st["gram"], active, fitter.Gbb_raw)
         AA += np.eye(AA.shape[0]) * 1e-12 * np.trace(AA)
