@@ -35,10 +35,13 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
     fitter.setup(free_global, refine_lattice)
     models = fitter.models
 
+    def profiles(g, qs, deriv):
+        return [fitter.phase_eval(m, q, g, deriv, g.get(f"po{k}"))
+                for k, (m, q) in enumerate(zip(models, qs))]
+
     def evaluate(theta, deriv=False):
         g, qs = fitter.unpack(theta, g0, q0)
-        ev = [fitter.phase_eval(m, q, g, deriv, g.get(f"po{k}"))
-              for k, (m, q) in enumerate(zip(models, qs))]
+        ev = profiles(g, qs, deriv)
         cols = [e["values"] for e in ev]
         s, b, calc = fitter.solve_linear(cols)
         fitter.nfev += 1
@@ -52,10 +55,7 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
         """The state of a point evaluated without derivatives, with them: the same profiles (the
         values do not depend on the flag), so scales, background and cost are kept."""
         if not st["deriv"]:
-            g = st["g"]
-            st["ev"] = [fitter.phase_eval(m, q, g, True, g.get(f"po{k}"))
-                        for k, (m, q) in enumerate(zip(models, st["qs"]))]
-            st["deriv"] = True
+            st["ev"], st["deriv"] = profiles(st["g"], st["qs"], True), True
         return st
 
     def normal(st):
