@@ -129,15 +129,20 @@ class Polarization:
     def synchrotron(cls, fraction: float = SYNCHROTRON_POLARIZATION_FRACTION) -> "Polarization":
         return cls("synchrotron", fraction=fraction)
 
+    def coefficients(self) -> tuple[float, float, float]:
+        """(a, b, den) with P(2θ) = (a + b·cos²2θ) / den, for every kind."""
+        if self.kind == "unpolarized":
+            return 1.0, 1.0, 2.0
+        if self.kind == "monochromator":
+            cm = math.cos(math.radians(self.monochromator_two_theta_deg)) ** 2
+            return 1.0, cm, 1.0 + cm
+        return self.fraction, 1.0 - self.fraction, 1.0
+
     def factor(self, two_theta_deg) -> np.ndarray:
         """P(2θ) (dimensionless) at 2θ in degrees."""
         c2 = np.cos(np.radians(np.asarray(two_theta_deg, dtype=float))) ** 2
-        if self.kind == "unpolarized":
-            return (1.0 + c2) / 2.0
-        if self.kind == "monochromator":
-            cm = math.cos(math.radians(self.monochromator_two_theta_deg)) ** 2
-            return (1.0 + cm * c2) / (1.0 + cm)
-        return self.fraction + (1.0 - self.fraction) * c2
+        a, b, den = self.coefficients()
+        return (a + b * c2) / den
 
     def describe(self) -> str:
         if self.kind == "unpolarized":

@@ -315,6 +315,13 @@ def _lorentz_window_norm() -> float:
 _LOR_NORM = _lorentz_window_norm()
 
 
+def window_shape() -> tuple[float, float, float]:
+    """The fit window's constants in the compiled kernels' order: the Lorentzian's
+    renormalisation (1 / its area inside the tapered window), the window's half width and the
+    taper's length (both in FWHM)."""
+    return _LOR_NORM, WINDOW_FWHM, _TAPER_FWHM
+
+
 def _empty_window(n: int, derivatives: bool, n_centre: int, n_fwhm: int) -> dict[str, Any]:
     zeros = np.zeros(n)
     out: dict[str, Any] = {"values": zeros}
@@ -539,10 +546,10 @@ def _compiled_window():
     installation alone, never on what the process did before."""
     if not _COMPILED:
         try:
-            from xtal._window import near_field_sums, window_sums
+            from xtal._window import near_field_sums, phase_profile, window_sums
         except ImportError:          # not built (no C compiler at install): the NumPy forms
-            window_sums = near_field_sums = None
-        _COMPILED[:] = [window_sums, near_field_sums]
+            window_sums = near_field_sums = phase_profile = None
+        _COMPILED[:] = [window_sums, near_field_sums, phase_profile]
     return _COMPILED[0]
 
 
@@ -550,6 +557,14 @@ def _compiled_near_field():
     """The exact renderer's near field in C (`xtal._window.near_field_sums`), or None."""
     _compiled_window()
     return _COMPILED[1] if len(_COMPILED) > 1 else None
+
+
+def compiled_phase_profile():
+    """One fit phase's peaks and windowed sums in one compiled call
+    (`xtal._window.phase_profile`, used by ``xtal.identify.fit.WholePatternFit.phase_eval``), or
+    None: not built, or the NumPy forms chosen (``_COMPILED`` set shorter, as tests do)."""
+    _compiled_window()
+    return _COMPILED[2] if len(_COMPILED) > 2 else None
 
 
 class _WindowSums:

@@ -22,12 +22,14 @@ from xtal.identify.prepare import (PreparedData, default_n_background, estimate_
                                    initial_width, prepare_pattern, radiation_from)
 from xtal.identify.result import FitResult, PhaseFit
 from xtal.numeric import modpoly, nnls   # numpy versions: scipy.optimize / pybaselines cost 1.5 s to import
-from xtal.profiles import MIN_FWHM_DEG, WINDOW_FWHM, caglioti_fwhm, pseudo_voigt
+from xtal.profiles import (MIN_FWHM_DEG, WINDOW_FWHM, caglioti_fwhm, compiled_phase_profile,
+                           pseudo_voigt, window_shape)
 from xtal.simulate import cell_volume
 
 #: Relative lattice strain a phase may take in the screen and the fit (thermal expansion, solvent).
 DEFAULT_MAX_STRAIN = 0.05
 
+_EMPTY = np.zeros(0)
 _GLOBAL = ("zero", "disp", "U", "V", "W", "eta")
 #: share of each peak's area in its axial-divergence satellite (see `WholePatternFit`)
 ASYMMETRY_FRACTION = 0.3
@@ -117,6 +119,8 @@ class WholePatternFit:
         self._line_weights = np.asarray(rad.weights, dtype=float)
         x = data.x
         self.x = x
+        self._x_c = np.ascontiguousarray(x, dtype=float)
+        self._pol_coefficients = rad.polarization.coefficients()
         self.sw = 1.0 / data.sigma
         self.w = self.sw ** 2
         self.yfit = data.y - (fixed_background if fixed_background is not None else 0.0)
@@ -133,7 +137,7 @@ class WholePatternFit:
         self.tails = "exact" if exact_profile else "window"
         self.nfev = 0
         self.min_rel_area = float(min_rel_area)
-        self._strong_cache: dict[int, np.ndarray] = {}
+        self._strong_cache: dict[Any, np.ndarray] = {}
         self.free_global: list[str] = []
         self.lat_slices: list[slice] = []
         self.n_theta = 0
@@ -287,6 +291,11 @@ class WholePatternFit:
         """Profile of one phase at unit scale (``values``) and, with ``deriv``, its derivatives:
         ``dcentre`` (lattice parameters, then displacement), ``dfwhm`` (U, V, W), ``eta``,
         ``centre`` (zero shift) and ``dpo`` (March–Dollase r)."""
+        kernel = compiled_phase_profile() if self.tails == "window" else None
+        if kernel is not None:
+            out = self._phase_eval_compiled(kernel, m, q, g, deriv, po_r)
+            if out is not None:
+                return out
         pk = self.peaks(m, q, g, deriv, po_r)
         if pk is None:
             z = np.zeros(self.x.size)
@@ -301,6 +310,41 @@ class WholePatternFit:
             out["dpo"] = (pseudo_voigt(self.x, pk[0], pk[1] * pk[5], pk[2], g["eta"])["values"]
                           if m.po_axis is not None else np.zeros(self.x.size))
         return out
+
+    def _phase_eval_compiled(self, kernel, m: PhaseModel, q: np.ndarray, g: dict[str, float],
+                             deriv: bool, po_r: float | None) -> dict[str, Any] | None:
+        """`phase_eval` in one compiled call (`xtal._window.phase_profile`: `peaks` and the
+        windowed `pseudo_voigt` with the same formulas, equal to rounding); None if the strained
+        cell is not a cell (the NumPy form then raises the error that says why)."""
+        n = self.x.size
+        nq = len(q) if deriv else 0
+        textured = m.po_axis is not None
+        po, dpo = m.po_factor(po_r if po_r is not None else 1.0) if textured else (_EMPTY, _EMPTY)
+        strong = self._strong_weights(m) if self.min_rel_area > 0 else _EMPTY
+        params = np.array([g["U"], g["V"], g["W"], MIN_FWHM_DEG, m.size_deg, g["zero"],
+                           g.get("disp", 0.0), g["eta"], self.asymmetry_deg, ASYMMETRY_FRACTION,
+                           1.0 + WINDOW_FWHM, *window_shape(), *self._pol_coefficients])
+        values = np.zeros(n)
+        rows = np.zeros((6 + nq + textured, n) if deriv else (0, n))
+        dcell = np.ascontiguousarray(m.dcell_dq()) if nq else _EMPTY
+        if kernel(self._x_c, m.hh, m.fmult, strong, po, dpo, np.array(m.cell(q), dtype=float),
+                  dcell, self._wavelengths, self._line_weights, params,
+                  values, rows, nq, deriv) < 0:
+            return None
+        out: dict[str, Any] = {"values": values}
+        if deriv:
+            # rows: ∂/∂η, ∂/∂(common shift), lattice parameters, displacement, U, V, W, r
+            out.update(eta=rows[0], centre=rows[1], dcentre=list(rows[2:3 + nq]),
+                       dfwhm=list(rows[3 + nq:6 + nq]), dpo=rows[6 + nq] if textured else np.zeros(n))
+        return out
+
+    def _strong_weights(self, m: PhaseModel) -> np.ndarray:
+        """`_strong` as float64 (1 kept, 0 skipped), for the compiled path."""
+        key = ("weights", id(m))
+        w = self._strong_cache.get(key)
+        if w is None:
+            w = self._strong_cache[key] = self._strong(m).astype(float)
+        return w
 
     def solve_linear(self, cols: list[np.ndarray]):
         """Scales (≥ 0) and Chebyshev coefficients for fixed columns (normal equations, Schur

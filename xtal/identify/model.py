@@ -103,7 +103,7 @@ class PhaseModel:
     #: quadrature to the common Caglioti FWHM; 0 = the common profile (chosen, not refined, by
     #: `search._Search.real_sample_terms`)
     size_deg: float = 0.0
-    _dcell: np.ndarray | None = None                           # ∂cell/∂q, see `_dcell_dq`
+    _dcell: np.ndarray | None = None                           # ∂cell/∂q, see `dcell_dq`
 
     def set_preferred_orientation(self, axis: Sequence[int] | None) -> None:
         """Refine a March–Dollase r along ``axis`` (hkl, reciprocal-lattice direction); None: none.
@@ -187,10 +187,10 @@ class PhaseModel:
         """
         cell = self.cell(q)
         d = self.d_spacings(cell)
-        dd = -0.5 * d[:, None] ** 3 * (self.hh @ (_g6_jacobian(cell) @ self._dcell_dq()))
+        dd = -0.5 * d[:, None] ** 3 * (self.hh @ (_g6_jacobian(cell) @ self.dcell_dq()))
         return d, dd
 
-    def _dcell_dq(self) -> np.ndarray:
+    def dcell_dq(self) -> np.ndarray:
         """∂(a, b, c, α, β, γ)/∂q (6 × n_params), exact and constant: `cell` is affine in q."""
         if self._dcell is None:
             base = np.asarray(self.cell(np.zeros(self.n_params)), dtype=float)
