@@ -60,27 +60,14 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
 
     def normal(st):
         """Projected Gauss–Newton matrix H and gradient of the cost (½ Σ w r²)."""
-        s, ev, g = st["s"], st["ev"], st["g"]
+        s, ev = st["s"], st["ev"]
         n = fitter.x.size
         p = fitter.n_theta
         D = np.zeros((p, n))   # ∂calc/∂θ (rows)
         for i, e in enumerate(ev):
-            if s[i] <= 0:
-                continue
-            for j, name in enumerate(fitter.free_global):
-                if name == "zero":
-                    D[j] += s[i] * e["centre"]
-                elif name == "disp":
-                    D[j] += s[i] * e["dcentre"][-1]
-                elif name == "eta":
-                    D[j] += s[i] * e["eta"]
-                else:
-                    D[j] += s[i] * e["dfwhm"]["UVW".index(name)]
-            sl = fitter.lat_slices[i]
-            for k in range(sl.stop - sl.start):
-                D[sl.start + k] += s[i] * e["dcentre"][k]
-            if i in fitter.po_index:
-                D[fitter.po_index[i]] += s[i] * e["dpo"]
+            if s[i] > 0:
+                target, source = fitter.derivative_map[i]
+                D[target] += s[i] * e["rows"][source]
         Dw = D * fitter.w[None, :]
         H = Dw @ D.T
         grad = -(Dw @ st["r"])

@@ -288,27 +288,29 @@ class WholePatternFit:
 
     def phase_eval(self, m: PhaseModel, q: np.ndarray, g: dict[str, float], deriv: bool = False,
                    po_r: float | None = None):
-        """Profile of one phase at unit scale (``values``) and, with ``deriv``, its derivatives:
-        ``dcentre`` (lattice parameters, then displacement), ``dfwhm`` (U, V, W), ``eta``,
-        ``centre`` (zero shift) and ``dpo`` (March–Dollase r)."""
+        """Profile of one phase at unit scale (``values``) and, with ``deriv``, its derivatives as
+        one block ``rows`` (`derivative_rows` gives the row of each parameter: η, common shift,
+        the lattice parameters, displacement, U, V, W, then r if the phase is textured)."""
         kernel = compiled_phase_profile() if self.tails == "window" else None
         if kernel is not None:
             out = self._phase_eval_compiled(kernel, m, q, g, deriv, po_r)
             if out is not None:
                 return out
         pk = self.peaks(m, q, g, deriv, po_r)
+        textured = m.po_axis is not None
         if pk is None:
-            z = np.zeros(self.x.size)
-            out: dict[str, Any] = {"values": z}
+            out: dict[str, Any] = {"values": np.zeros(self.x.size)}
             if deriv:
-                out.update(eta=z, centre=z, dcentre=[z] * (len(q) + 1), dfwhm=[z] * 3, dpo=z)
+                out["rows"] = np.zeros((6 + len(q) + textured, self.x.size))
             return out
-        out = pseudo_voigt(self.x, pk[0], pk[1], pk[2], g["eta"], derivatives=deriv,
-                           dcentre=pk[3] if deriv else None, dfwhm=pk[4] if deriv else None,
-                           tails=self.tails)
+        pv = pseudo_voigt(self.x, pk[0], pk[1], pk[2], g["eta"], derivatives=deriv,
+                          dcentre=pk[3] if deriv else None, dfwhm=pk[4] if deriv else None,
+                          tails=self.tails)
+        out = {"values": pv["values"]}
         if deriv:
-            out["dpo"] = (pseudo_voigt(self.x, pk[0], pk[1] * pk[5], pk[2], g["eta"])["values"]
-                          if m.po_axis is not None else np.zeros(self.x.size))
+            dpo = ([pseudo_voigt(self.x, pk[0], pk[1] * pk[5], pk[2], g["eta"])["values"]]
+                   if textured else [])
+            out["rows"] = np.vstack([pv["eta"], pv["centre"], *pv["dcentre"], *pv["dfwhm"], *dpo])
         return out
 
     def _phase_eval_compiled(self, kernel, m: PhaseModel, q: np.ndarray, g: dict[str, float],
@@ -331,12 +333,7 @@ class WholePatternFit:
                   dcell, self._wavelengths, self._line_weights, params,
                   values, rows, nq, deriv) < 0:
             return None
-        out: dict[str, Any] = {"values": values}
-        if deriv:
-            # rows: ∂/∂η, ∂/∂(common shift), lattice parameters, displacement, U, V, W, r
-            out.update(eta=rows[0], centre=rows[1], dcentre=list(rows[2:3 + nq]),
-                       dfwhm=list(rows[3 + nq:6 + nq]), dpo=rows[6 + nq] if textured else np.zeros(n))
-        return out
+        return {"values": values, "rows": rows} if deriv else {"values": values}
 
     def _strong_weights(self, m: PhaseModel) -> np.ndarray:
         """`_strong` as float64 (1 kept, 0 skipped), for the compiled path."""
@@ -389,6 +386,18 @@ class WholePatternFit:
                 self.po_index[k] = i
                 i += 1
         self.n_theta = i
+        # where each phase's derivative rows go in ∂calc/∂θ: (rows of θ, rows of the block)
+        self.derivative_map = []
+        for k, (m, sl) in enumerate(zip(self.models, self.lat_slices)):
+            at = derivative_rows(m.n_params)
+            target = list(range(len(self.free_global))) + list(range(sl.start, sl.stop))
+            source = [at[name] for name in self.free_global] + \
+                [at["lattice"] + j for j in range(sl.stop - sl.start)]
+            if k in self.po_index:
+                target.append(self.po_index[k])
+                source.append(at["po"])
+            self.derivative_map.append((np.array(target, dtype=np.intp),
+                                        np.array(source, dtype=np.intp)))
 
     def unpack(self, theta: np.ndarray, g0: dict[str, float], q0: list[np.ndarray]):
         g = dict(g0)
@@ -430,6 +439,13 @@ class WholePatternFit:
             lo.append(PO_BOUNDS[0])
             hi.append(PO_BOUNDS[1])
         return np.array(lo), np.array(hi)
+
+
+def derivative_rows(n_lattice: int) -> dict[str, int]:
+    """Row of each parameter in a phase evaluation's derivative block (`phase_eval`'s ``rows``)
+    for a phase with ``n_lattice`` lattice parameters (``"lattice"``: the first of them)."""
+    return {"eta": 0, "zero": 1, "lattice": 2, "disp": 2 + n_lattice, "U": 3 + n_lattice,
+            "V": 4 + n_lattice, "W": 5 + n_lattice, "po": 6 + n_lattice}
 
 
 def fit_phases(pattern: Any, phases: Sequence[Any], *, wavelength: Any = None,
