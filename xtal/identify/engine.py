@@ -66,8 +66,9 @@ def levenberg_marquardt(fitter: Any, g0: dict[str, float], q0: list[np.ndarray],
         D = np.zeros((p, n))   # ∂calc/∂θ (rows)
         for i, e in enumerate(ev):
             if s[i] > 0:
-                target, source = fitter.derivative_map[i]
-                D[target] += s[i] * e["rows"][source]
+                si, rows = s[i], e["rows"]
+                for target, source in fitter.derivative_map[i]:
+                    D[target] += si * rows[source]
         Dw = D * fitter.w[None, :]
         H = Dw @ D.T
         grad = -(Dw @ st["r"])

@@ -386,18 +386,15 @@ class WholePatternFit:
                 self.po_index[k] = i
                 i += 1
         self.n_theta = i
-        # where each phase's derivative rows go in ∂calc/∂θ: (rows of θ, rows of the block)
+        # where each phase's derivative rows go in ∂calc/∂θ: (row of θ, row of the block) pairs
         self.derivative_map = []
         for k, (m, sl) in enumerate(zip(self.models, self.lat_slices)):
             at = derivative_rows(m.n_params)
-            target = list(range(len(self.free_global))) + list(range(sl.start, sl.stop))
-            source = [at[name] for name in self.free_global] + \
-                [at["lattice"] + j for j in range(sl.stop - sl.start)]
+            pairs = [(j, at[name]) for j, name in enumerate(self.free_global)]
+            pairs += [(sl.start + j, at["lattice"] + j) for j in range(sl.stop - sl.start)]
             if k in self.po_index:
-                target.append(self.po_index[k])
-                source.append(at["po"])
-            self.derivative_map.append((np.array(target, dtype=np.intp),
-                                        np.array(source, dtype=np.intp)))
+                pairs.append((self.po_index[k], at["po"]))
+            self.derivative_map.append(pairs)
 
     def unpack(self, theta: np.ndarray, g0: dict[str, float], q0: list[np.ndarray]):
         g = dict(g0)
