@@ -85,3 +85,22 @@ def test_last_step_without_derivatives_keeps_the_minimum_and_its_su(monkeypatch)
     for a, b in zip(res.phases[0].cell_su, at_final.phases[0].cell_su):
         if b:
             assert a == pytest.approx(b, rel=0.01)
+
+
+def test_volume_gradient_agrees_with_finite_differences():
+    """∂V/∂cell used for the volume s.u. (`fit._volume_gradient`) against central differences
+    of `simulate.cell_volume`, on the library's triclinic cell and a monoclinic one."""
+    from xtal.identify.fit import _volume_gradient
+    from xtal.simulate import cell_volume
+    lib = Library.bundled(user_dir=False)
+    for pid in ("FeN4_COD2242624", "CuO"):
+        cell = list(lib.phase(pid).cell.parameters)
+        fd = []
+        for k in range(6):
+            up, dn = list(cell), list(cell)
+            up[k] += 1e-5
+            dn[k] -= 1e-5
+            fd.append((cell_volume(up) - cell_volume(dn)) / 2e-5)
+        grad = _volume_gradient(cell)
+        assert np.allclose(grad, fd, rtol=1e-7, atol=1e-9 * max(abs(v) for v in fd)), (pid, grad, fd)
+        assert abs(grad[0] - cell_volume(cell) / cell[0]) < 1e-12 * cell_volume(cell)

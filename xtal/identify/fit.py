@@ -125,9 +125,8 @@ class WholePatternFit:
         self.w = self.sw ** 2
         self.yfit = data.y - (fixed_background if fixed_background is not None else 0.0)
         self.fixed_bg = fixed_background
-        u = 2.0 * (x - x[0]) / max(x[-1] - x[0], 1e-9) - 1.0
         nb = max(1, int(n_background))
-        self.B = np.polynomial.chebyshev.chebvander(u, nb - 1)  # n × nb
+        self.B = chebyshev_basis(x, nb)                         # n × nb
         self.Bw_T = (self.B * self.w[:, None]).T                # nb × n (weighted, for normal eqs)
         self.Gbb_raw = self.Bw_T @ self.B                        # BᵀWB
         self.Gbb = self.Gbb_raw + np.eye(nb) * 1e-12 * np.trace(self.Gbb_raw)
@@ -438,6 +437,25 @@ class WholePatternFit:
         return np.array(lo), np.array(hi)
 
 
+_BASIS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def chebyshev_basis(x: np.ndarray, n_terms: int) -> np.ndarray:
+    """The background basis: Chebyshev polynomials T0…T(n−1) of x mapped onto [−1, 1] (n × terms,
+    read-only). The last few grids' bases are kept: every frame of a series has the same grid."""
+    key = (x.size, float(x[0]), float(x[-1]), int(n_terms))
+    hit = _BASIS.get(key)
+    if hit is not None and np.array_equal(hit[0], x):
+        return hit[1]
+    u = 2.0 * (x - x[0]) / max(x[-1] - x[0], 1e-9) - 1.0
+    basis = np.polynomial.chebyshev.chebvander(u, n_terms - 1)
+    basis.flags.writeable = False
+    if len(_BASIS) >= 8:
+        _BASIS.pop(next(iter(_BASIS)))
+    _BASIS[key] = (np.array(x, dtype=float), basis)
+    return basis
+
+
 def derivative_rows(n_lattice: int) -> dict[str, int]:
     """Row of each parameter in a phase evaluation's derivative block (`phase_eval`'s ``rows``)
     for a phase with ``n_lattice`` lattice parameters (``"lattice"``: the first of them)."""
@@ -613,21 +631,27 @@ def _weight_fractions(s: np.ndarray, mv: np.ndarray, cov_s: np.ndarray | None,
 def _cell_su(m: PhaseModel, q: np.ndarray, cov_q: np.ndarray | None
              ) -> tuple[list[float | None], float | None]:
     """s.u. of (a, b, c, α, β, γ) and of the volume from the lattice-parameter covariance
-    (parameters fixed by symmetry get the s.u. of the parameter they equal)."""
+    (parameters fixed by symmetry get the s.u. of the parameter they equal), propagated with the
+    exact derivatives: ∂cell/∂q (`PhaseModel.dcell_dq`) and ∂V/∂cell (`_volume_gradient`)."""
     if cov_q is None:
         return [None] * 6, None
-    cell = m.cell(q)
-    nq = len(q)
-    dc = np.zeros((6, nq))
-    dv = np.zeros(nq)
-    for k in range(nq):
-        q2 = np.array(q, dtype=float)
-        q2[k] += 1e-6
-        c2 = m.cell(q2)
-        dc[:, k] = (np.array(c2) - np.array(cell)) / 1e-6
-        dv[k] = (cell_volume(c2) - cell_volume(cell)) / 1e-6
+    dc = m.dcell_dq()
+    dv = _volume_gradient(m.cell(q)) @ dc
     var = np.einsum("ik,kl,il->i", dc, cov_q, dc)
     return [math.sqrt(v) if v > 0 else None for v in var], math.sqrt(max(float(dv @ cov_q @ dv), 0.0))
+
+
+def _volume_gradient(cell) -> np.ndarray:
+    """∂V/∂(a, b, c, α, β, γ) (Å², Å³/°) of V = abc·√(1 − cos²α − cos²β − cos²γ + 2 cosα cosβ cosγ)."""
+    a, b, c = (float(v) for v in cell[:3])
+    ang = [math.radians(float(v)) for v in cell[3:]]
+    cs, sn = [math.cos(t) for t in ang], [math.sin(t) for t in ang]
+    root = math.sqrt(max(1 - cs[0] ** 2 - cs[1] ** 2 - cs[2] ** 2 + 2 * cs[0] * cs[1] * cs[2], 1e-300))
+    vol = a * b * c * root
+    # ∂root/∂angle_k = sin_k (cos_k − cos_i cos_j) / root, angles in degrees
+    dang = [a * b * c * sn[k] * (cs[k] - cs[(k + 1) % 3] * cs[(k + 2) % 3]) / root * math.pi / 180.0
+            for k in range(3)]
+    return np.array([vol / a, vol / b, vol / c, *dang])
 
 
 def _reflection_positions(m: PhaseModel, cell, rad: Any, zero_deg: float, x: np.ndarray) -> np.ndarray:
