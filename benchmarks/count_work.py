@@ -3,8 +3,11 @@ with and without derivatives, for one workload.
 
     python benchmarks/count_work.py identify|real|cucr2o4|synthetic
     PYTHONPATH=/path/to/old/worktree python benchmarks/count_work.py cucr2o4     # another commit
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null python benchmarks/count_work.py identify
-        # instructions executed ("Collected"), deterministic; ~50x slower
+    OPENBLAS_NUM_THREADS=1 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python benchmarks/count_work.py identify
+        # instructions executed ("Collected"), deterministic with one BLAS thread (OpenBLAS's
+        # idle threads spin, and valgrind counts the spinning: one commit's synthetic workload
+        # counted 43.7e9 with its threads, 20.3e9 with one); ~50x slower
 
 Workloads: ``identify`` (the bench pattern of `bench_identify.py` against the bundled library),
 ``real`` (the five real patterns of `tests/real_cases.py`), ``cucr2o4`` (the real CuCr2O4 11-BM
