@@ -574,7 +574,8 @@ static PyObject *phase_profile(PyObject *self, PyObject *args)
                 continue;
             }
             const double th_lp = (tth / 2.0) * rad;        /* as xtal.beam.lorentz_polarization */
-            const double c2 = cos(tth * rad) * cos(tth * rad);
+            const double cos_2t = cos(tth * rad);
+            const double c2 = cos_2t * cos_2t;
             const double sin_lp = sin(th_lp);
             double area = fmult[j] * ((prm[PP_POL_A] + prm[PP_POL_B] * c2) / prm[PP_POL_DEN] /
                                       (sin_lp * sin_lp * cos(th_lp))) * line_w[l];
@@ -653,11 +654,15 @@ static PyObject *phase_profile(PyObject *self, PyObject *args)
     if (scratch == NULL) {
         goto done;
     }
+    /* derivative rows (only when wanted: the block is empty otherwise): η, the kc centre rows,
+     * the kf FWHM rows, then r of a textured phase */
     window_target target = {x, n, prm[PP_ETA], prm[PP_LOR_NORM], prm[PP_WINDOW], prm[PP_TAPER], 1,
-                            derivatives_wanted, values, rows, rows + n, rows + (1 + kc) * n,
-                            derivatives_wanted && textured ? rows + (1 + kc + kf) * n : NULL, kc, kf};
-    if (textured && !derivatives_wanted) {
-        target.d_po = NULL;
+                            derivatives_wanted, values, NULL, NULL, NULL, NULL, kc, kf};
+    if (derivatives_wanted) {
+        target.d_eta = rows;
+        target.d_centre = rows + n;
+        target.d_fwhm = rows + (1 + kc) * n;
+        target.d_po = textured ? rows + (1 + kc + kf) * n : NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     sum_windows(&target, kept, pk.centre, pk.fwhm, pk.area, pk.dcentre, pk.dfwhm, pk.ratio, pk.lo,
