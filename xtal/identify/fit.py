@@ -322,6 +322,7 @@ class WholePatternFit:
         textured = m.po_axis is not None
         po, dpo = m.po_factor(po_r if po_r is not None else 1.0) if textured else (_EMPTY, _EMPTY)
         strong = self._strong_weights(m) if self.min_rel_area > 0 else _EMPTY
+        # in the order of the kernel's PP_* indices (xtal/_window.c)
         params = np.array([g["U"], g["V"], g["W"], MIN_FWHM_DEG, m.size_deg, g["zero"],
                            g.get("disp", 0.0), g["eta"], self.asymmetry_deg, ASYMMETRY_FRACTION,
                            1.0 + WINDOW_FWHM, *window_shape(), *self._pol_coefficients])
