@@ -3,6 +3,11 @@
     python benchmarks/bench_series.py --frames 1000 --points 4000 --phases 8 --workers 2
     python benchmarks/bench_series.py --frames 250 --points 4000 --phases 8 --workers 2
     python benchmarks/bench_series.py --frames 1000 --pairs 5      # 1 vs 2 workers, paired
+    python benchmarks/bench_series.py --frames 1000 --workers 1 --heap cli   # as `xtal series` runs
+
+``--heap cli``: the analysing process first asks glibc's malloc to keep freed memory
+(`xtal.heap.keep_freed_memory`), as the `xtal` command does; the default leaves malloc as a program
+that imports xtal finds it.
 
 ``--pairs N``: N rounds of one run with 1 worker and one with 2 (order alternating: 1-2, 2-1, …, so
 that the VM's drift in speed falls on both), each with the CPU time the hypervisor stole from this
@@ -67,8 +72,13 @@ def generate(path: Path, frames: int, points: int) -> None:
           file=sys.stderr)
 
 
-def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int) -> dict:
+def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int,
+            heap: str = "default") -> dict:
     import xarray as xr
+
+    if heap == "cli":
+        from xtal.heap import keep_freed_memory
+        keep_freed_memory()
 
     from xtal import series
     from xtal.library import Library
@@ -100,7 +110,7 @@ def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int) -
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"frames": frames, "points": int(da.sizes["two_theta_deg"]), "phases": n_phases,
-            "workers": workers, "wall_s": round(wall, 1), "cpu_s_all_processes": round(cpu, 1),
+            "workers": workers, "heap": heap, "wall_s": round(wall, 1), "cpu_s_all_processes": round(cpu, 1),
             "peak_rss_main_mb": round(self_kb / 1024, 1), "peak_rss_worker_mb": round(child_kb / 1024, 1),
             "events_programmed": len(exp), "events_found": len(res.events),
             "max_event_error_C": round(max(errs), 2) if errs else None,
@@ -123,7 +133,7 @@ def _run(d: Path, a, workers: int) -> dict:
     st = _steal_s()
     out = subprocess.run([sys.executable, __file__, "--frames", str(a.frames), "--points", str(a.points),
                           "--phases", str(a.phases), "--workers", str(workers), "--dir", str(d),
-                          "--_analyse"], check=True, capture_output=True, text=True)
+                          "--heap", a.heap, "--_analyse"], check=True, capture_output=True, text=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     r["steal_s"] = round(_steal_s() - st, 2)
     return r
@@ -155,13 +165,15 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dir", default="/tmp/xtal_bench_series")
     ap.add_argument("--pairs", type=int, default=0, help="rounds of 1 vs 2 workers, alternating")
+    ap.add_argument("--heap", choices=("default", "cli"), default="default",
+                    help="cli: keep freed memory in malloc first, as the xtal command does")
     ap.add_argument("--_analyse", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     d = Path(a.dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"series_{a.frames}x{a.points}.nc"
     if a._analyse:
-        print(json.dumps(analyse(path, a.frames, a.points, a.workers, a.phases)))
+        print(json.dumps(analyse(path, a.frames, a.points, a.workers, a.phases, a.heap)))
         return 0
     if not path.exists():
         generate(path, a.frames, a.points)
