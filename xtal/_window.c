@@ -77,6 +77,8 @@ static int check_windows(const int64_t *lo, const int64_t *hi, Py_ssize_t np_, P
     return 0;
 }
 
+static const double PI = 3.14159265358979323846;
+
 /* Where the windowed sums go and the profile's shape constants (see window_sums). */
 typedef struct {
     const double *x;
@@ -123,7 +125,7 @@ static void sum_windows(const window_target *w, Py_ssize_t np_, const double *ce
     const int po_wanted = w->d_po != NULL && po_height != NULL;
     const double eta = w->eta;
     const double ln2 = log(2.0);
-    const double pi = 3.14159265358979323846;
+    const double pi = PI;
     const double sg = sqrt(ln2 / pi);
     const double cg = sg * (1.0 - eta);
     const double cl = w->lor_norm / pi;
@@ -341,8 +343,6 @@ enum {
     PP_U, PP_V, PP_W, PP_MIN_FWHM, PP_SIZE, PP_ZERO, PP_DISP, PP_ETA, PP_ASYM, PP_ASYM_FRACTION,
     PP_MARGIN, PP_LOR_NORM, PP_WINDOW, PP_TAPER, PP_POL_A, PP_POL_B, PP_POL_DEN, PP_COUNT
 };
-
-static const double PI = 3.14159265358979323846;
 
 /* g6 = (G*11, G*22, G*33, G*12, G*13, G*23) of the cell (a, b, c in Å; α, β, γ in °) and, with
  * dg6 != NULL, ∂g6/∂q (6 × nq, row-major) = (∂g6/∂cell)(∂cell/∂q) with ∂G* = −G* ∂G G*.

@@ -120,7 +120,6 @@ class WholePatternFit:
         x = data.x
         self.x = x
         self._x_c = np.ascontiguousarray(x, dtype=float)
-        self._pol_coefficients = rad.polarization.coefficients()
         self.sw = 1.0 / data.sigma
         self.w = self.sw ** 2
         self.yfit = data.y - (fixed_background if fixed_background is not None else 0.0)
@@ -136,7 +135,11 @@ class WholePatternFit:
         self.tails = "exact" if exact_profile else "window"
         self.nfev = 0
         self.min_rel_area = float(min_rel_area)
-        self._strong_cache: dict[Any, np.ndarray] = {}
+        self._strong_cache: dict[int, np.ndarray] = {}
+        self._strong_weight_cache: dict[int, np.ndarray] = {}
+        # the compiled kernel's parameters that stay fixed for this fitter (PP_ASYM onwards)
+        self._kernel_fixed = (self.asymmetry_deg, ASYMMETRY_FRACTION, 1.0 + WINDOW_FWHM,
+                              *window_shape(), *rad.polarization.coefficients())
         self.free_global: list[str] = []
         self.lat_slices: list[slice] = []
         self.n_theta = 0
@@ -324,8 +327,7 @@ class WholePatternFit:
         strong = self._strong_weights(m) if self.min_rel_area > 0 else _EMPTY
         # in the order of the kernel's PP_* indices (xtal/_window.c)
         params = np.array([g["U"], g["V"], g["W"], MIN_FWHM_DEG, m.size_deg, g["zero"],
-                           g.get("disp", 0.0), g["eta"], self.asymmetry_deg, ASYMMETRY_FRACTION,
-                           1.0 + WINDOW_FWHM, *window_shape(), *self._pol_coefficients])
+                           g.get("disp", 0.0), g["eta"], *self._kernel_fixed])
         values = np.zeros(n)
         rows = np.zeros((6 + nq + textured, n) if deriv else (0, n))
         dcell = np.ascontiguousarray(m.dcell_dq()) if nq else _EMPTY
@@ -337,10 +339,9 @@ class WholePatternFit:
 
     def _strong_weights(self, m: PhaseModel) -> np.ndarray:
         """`_strong` as float64 (1 kept, 0 skipped), for the compiled path."""
-        key = ("weights", id(m))
-        w = self._strong_cache.get(key)
+        w = self._strong_weight_cache.get(id(m))
         if w is None:
-            w = self._strong_cache[key] = self._strong(m).astype(float)
+            w = self._strong_weight_cache[id(m)] = self._strong(m).astype(float)
         return w
 
     def solve_linear(self, cols: list[np.ndarray]):
