@@ -11,7 +11,9 @@ that imports xtal finds it.
 
 ``--pairs N``: N rounds of one run with 1 worker and one with 2 (order alternating: 1-2, 2-1, …, so
 that the VM's drift in speed falls on both), each with the CPU time the hypervisor stole from this
-machine during it (`/proc/stat`); prints every round's wall-time ratio and their median.
+machine during it (`/proc/stat`); prints every round's wall-time ratio and their median.  Each round
+also runs two 1-worker analyses at once in two processes: 2 × (alone) / (together) is what this
+machine gives two fully independent processes at that moment, the ceiling of any 2-worker ratio.
 
 The series is generated once by `xtal.synth` (a stated programme: LiBH4 RT→HT, K2B12H12 throughout,
 α-Li2B12H12 MODEL appearing and turning into the β MODEL, a halo at the end; stand-ins, see
@@ -73,7 +75,7 @@ def generate(path: Path, frames: int, points: int) -> None:
 
 
 def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int,
-            heap: str = "default") -> dict:
+            heap: str = "default", chunk_size: int | None = None) -> dict:
     import xarray as xr
 
     if heap == "cli":
@@ -87,7 +89,7 @@ def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int,
     da = xr.open_dataarray(path)          # lazy: analyse_series reads it chunk by chunk
     t = time.perf_counter()
     c0 = resource.getrusage(resource.RUSAGE_SELF)
-    res = series.analyse_series(da, phases, progress=False, workers=workers)
+    res = series.analyse_series(da, phases, progress=False, workers=workers, chunk_size=chunk_size)
     wall = time.perf_counter() - t
     c1 = resource.getrusage(resource.RUSAGE_SELF)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -133,7 +135,8 @@ def _run(d: Path, a, workers: int) -> dict:
     st = _steal_s()
     out = subprocess.run([sys.executable, __file__, "--frames", str(a.frames), "--points", str(a.points),
                           "--phases", str(a.phases), "--workers", str(workers), "--dir", str(d),
-                          "--heap", a.heap, "--_analyse"], check=True, capture_output=True, text=True)
+                          "--heap", a.heap, "--_analyse"]
+                         + (["--chunk-size", str(a.chunk_size)] if a.chunk_size else []), check=True, capture_output=True, text=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     r["steal_s"] = round(_steal_s() - st, 2)
     return r
@@ -143,18 +146,28 @@ def pairs(d: Path, a) -> None:
     """1 vs 2 workers, ``a.pairs`` rounds in alternating order; each round's ratio and the median."""
     import statistics
 
-    print("| round | 1 worker wall / CPU (s) | steal (s) | 2 workers wall / CPU (s) | steal (s) | ratio |")
-    print("|---|---|---|---|---|---|")
-    ratios = []
+    from concurrent.futures import ThreadPoolExecutor
+
+    print("| round | 1 worker wall / CPU (s) | steal (s) | 2 workers wall / CPU (s) | steal (s) | ratio "
+          "| two 1-worker runs at once, wall (s) | machine ceiling |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios, ceilings = [], []
     for k in range(a.pairs):
         order = (1, 2) if k % 2 == 0 else (2, 1)
         r = {w: _run(d, a, w) for w in order}
         ratios.append(r[1]["wall_s"] / r[2]["wall_s"])
+        # the machine's own 2-process scaling at this moment: the same single-chain analysis twice,
+        # concurrently, in two processes (no coordination at all): 2 × alone / together
+        with ThreadPoolExecutor(2) as ex:
+            both = [f.result()["wall_s"] for f in [ex.submit(_run, d, a, 1) for _ in range(2)]]
+        ceilings.append(2 * r[1]["wall_s"] / (sum(both) / 2))
         print(f"| {k + 1} ({order[0]} first) | {r[1]['wall_s']} / {r[1]['cpu_s_all_processes']} | "
               f"{r[1]['steal_s']} | {r[2]['wall_s']} / {r[2]['cpu_s_all_processes']} | {r[2]['steal_s']} | "
-              f"{ratios[-1]:.2f}× |", flush=True)
+              f"{ratios[-1]:.2f}× | {both[0]}, {both[1]} | {ceilings[-1]:.2f}× |", flush=True)
     print(f"2 workers / 1 worker, wall: median {statistics.median(ratios):.2f}× over {len(ratios)} rounds "
-          f"(min {min(ratios):.2f}, max {max(ratios):.2f}); load average now {os.getloadavg()[0]:.2f}")
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f}); the machine's ceiling (two independent "
+          f"1-worker runs at once): median {statistics.median(ceilings):.2f}× (min {min(ceilings):.2f}, "
+          f"max {max(ceilings):.2f}); load average now {os.getloadavg()[0]:.2f}")
 
 
 def main(argv=None) -> int:
@@ -167,13 +180,16 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=0, help="rounds of 1 vs 2 workers, alternating")
     ap.add_argument("--heap", choices=("default", "cli"), default="default",
                     help="cli: keep freed memory in malloc first, as the xtal command does")
+    ap.add_argument("--chunk-size", type=int, default=None,
+                    help="frames per chunk (default: analyse_series' own choice)")
     ap.add_argument("--_analyse", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     d = Path(a.dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"series_{a.frames}x{a.points}.nc"
     if a._analyse:
-        print(json.dumps(analyse(path, a.frames, a.points, a.workers, a.phases, a.heap)))
+        print(json.dumps(analyse(path, a.frames, a.points, a.workers, a.phases, a.heap,
+                                   a.chunk_size)))
         return 0
     if not path.exists():
         generate(path, a.frames, a.points)

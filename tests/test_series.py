@@ -569,3 +569,26 @@ def test_kalpha_doublet_series(lib):
     ev = {(e["phase"], e["kind"]): e for e in res.events}
     assert abs(ev[("libh4_ht", "appears")]["T_C"] - 105.0) <= 5.0     # between the 100 and 110 °C frames
     assert list(res.dataset["segment"].values[:2]) == ["heating", "heating"]
+
+
+def test_frames_read_as_a_block_equal_frames_read_one_by_one(lib, tmp_path):
+    """A run of frames of a lazily opened file is read in one block: every row, σ row and label
+    equals the frame read alone; scattered frames still come one by one."""
+    from xtal.io import read_series, write_series
+    from xtal.series.source import FrameSource
+
+    da = synth.synthetic_series(_small_programme(lib), stop=10).copy()
+    da = da.assign_coords(sigma=(da.dims, np.sqrt(np.abs(da.values)) + 1.0))
+    write_series(da, tmp_path / "s.nc")
+    src = FrameSource(read_series(tmp_path / "s.nc", lazy=True))
+    block = src.fetch_items(2, 9)
+    assert [i for i, _ in block] == list(range(2, 9))
+    for i, item in block:
+        alone = src._frame_from_da(i)
+        assert np.array_equal(item["y"], alone["y"]) and item["y"].dtype == alone["y"].dtype
+        assert np.array_equal(item["sigma"], alone["sigma"]) and item["sigma"] is not None
+        assert {k: v for k, v in item.items() if k not in ("x", "y", "sigma")} == \
+            {k: v for k, v in alone.items() if k not in ("x", "y", "sigma")}
+        np.testing.assert_array_equal(item["y"], da.values[i])
+    scattered = src.fetch([0, 9])
+    np.testing.assert_array_equal(scattered[9]["y"], da.values[9])

@@ -204,28 +204,32 @@ class _Run:
         phases = pool.share(self.phases)
         coarse = Chain(self.phases, self.opts)
         timing = {"coarse_chain_s": 0.0, "reconcile_s": 0.0}
+        heads: list[FrameRecord] = []       # the first chunk's first frame, fitted by the coarse chain
         after = {a0: (a1, b1) for (a0, _), (a1, b1) in zip(chunks[:-1], chunks[1:])}
         done: set[int] = set()
-
-        def submit(a: int, b: int, seed: dict | None) -> None:
-            pending[pool.submit(run_chunk, self.src.fetch_items(a, b), phases, self.opts, seed,
-                                self.heat_range, self.wl_ref)] = a
 
         def feed():
             for a, b in it_chunks:
                 first = a == chunks[0][0]
-                if first:
-                    # the first chunk seeds itself (identify on its first frame, as the single
-                    # chain does) while the coarse chain, here, does the same for its own next
-                    # step: a worker starts at once instead of waiting for the coarse seed
-                    submit(a, b, None)
                 t = time.perf_counter()
-                seed = self._coarse_seed(coarse, a)
+                seed = self._coarse_seed(coarse, a, heads if first else None)
                 timing["coarse_chain_s"] += time.perf_counter() - t
-                if not first:
-                    submit(a, b, seed)
+                # the first chunk's first frame *is* the coarse chain's first frame (a fresh
+                # chain seeded on it): its record is kept and the chunk goes on from the
+                # coarse state, instead of a worker seeding the same frame a second time
+                start = a + 1 if first else a
+                if start < b:
+                    pending[pool.submit(run_chunk, self.src.fetch_items(start, b), phases,
+                                        self.opts, seed, self.heat_range, self.wl_ref)] = a
+                else:           # a chunk of one frame: the coarse frame was all of it
+                    finished(a, [], seed)
                 if len(pending) >= max_inflight:
                     return
+
+        def finished(a: int, recs: list[FrameRecord], state: dict | None) -> None:
+            states[a] = state
+            self._store((heads if a == chunks[0][0] else []) + recs)
+            done.add(a)
 
         def reconcile():
             # refit the first frames of chunk k+1 from chunk k's final state (both fitted)
@@ -241,17 +245,19 @@ class _Run:
         while pending:
             for fut in pool.first_done(pending):
                 a = pending.pop(fut)
-                recs, states[a] = fut.result()
-                self._store(recs)
-                done.add(a)
+                finished(a, *fut.result())
             feed()
             reconcile()
         return timing
 
-    def _coarse_seed(self, chain: Chain, a: int) -> dict | None:
+    def _coarse_seed(self, chain: Chain, a: int, keep: list | None = None) -> dict | None:
         """Chain state at frame a, the next frame of a sequential (screened) pass over the first
-        frames of the chunks."""
-        fit_item(chain, self.src.fetch([a])[a], a, self.opts, None, self.wl_ref, force_screen=True)
+        frames of the chunks; with `keep` (a list), frame a's full record is appended to it."""
+        rec, _ = fit_item(chain, self.src.fetch([a])[a], a, self.opts,
+                          self.heat_range if keep is not None else None, self.wl_ref,
+                          force_screen=True)
+        if keep is not None:
+            keep.append(rec)
         return chain.state() if chain.seeded else None
 
     def _reconcile(self, state, a1, b1) -> None:

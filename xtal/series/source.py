@@ -173,7 +173,24 @@ class FrameSource:
                     if v.ndim == 1 and v.dims[0] == "frame"}
         self._x = np.asarray(da.coords[da.dims[1]].values, float)
 
-    def _frame_from_da(self, i: int) -> dict:
+    def _frames_from_da(self, idx: list[int]) -> dict[int, dict]:
+        """Frames idx (sorted) of the DataArray.  A run of frames is read as one block (one read of
+        a lazily backed file instead of one per frame, ~1 ms each); scattered frames one by one."""
+        if not idx:
+            return {}
+        lo, hi = idx[0], idx[-1] + 1
+        if len(idx) == 1 or hi - lo > 2 * len(idx):
+            return {i: self._frame_from_da(i) for i in idx}
+        sel = {"frame": slice(lo, hi)}
+        y = np.asarray(self.da.isel(sel).values, float)
+        sig = (np.asarray(self.da.coords["sigma"].isel(sel).values, float)
+               if "sigma" in self.da.coords else None)
+        return {i: self._frame_from_da(i, y[i - lo].copy(),
+                                       None if sig is None else sig[i - lo].copy()) for i in idx}
+
+    def _frame_from_da(self, i: int, y: np.ndarray | None = None,
+                       sig: np.ndarray | None = None) -> dict:
+        """Frame i as a dict of arrays and metadata (`y`, `sig`: its row when already read)."""
         da, c = self.da, self._cc
 
         def opt(name):
@@ -185,13 +202,14 @@ class FrameSource:
                 return v if math.isfinite(v) else None
             return None
 
-        sig = None
-        if "sigma" in da.coords:
-            sig = np.asarray(da.coords["sigma"].isel(frame=i).values, float)   # one row (lazy files)
+        if y is None:
+            y = np.asarray(da.isel(frame=i).values, float)
+            if "sigma" in da.coords:
+                sig = np.asarray(da.coords["sigma"].isel(frame=i).values, float)   # one row (lazy files)
         meta = {"segment": str(c["segment"][i])} if "segment" in c else {}
         src = str(c["source"][i]) if "source" in c else f"frame {i}"
         t = self.temps[i] if self.temps is not None else opt("temperature_c")
-        return dict(x=self._x, y=np.asarray(da.isel(frame=i).values, float), sigma=sig,
+        return dict(x=self._x, y=y, sigma=sig,
                     axis=da.dims[1], temperature_c=t, time_s=opt("time_s"), source=src, meta=meta,
                     wavelength_angstrom=self.attrs.get("wavelength_angstrom"),
                     wavelength2_angstrom=self.attrs.get("wavelength2_angstrom"),
@@ -232,7 +250,7 @@ class FrameSource:
         """Frames by index: dict index -> Pattern, dict of arrays, or {"error": ...}."""
         idx = sorted(set(int(i) for i in idx))
         if self.da is not None:
-            return {i: self._frame_from_da(i) for i in idx}
+            return self._frames_from_da(idx)
         if self.items is not None:
             return {i: self.items[i] for i in idx}
         return self._frames_from_paths(idx)
