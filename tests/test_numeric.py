@@ -156,6 +156,28 @@ def test_modpoly_equals_pybaselines():
             assert np.array_equal(N.modpoly(xs, ys, order, tol, 200), ref), name
 
 
+def test_compiled_modpoly_agrees_with_the_numpy_form():
+    """The compiled iteration (`xtal._window.modpoly_iterate`, what the amorphous estimate uses)
+    against `modpoly`'s NumPy form, which equals pybaselines: the real patterns' smooth curves at
+    the estimate's settings and a quadratic at another, to 1e-12 of the baseline's size (the sums
+    differ in order only), and a NaN in the data gives NaN in both."""
+    from xtal.profiles import compiled_modpoly
+
+    kernel = compiled_modpoly()
+    assert kernel is not None            # the extension is built by the package's own install
+    for name, x, y in PATTERNS:
+        k = max(1, x.size // 400)
+        xs, ys = x[::k], ndimage.gaussian_filter1d(y, 20.0, mode="nearest")[::k]
+        for order, tol in ((3, 1e-4), (2, 1e-3)):
+            ref = N.modpoly(xs, ys, order, tol, 200)
+            got = N.modpoly(xs, ys, order, tol, 200, kernel=kernel)
+            assert np.max(np.abs(got - ref)) <= 1e-12 * np.max(np.abs(ref)), name
+    ys = np.linspace(1, 2, 50)
+    ys[7] = np.nan
+    assert np.isnan(N.modpoly(np.arange(50.0), ys, 3, 1e-4, 200, kernel=kernel)).all()
+    assert np.isnan(N.modpoly(np.arange(50.0), ys, 3, 1e-4, 200)).all()
+
+
 def _nnls_systems():
     rng = np.random.default_rng(16)
     for _ in range(400):
@@ -214,3 +236,23 @@ def test_identify_path_imports_no_scipy_signal_optimize_stats_sparse_pybaselines
     assert out[0] == "['CuO', 'NiO']"
     assert out[1] == "[]"
     assert out[2] == "True"       # the run really fitted
+
+
+@pytest.mark.parametrize("name,x,y", PATTERNS, ids=IDS)
+def test_median_and_percentile_are_numpys(name, x, y):
+    """`median` and `percentile` give NumPy's values on real intensities, their point-to-point
+    differences (ties, both signs), squared residuals and every run length 1–40, at the quantiles
+    the σ model asks for and at random ones; sorted input read off directly gives the same."""
+    rng = np.random.default_rng(7)
+    r = y[1:-1] - 0.5 * (y[:-2] + y[2:])
+    qs = [0, 5, 20, 50, 80, 100, *rng.uniform(0, 100, 5)]
+    for v in (y, np.diff(x), r, r ** 2, *(y[:k] for k in range(1, 41))):
+        assert N.median(v) == np.median(v)
+        for q in qs:
+            assert N.percentile(v, q) == np.percentile(v, q), q
+        grid = np.linspace(0, 100, 9)
+        assert np.array_equal(N.percentile(v, grid), np.percentile(v, grid))
+        assert np.array_equal(N.percentile(np.sort(v), grid, presorted=True), np.percentile(v, grid))
+    with_nan = np.append(y[:50], np.nan)
+    assert np.isnan(N.median(with_nan)) and np.isnan(N.percentile(with_nan, 30))
+    assert np.isnan(N.median(np.array([])))

@@ -1,7 +1,8 @@
-/* Three loops of xtal in C: the fit's windowed pseudo-Voigt (window_sums, below), one phase of the
+/* Four loops of xtal in C: the fit's windowed pseudo-Voigt (window_sums, below), one phase of the
  * whole-pattern fit from its strained cell to its windowed profile (phase_profile, further down;
- * the NumPy form is xtal.identify.fit.WholePatternFit.peaks + xtal.profiles.pseudo_voigt) and the
- * exact renderer's near field (near_field_sums).
+ * the NumPy form is xtal.identify.fit.WholePatternFit.peaks + xtal.profiles.pseudo_voigt), the
+ * exact renderer's near field (near_field_sums) and the ModPoly baseline's iteration
+ * (modpoly_iterate; the NumPy form is xtal.numeric.modpoly).
  *
  * The windowed pseudo-Voigt, compiled: one pass over the window points computes
  * the profile and all its derivatives with no temporary arrays (the NumPy form builds about fifteen
@@ -677,6 +678,93 @@ done:
     return result;
 }
 
+/* The iteration of pybaselines' ModPoly baseline (xtal.numeric.modpoly, the NumPy form): the
+ * polynomial basis V (n x m) and its pseudo-inverse P (m x n) fixed, baseline = V (P y), then again
+ * and again y = min(y, baseline), baseline = V (P y) until |change| / |previous| < tol.  Same
+ * steps as the NumPy form; the sums run in plain order (BLAS's may differ in the last bits).
+ * y is overwritten; baseline receives the result; returns the number of passes after the first. */
+static PyObject *modpoly_iterate(PyObject *self, PyObject *args)
+{
+    PyObject *o[4];
+    double tol;
+    Py_ssize_t m, max_iter;
+    if (!PyArg_ParseTuple(args, "OOOOndn", &o[0], &o[1], &o[2], &o[3], &m, &tol, &max_iter)) {
+        return NULL;
+    }
+    arg_buffer b[4];
+    memset(b, 0, sizeof(b));
+    PyObject *result = NULL;
+    Py_ssize_t n = PyObject_Length(o[2]);
+    if (n < 1 || m < 1 || m > 64 || max_iter < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "modpoly_iterate: bad sizes");
+        }
+        goto done;
+    }
+    if (get_buffer(o[0], &b[0], 0, 'd', n * m, "vander") ||
+        get_buffer(o[1], &b[1], 0, 'd', m * n, "pinv") || get_buffer(o[2], &b[2], 1, 'd', n, "y") ||
+        get_buffer(o[3], &b[3], 1, 'd', n, "baseline")) {
+        goto done;
+    }
+    const double *vander = b[0].view.buf, *pinv = b[1].view.buf;
+    double *y = b[2].view.buf, *base = b[3].view.buf;
+    double *old = PyMem_RawMalloc((size_t)n * sizeof(double));
+    if (old == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double coef[64];
+    Py_ssize_t passes = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t it = -1; it < max_iter; it++) {
+        if (it >= 0) {
+            memcpy(old, base, (size_t)n * sizeof(double));
+            for (Py_ssize_t i = 0; i < n; i++) {      /* np.minimum: a NaN wins */
+                if (base[i] < y[i] || base[i] != base[i]) {
+                    y[i] = base[i];
+                }
+            }
+        }
+        for (Py_ssize_t k = 0; k < m; k++) {
+            const double *row = pinv + k * n;
+            double acc = 0.0;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                acc += row[i] * y[i];
+            }
+            coef[k] = acc;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const double *row = vander + i * m;
+            double acc = 0.0;
+            for (Py_ssize_t k = 0; k < m; k++) {
+                acc += row[k] * coef[k];
+            }
+            base[i] = acc;
+        }
+        if (it < 0) {
+            continue;
+        }
+        passes++;
+        double dd = 0.0, oo = 0.0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double d = base[i] - old[i];
+            dd += d * d;
+            oo += old[i] * old[i];
+        }
+        double den = sqrt(oo) > 2.220446049250313e-16 ? sqrt(oo) : 2.220446049250313e-16;
+        if (sqrt(dd) / den < tol) {
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(old);
+    result = PyLong_FromSsize_t(passes);
+
+done:
+    release_buffers(b, 4);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"window_sums", window_sums, METH_VARARGS,
      "window_sums(x, centres, inv_hw, height, per_centre, per_fwhm, lo, hi, eta, lor_norm, "
@@ -695,6 +783,11 @@ static PyMethodDef methods[] = {
      "derivatives_wanted, its derivative rows (eta, common shift, lattice parameters, "
      "displacement, U, V, W, March-Dollase r if textured) into derivatives; returns the number "
      "of peaks summed, or -1 if the cell is not a cell (see xtal.identify.fit)."},
+    {"modpoly_iterate", modpoly_iterate, METH_VARARGS,
+     "modpoly_iterate(vander, pinv, y, baseline, m, tol, max_iter)\n\n"
+     "pybaselines' ModPoly iteration on a fixed basis (n x m) and its pseudo-inverse: y is "
+     "overwritten, baseline receives the result; returns the passes after the first "
+     "(see xtal.numeric.modpoly)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_window",

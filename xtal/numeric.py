@@ -10,13 +10,57 @@ them on real patterns):
 * `find_peaks` (``scipy.signal``: ``height``, ``prominence``, ``distance``), `peak_prominences`
   and `peak_widths` (whole-signal window);
 * `snip` and `modpoly` (pybaselines' SNIP and ModPoly baselines, the options used);
-* `nnls` (Lawson–Hanson active set, ``scipy.optimize.nnls``).
+* `nnls` (Lawson–Hanson active set, ``scipy.optimize.nnls``);
+* `median` and `percentile` of one 1-D array (NumPy's own ``np.median`` / ``np.percentile``,
+  method "linear", bit for bit, without their ~50–250 µs of per-call set-up: a series frame's
+  σ model calls them a dozen times).
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+# ----------------------------------------------------------------------------------------------
+# order statistics
+
+
+def median(v: np.ndarray) -> float:
+    """``float(np.median(v))`` of a 1-D float array, the same value bit for bit (the middle order
+    statistic, or the mean of the two middle ones as NumPy computes it: (a + b) / 2); NaN when
+    ``v`` holds a NaN or is empty."""
+    n = v.size
+    if n == 0:
+        return math.nan
+    h = n // 2
+    part = np.partition(v, (h - 1, h, n - 1) if n % 2 == 0 else (h, n - 1))
+    if part[-1] != part[-1]:            # NaN sorts last: NumPy's median is then NaN
+        return math.nan
+    return float(part[h]) if n % 2 else float((part[h - 1] + part[h]) / 2)
+
+
+def percentile(v: np.ndarray, q, *, presorted: bool = False) -> np.ndarray | float:
+    """``np.percentile(v, q)`` (method "linear") of a 1-D float array, bit for bit: the same
+    virtual index (n − 1)·q/100, neighbours and NumPy's two-sided interpolation. ``q`` in
+    percent, a number (returns a float) or a sequence (returns an array); NaN when ``v`` holds
+    a NaN. ``presorted=True``: ``v`` is sorted already (its order statistics are read off)."""
+    scalar = np.ndim(q) == 0
+    vi = np.atleast_1d((v.size - 1) * np.true_divide(np.asarray(q, dtype=float), 100))
+    prev = np.floor(vi)
+    nxt = prev + 1
+    top = vi >= v.size - 1                  # at the top: the largest value on both sides
+    prev[top] = nxt[top] = -1
+    prev, nxt = prev.astype(np.intp), nxt.astype(np.intp)
+    part = v if presorted else np.partition(v, np.unique(np.concatenate(([0, -1], prev, nxt))))
+    a, b = part[prev], part[nxt]
+    t = vi - prev
+    diff = b - a
+    out = a + diff * t
+    np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5)
+    if part[-1] != part[-1]:
+        out[:] = math.nan
+    return float(out[0]) if scalar else out
+
 
 # ----------------------------------------------------------------------------------------------
 # filters
@@ -271,16 +315,22 @@ def snip(y: np.ndarray, max_half_window: int, decreasing: bool = False,
 
 
 def modpoly(x: np.ndarray, y: np.ndarray, poly_order: int = 2, tol: float = 1e-3,
-            max_iter: int = 250) -> np.ndarray:
+            max_iter: int = 250, kernel=None) -> np.ndarray:
     """Modified-polynomial baseline (pybaselines ``Baseline(x).modpoly(y, poly_order, tol,
     max_iter)[0]``): a polynomial fitted again and again to min(data, previous fit) until the
-    relative change is below ``tol``. ``x`` sorted. Returns the baseline at ``x``."""
+    relative change is below ``tol``. ``x`` sorted. Returns the baseline at ``x``.
+
+    ``kernel``: the compiled iteration (`xtal.profiles.compiled_modpoly`), the same steps with the
+    sums in plain order (agrees with this NumPy form to rounding); None: NumPy, equal to
+    pybaselines bit for bit."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    domain = np.polynomial.polyutils.getdomain(x)
-    vander = np.polynomial.polynomial.polyvander(
-        np.polynomial.polyutils.mapdomain(x, domain, np.array([-1.0, 1.0])), poly_order)
-    pinv = np.linalg.pinv(vander)
+    vander, pinv = _poly_basis(x, poly_order)
+    if kernel is not None:
+        work, baseline = np.array(y), np.empty(y.size)
+        kernel(np.ascontiguousarray(vander), np.ascontiguousarray(pinv), work, baseline,
+               vander.shape[1], float(tol), int(max_iter))
+        return baseline
     baseline = vander @ (pinv @ y)            # (pybaselines' unit weights: × 1 is exact)
     eps = float(np.finfo(float).eps)
     for _ in range(max_iter):
@@ -293,6 +343,27 @@ def modpoly(x: np.ndarray, y: np.ndarray, poly_order: int = 2, tol: float = 1e-3
         if math.sqrt(d @ d) / max(math.sqrt(old @ old), eps) < tol:
             break
     return baseline
+
+
+_POLY_BASES: dict = {}
+
+
+def _poly_basis(x: np.ndarray, poly_order: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Vandermonde matrix of ``x`` mapped onto [−1, 1] and its pseudo-inverse, as pybaselines
+    builds them; kept for the last few grids (a series' frames share one)."""
+    key = (x.tobytes(), poly_order)
+    got = _POLY_BASES.get(key)
+    if got is None:
+        domain = np.polynomial.polyutils.getdomain(x)
+        vander = np.polynomial.polynomial.polyvander(
+            np.polynomial.polyutils.mapdomain(x, domain, np.array([-1.0, 1.0])), poly_order)
+        got = (vander, np.linalg.pinv(vander))   # their memory layout as pybaselines': BLAS sums in that order
+        for a in got:
+            a.flags.writeable = False
+        if len(_POLY_BASES) >= 8:
+            _POLY_BASES.pop(next(iter(_POLY_BASES)))
+        _POLY_BASES[key] = got
+    return got
 
 
 # ----------------------------------------------------------------------------------------------

@@ -546,10 +546,10 @@ def _compiled_window():
     installation alone, never on what the process did before."""
     if not _COMPILED:
         try:
-            from xtal._window import near_field_sums, phase_profile, window_sums
+            from xtal._window import modpoly_iterate, near_field_sums, phase_profile, window_sums
         except ImportError:          # not built (no C compiler at install): the NumPy forms
-            window_sums = near_field_sums = phase_profile = None
-        _COMPILED[:] = [window_sums, near_field_sums, phase_profile]
+            window_sums = near_field_sums = phase_profile = modpoly_iterate = None
+        _COMPILED[:] = [window_sums, near_field_sums, phase_profile, modpoly_iterate]
     return _COMPILED[0]
 
 
@@ -565,6 +565,13 @@ def compiled_phase_profile():
     None: not built, or the NumPy forms chosen (``_COMPILED`` set shorter, as tests do)."""
     _compiled_window()
     return _COMPILED[2] if len(_COMPILED) > 2 else None
+
+
+def compiled_modpoly():
+    """The ModPoly baseline's iteration in C (`xtal._window.modpoly_iterate`, for
+    ``xtal.numeric.modpoly(kernel=...)``), or None: not built, or the NumPy forms chosen."""
+    _compiled_window()
+    return _COMPILED[3] if len(_COMPILED) > 3 else None
 
 
 class _WindowSums:

@@ -13,6 +13,7 @@ import numpy as np
 
 from xtal.identify.prepare import smooth
 from xtal.identify.result import NEAR_TIE_DELTA, FitResult, Hypothesis
+from xtal import numeric
 from xtal.numeric import find_peaks
 
 
@@ -207,7 +208,7 @@ def missing_peaks(fit: FitResult, pid: str) -> tuple[float, float, int]:
     if col is None or col.size == 0 or float(col.max()) <= 0:
         return 1.0, 1.0, 0
     x = fit.x_deg
-    step = float(np.median(np.diff(x)))
+    step = numeric.median(np.diff(x))
     fw = max(math.sqrt(max(fit.profile.get("W", 0.01), 1e-8)), 2 * step)
     spts = max(0.5, fw / 2.355 / step / 2.0)
     others = fit.calculated - fit.background - col

@@ -22,8 +22,8 @@ from xtal.identify.prepare import (PreparedData, default_n_background, estimate_
                                    initial_width, prepare_pattern, radiation_from)
 from xtal.identify.result import FitResult, PhaseFit
 from xtal.numeric import modpoly, nnls   # numpy versions: scipy.optimize / pybaselines cost 1.5 s to import
-from xtal.profiles import (MIN_FWHM_DEG, WINDOW_FWHM, caglioti_fwhm, compiled_phase_profile,
-                           pseudo_voigt, window_shape)
+from xtal.profiles import (MIN_FWHM_DEG, WINDOW_FWHM, caglioti_fwhm, compiled_modpoly,
+                           compiled_phase_profile, pseudo_voigt, window_shape)
 from xtal.simulate import cell_volume
 
 #: Relative lattice strain a phase may take in the screen and the fit (thermal expansion, solvent).
@@ -705,7 +705,7 @@ def estimate_amorphous_fraction(x: np.ndarray, bg: np.ndarray, refined: bool, br
     k = max(1, x.size // 400)          # the background is smooth: decimate for speed
     xs, bs = x[::k], bg[::k]
     try:
-        base = modpoly(xs, bs, poly_order=3, tol=1e-4, max_iter=200)
+        base = modpoly(xs, bs, poly_order=3, tol=1e-4, max_iter=200, kernel=compiled_modpoly())
     except Exception:  # pragma: no cover
         return None
     halo = np.clip(bg - np.interp(x, xs, base), 0, None)

@@ -119,7 +119,7 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     r = y[1:-1] - 0.5 * (y[:-2] + y[2:])
     # bin by a smoothed intensity: binning by y_i itself would select the noise of r_i with it
     yc = smooth(y, 5.0)[1:-1]
-    keep = yc <= np.percentile(yc, 80)
+    keep = yc <= numeric.percentile(yc, 80)
     yk, rk = yc[keep], r[keep]
     # the bins are contiguous runs of the points sorted by intensity (edges included on both
     # sides, as the masks yk ≥ lo & yk ≤ hi select): one sort instead of a mask per bin. A bin is
@@ -127,7 +127,7 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     # their order, and a median does not depend on order: no stable sort needed (5× faster)
     order = np.argsort(yk)
     ys, r2s = yk[order], rk[order] ** 2
-    edges = np.unique(np.percentile(ys, np.linspace(0, 100, 9)))
+    edges = np.unique(numeric.percentile(ys, np.linspace(0, 100, 9), presorted=True))
     starts = np.searchsorted(ys, edges[:-1], side="left")
     stops = np.searchsorted(ys, edges[1:], side="right")
     xs, vs = [], []
@@ -135,25 +135,26 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
         if b - a >= 20:
             m = b - a                 # median of a sorted run: its middle (np.median's value)
             xs.append(float(ys[a + m // 2] if m % 2 else (ys[a + m // 2 - 1] + ys[a + m // 2]) / 2))
-            vs.append(float(np.median(r2s[a:b])) / _CHI2_1_MEDIAN / 1.5)
+            vs.append(numeric.median(r2s[a:b]) / _CHI2_1_MEDIAN / 1.5)
     xs, vs = np.array(xs), np.array(vs)
     if xs.size >= 2 and np.ptp(xs) > 0:
         A = np.stack([np.ones_like(xs), xs], axis=1)
         coef, *_ = np.linalg.lstsq(A, vs, rcond=None)
         a, g = float(coef[0]), float(coef[1])
         if g < 0 or a < 0:       # one term only: whichever explains the variance alone
-            g = max(float(np.median(vs / np.maximum(xs, 1e-300))), 0.0) if g >= 0 or a < 0 else 0.0
-            a = 0.0 if g > 0 else float(np.median(vs))
+            g = max(numeric.median(vs / np.maximum(xs, 1e-300)), 0.0) if g >= 0 or a < 0 else 0.0
+            a = 0.0 if g > 0 else numeric.median(vs)
     else:
         a, g = (float(vs[0]) if vs.size else 0.0), 0.0
     integers = bool(np.all(y >= 0) and np.mean(np.abs(y - np.round(y)) < 1e-6) > 0.99)
-    lo_i, hi_i = (max(float(v), 1.0) for v in np.percentile(yk, [20, 80]))
+    lo_i, hi_i = (max(float(v), 1.0) for v in numeric.percentile(ys, [20, 80], presorted=True))
     poisson = all(0.5 <= (a + g * v) / v <= 2.0 for v in (lo_i, hi_i))
     if integers and poisson:
-        gain = (a + g * float(np.median(yk))) / max(float(np.median(yk)), 1.0)
+        med = numeric.median(ys)
+        gain = (a + g * med) / max(med, 1.0)
         return np.sqrt(np.maximum(y, floor_counts)), f"raw counts: Poisson σ = √I (scatter agrees, gain {gain:.2f})"
     var = a + g * np.maximum(y, 0.0)
-    vfloor = max(float(np.percentile(var, 5)), 1e-12 * max(float(np.max(np.abs(y))) ** 2, 1e-300))
+    vfloor = max(numeric.percentile(var, 5), 1e-12 * max(float(np.max(np.abs(y))) ** 2, 1e-300))
     sig = np.sqrt(np.maximum(var, vfloor))
     return sig, (f"estimated from the point-to-point scatter: σ² = {a:.3g} + {g:.3g}·I "
                  "(the intensities are not raw counts)")

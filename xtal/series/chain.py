@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from xtal import numeric
 from xtal.errors import SeriesError, XtalError
 from xtal.series import fitting
 from xtal.series.source import (FrameWavelengthError, binned_intensity, check_wavelength, frame_meta,
@@ -281,7 +282,7 @@ class Chain:
         fit = self._fit(pattern, ids, start=self._start(ids))
         fit = self._pseudo_symmetric(pattern, ids, fit, rec)
         # an unexplained residual (Rwp jump) triggers a screen and a second fit
-        med = float(np.median(self.rwp_hist)) if len(self.rwp_hist) >= 3 else None
+        med = numeric.median(np.array(self.rwp_hist)) if len(self.rwp_hist) >= 3 else None
         if not forced and screened is None and med and fit.rwp > o.rwp_jump * med:
             screened = self.screen(pattern)
             if self._admit(screened, rec, ids):
