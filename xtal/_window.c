@@ -678,6 +678,19 @@ done:
     return result;
 }
 
+/* out = a v for a row-major matrix a (rows x cols), each row's sum in plain order. */
+static void matvec(const double *a, Py_ssize_t rows, Py_ssize_t cols, const double *v, double *out)
+{
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const double *row = a + r * cols;
+        double acc = 0.0;
+        for (Py_ssize_t c = 0; c < cols; c++) {
+            acc += row[c] * v[c];
+        }
+        out[r] = acc;
+    }
+}
+
 /* The iteration of pybaselines' ModPoly baseline (xtal.numeric.modpoly, the NumPy form): the
  * polynomial basis V (n x m) and its pseudo-inverse P (m x n) fixed, baseline = V (P y), then again
  * and again y = min(y, baseline), baseline = V (P y) until |change| / |previous| < tol.  Same
@@ -725,22 +738,8 @@ static PyObject *modpoly_iterate(PyObject *self, PyObject *args)
                 }
             }
         }
-        for (Py_ssize_t k = 0; k < m; k++) {
-            const double *row = pinv + k * n;
-            double acc = 0.0;
-            for (Py_ssize_t i = 0; i < n; i++) {
-                acc += row[i] * y[i];
-            }
-            coef[k] = acc;
-        }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            const double *row = vander + i * m;
-            double acc = 0.0;
-            for (Py_ssize_t k = 0; k < m; k++) {
-                acc += row[k] * coef[k];
-            }
-            base[i] = acc;
-        }
+        matvec(pinv, m, n, y, coef);
+        matvec(vander, n, m, coef, base);
         if (it < 0) {
             continue;
         }
