@@ -185,8 +185,9 @@ class FrameSource:
         y = np.asarray(self.da.isel(sel).values, float)
         sig = (np.asarray(self.da.coords["sigma"].isel(sel).values, float)
                if "sigma" in self.da.coords else None)
-        return {i: self._frame_from_da(i, y[i - lo].copy(),
-                                       None if sig is None else sig[i - lo].copy()) for i in idx}
+        # each frame's row is a view of the block (rows do not overlap; no second copy of it)
+        return {i: self._frame_from_da(i, y[i - lo], None if sig is None else sig[i - lo])
+                for i in idx}
 
     def _frame_from_da(self, i: int, y: np.ndarray | None = None,
                        sig: np.ndarray | None = None) -> dict:
