@@ -176,6 +176,12 @@ def test_compiled_modpoly_agrees_with_the_numpy_form():
     ys[7] = np.nan
     assert np.isnan(N.modpoly(np.arange(50.0), ys, 3, 1e-4, 200, kernel=kernel)).all()
     assert np.isnan(N.modpoly(np.arange(50.0), ys, 3, 1e-4, 200)).all()
+    # arguments are checked before the loop: a float32 data row, a basis of the wrong size
+    V = np.ones((50, 4))
+    with pytest.raises(TypeError, match="y must be float64"):
+        kernel(V, np.ones((4, 50)), np.ones(50, np.float32), np.empty(50), 4, 1e-4, 200)
+    with pytest.raises(ValueError, match="pinv holds 196 items, expected 200"):
+        kernel(V, np.ones((4, 49)), np.ones(50), np.empty(50), 4, 1e-4, 200)
 
 
 def _nnls_systems():

@@ -42,12 +42,12 @@ static int get_buffer(PyObject *obj, arg_buffer *b, int writable, char kind, Py_
     int ok_type = b->view.itemsize == 8 && strlen(fmt) == 1 &&
                   (kind == 'd' ? *fmt == 'd' : (*fmt == 'q' || *fmt == 'l'));
     if (!ok_type) {
-        PyErr_Format(PyExc_TypeError, "window_sums: %s must be %s (got format '%s', %zd bytes)",
+        PyErr_Format(PyExc_TypeError, "xtal._window: %s must be %s (got format '%s', %zd bytes)",
                      name, kind == 'd' ? "float64" : "int64", b->view.format, b->view.itemsize);
         return -1;
     }
     if (b->view.len != n * 8) {
-        PyErr_Format(PyExc_ValueError, "window_sums: %s holds %zd items, expected %zd", name,
+        PyErr_Format(PyExc_ValueError, "xtal._window: %s holds %zd items, expected %zd", name,
                      b->view.len / 8, n);
         return -1;
     }
