@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from xtal import numeric
 from xtal.identify.prepare import smooth
 from xtal.identify.result import NEAR_TIE_DELTA, FitResult, Hypothesis
-from xtal import numeric
 from xtal.numeric import find_peaks
 
 
