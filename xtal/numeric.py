@@ -25,15 +25,15 @@ import numpy as np
 # order statistics
 
 
-def median(v: np.ndarray) -> float:
+def median(v: np.ndarray, *, presorted: bool = False) -> float:
     """``float(np.median(v))`` of a 1-D float array, the same value bit for bit (the middle order
     statistic, or the mean of the two middle ones as NumPy computes it: (a + b) / 2); NaN when
-    ``v`` holds a NaN or is empty."""
+    ``v`` holds a NaN or is empty. ``presorted=True``: ``v`` is sorted already (read off)."""
     n = v.size
     if n == 0:
         return math.nan
     h = n // 2
-    part = np.partition(v, (h - 1, h, n - 1) if n % 2 == 0 else (h, n - 1))
+    part = v if presorted else np.partition(v, (h - 1, h, n - 1) if n % 2 == 0 else (h, n - 1))
     if part[-1] != part[-1]:            # NaN sorts last: NumPy's median is then NaN
         return math.nan
     return float(part[h]) if n % 2 else float((part[h - 1] + part[h]) / 2)

@@ -133,8 +133,7 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     xs, vs = [], []
     for a, b in zip(starts, stops):
         if b - a >= 20:
-            m = b - a                 # median of a sorted run: its middle (np.median's value)
-            xs.append(float(ys[a + m // 2] if m % 2 else (ys[a + m // 2 - 1] + ys[a + m // 2]) / 2))
+            xs.append(numeric.median(ys[a:b], presorted=True))
             vs.append(numeric.median(r2s[a:b]) / _CHI2_1_MEDIAN / 1.5)
     xs, vs = np.array(xs), np.array(vs)
     if xs.size >= 2 and np.ptp(xs) > 0:
@@ -150,7 +149,7 @@ def noise_model(y: np.ndarray) -> tuple[np.ndarray, str]:
     lo_i, hi_i = (max(float(v), 1.0) for v in numeric.percentile(ys, [20, 80], presorted=True))
     poisson = all(0.5 <= (a + g * v) / v <= 2.0 for v in (lo_i, hi_i))
     if integers and poisson:
-        med = numeric.median(ys)
+        med = numeric.median(ys, presorted=True)
         gain = (a + g * med) / max(med, 1.0)
         return np.sqrt(np.maximum(y, floor_counts)), f"raw counts: Poisson σ = √I (scatter agrees, gain {gain:.2f})"
     var = a + g * np.maximum(y, 0.0)

@@ -212,8 +212,10 @@ class _Run:
             for a, b in it_chunks:
                 first = a == chunks[0][0]
                 t = time.perf_counter()
-                seed = self._coarse_seed(coarse, a, heads if first else None)
+                seed, rec = self._coarse_seed(coarse, a)
                 timing["coarse_chain_s"] += time.perf_counter() - t
+                if first:
+                    heads.append(rec)
                 # the first chunk's first frame *is* the coarse chain's first frame (a fresh
                 # chain seeded on it): its record is kept and the chunk goes on from the
                 # coarse state, instead of a worker seeding the same frame a second time
@@ -250,15 +252,12 @@ class _Run:
             reconcile()
         return timing
 
-    def _coarse_seed(self, chain: Chain, a: int, keep: list | None = None) -> dict | None:
+    def _coarse_seed(self, chain: Chain, a: int) -> tuple[dict | None, FrameRecord]:
         """Chain state at frame a, the next frame of a sequential (screened) pass over the first
-        frames of the chunks; with `keep` (a list), frame a's full record is appended to it."""
-        rec, _ = fit_item(chain, self.src.fetch([a])[a], a, self.opts,
-                          self.heat_range if keep is not None else None, self.wl_ref,
-                          force_screen=True)
-        if keep is not None:
-            keep.append(rec)
-        return chain.state() if chain.seeded else None
+        frames of the chunks, and frame a's record."""
+        rec, _ = fit_item(chain, self.src.fetch([a])[a], a, self.opts, self.heat_range,
+                          self.wl_ref, force_screen=True)
+        return (chain.state() if chain.seeded else None), rec
 
     def _reconcile(self, state, a1, b1) -> None:
         """Refit frames a1.. of a chunk from the previous chunk's final state until they agree."""
