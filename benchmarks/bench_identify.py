@@ -16,8 +16,15 @@ the child process:
 * *warm, 2 workers*: the same with ``--workers 2`` (the search's independent fits shared with a
   forked process; the other rows use ``--workers 1``).
 
-Baseline in the same process: pymatgen's `XRDCalculator.get_pattern` sticks of the same library
-phases at the same λ and 2θ range (what a pymatgen-based tool computes before it fits anything).
+Baselines, pymatgen computing the sticks of the same library phases at the same λ and 2θ range (what
+a pymatgen-based tool computes before it fits anything), two ways:
+
+* *whole process* (the same kind of measurement as the xtal command, a fresh ``python -c`` child per
+  round, alternating with the xtal children): import pymatgen, read each phase's CIF with
+  `CifParser`, `XRDCalculator.get_pattern`.  This is the scale of the issue's own baseline (it gave
+  identify 4.4 s CPU = 0.68 of pymatgen's time, i.e. pymatgen ≈ 6.5 s CPU on that machine);
+* *sticks alone*, in this process: `get_pattern` of the structures xtal has already read
+  (`Phase.to_pymatgen`), without pymatgen's import or CIF parsing.
 Also measured: ``python -X importtime``-free import time of the modules each command needs.
 
 **In process** (``--inprocess``): `identify` of the same pattern against a 12-phase library; the
@@ -77,6 +84,22 @@ def pymatgen_sticks(phases, wavelength: float) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+# the whole pymatgen job in a child process: imports, CIFs, sticks (argv: λ, 2θ min, 2θ max, CIFs)
+PYMATGEN_PROCESS = """
+import sys, warnings
+warnings.filterwarnings("ignore")
+from pymatgen.io.cif import CifParser
+from pymatgen.analysis.diffraction.xrd import XRDCalculator
+calc = XRDCalculator(wavelength=float(sys.argv[1]))
+lo, hi = float(sys.argv[2]), float(sys.argv[3])
+n = 0
+for path in sys.argv[4:]:
+    structure = CifParser(path).parse_structures(primitive=False)[0]
+    n += len(calc.get_pattern(structure, scaled=False, two_theta_range=(lo, hi)).x)
+print(n)
+"""
+
+
 def command_benchmark(repeat: int) -> None:
     # the bytecode of xtal's modules, as an installed package has it: with
     # PYTHONDONTWRITEBYTECODE set (as in some containers) an edited module would otherwise be
@@ -97,7 +120,11 @@ def command_benchmark(repeat: int) -> None:
         rows: dict[str, list[tuple[float, float]]] = {"no cache": [], "cold": [], "warm": [],
                                                       "warm, 2 workers": []}
         one, two = cmd + ["--workers", "1"], cmd + ["--workers", "2"]
+        pm_cmd = [sys.executable, "-c", PYMATGEN_PROCESS, "1.540593", str(RANGE[0]), str(RANGE[1]),
+                  *(str(lib.entries[p.id].cif) for p in phases)]
+        pm_process = []
         for k in range(repeat):
+            pm_process.append(_child(pm_cmd, base_env))
             cdir = tmp / f"cache{k}"
             rows["no cache"].append(_child(one, dict(base_env, XTAL_CACHE_DIR="off")))
             rows["cold"].append(_child(one, dict(base_env, XTAL_CACHE_DIR=str(cdir))))
@@ -112,6 +139,8 @@ def command_benchmark(repeat: int) -> None:
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
            for k, v in rows.items()}
     pmw, pmc = min(w for w, _ in pm), min(c for _, c in pm)
+    ppw = statistics.median(w for w, _ in pm_process)
+    ppc = statistics.median(c for _, c in pm_process)
     print(f"`xtal identify` (median of {repeat}, wall / CPU s):")
     for k, (w, c) in med.items():
         print(f"  {k:15s} {w:6.2f} / {c:5.2f}")
@@ -119,7 +148,12 @@ def command_benchmark(repeat: int) -> None:
           f"CPU {med['no cache'][1] / med['warm'][1]:.2f}x")
     print(f"  imports of the identify path: {imp[0]:.2f} s wall / {imp[1]:.2f} s CPU "
           f"(bare interpreter {bare[0]:.2f} / {bare[1]:.2f})")
-    print(f"pymatgen XRDCalculator sticks of the same {len(phases)} phases, same λ and range (best of "
+    print(f"pymatgen, whole process (import, CifParser, XRDCalculator sticks of the same {len(phases)} "
+          f"phases; median of {repeat}): {ppw:.2f} s wall / {ppc:.2f} s CPU")
+    for k in ("warm", "warm, 2 workers"):
+        print(f"  whole `xtal identify` ({k}) / whole pymatgen process: wall {med[k][0] / ppw:.2f}, "
+              f"CPU {med[k][1] / ppc:.2f}")
+    print(f"pymatgen XRDCalculator sticks alone of the same {len(phases)} phases, same λ and range (best of "
           f"{len(pm)}): {pmw:.2f} s wall / {pmc:.2f} s CPU")
     for k in ("warm", "warm, 2 workers"):
         print(f"  whole `xtal identify` ({k}) / pymatgen sticks alone: wall {med[k][0] / pmw:.2f}, "
