@@ -121,6 +121,61 @@ def test_viterbi_suppresses_blips_and_keeps_sustained_changes():
 
 
 # ----------------------------------------------------------------------------------------------
+# event location
+# ----------------------------------------------------------------------------------------------
+class _Frames:
+    """What `events._locate_crossing` reads of a result: temperatures and times per frame."""
+
+    def __init__(self, temperature_c):
+        self.temperature_c = np.asarray(temperature_c, dtype=float)
+        self.time_s = 10.0 * np.arange(self.temperature_c.size)
+
+
+def _fade(n_frames, seed):
+    """An abundance that fades linearly from 1 to 0 over frames 80–160 of `n_frames` (absent from
+    frame 160), with noise of 2 % of its level: the half-level crossing is at frame 120."""
+    i = np.arange(n_frames, dtype=float)
+    w = np.clip((160.0 - i) / 80.0, 0.0, 1.0)
+    w = w + np.random.default_rng(seed).normal(0.0, 0.02, n_frames)
+    w[160:] = 0.0
+    return w, np.full(n_frames, 0.02)
+
+
+def test_gradual_disappearance_located_through_noise_with_its_sigma():
+    """Walking from the last present frame, noise that dips on the way must not stop the search:
+    the crossing comes from the frames of the whole fade, and σ from their scatter."""
+    from xtal.series.events import _locate_crossing
+
+    for seed in range(6):
+        w, su = _fade(200, seed)
+        kidx = np.arange(200)
+        res = _Frames(100.0 + 0.2 * kidx)          # a fine ramp: 0.2 °C per frame
+        loc = _locate_crossing(res, kidx, w, su, 160, 159, float(np.max(w[:160])))
+        true_pos = 80.0 + 80.0 * (1 - 0.5 * np.max(w[:160]))  # where the line reaches half the max
+        assert abs(loc["frame_position"] - true_pos) < 2.0, (seed, loc)
+        sigma_frames = loc["sigma_C"] / 0.2
+        assert 0.29 < sigma_frames < 2.0
+        assert abs(loc["frame_position"] - true_pos) < 4 * sigma_frames
+        assert loc["T_C"] == pytest.approx(100.0 + 0.2 * loc["frame_position"], abs=1e-3)
+        assert not loc["isothermal"]               # 0.2 °C per frame is a ramp, not a hold
+
+
+def test_sharp_change_interpolated_between_frames_and_hold_located_by_time():
+    from xtal.series.events import _locate_crossing
+
+    w = np.r_[np.zeros(50), np.ones(50)]
+    kidx = np.arange(100)
+    ramp = _locate_crossing(_Frames(20.0 + 2.0 * kidx), kidx, w, np.zeros(100), 49, 50, 1.0)
+    assert ramp["frame_position"] == pytest.approx(49.5)
+    assert ramp["T_C"] == pytest.approx(119.0)
+    assert ramp["sigma_C"] == pytest.approx(2.0 / math.sqrt(12), abs=1e-4)
+    assert not ramp["isothermal"]
+    held = 179.0 + np.random.default_rng(1).normal(0.0, 0.05, 100)
+    hold = _locate_crossing(_Frames(held), kidx, w, np.zeros(100), 49, 50, 1.0)
+    assert hold["isothermal"] and hold["time_s"] == pytest.approx(495.0)
+
+
+# ----------------------------------------------------------------------------------------------
 # real series: CuCr2O4 (+ CuO), APS 11-BM, 6.8–288.7 K
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")

@@ -1,11 +1,14 @@
 """Events of a series: a phase appears / disappears, first-order volume jumps, amorphisation.
 
 Onset/offset per phase: first/last frame present; the event is located where the phase's
-abundance ``S·(ZMV)`` crosses half its largest value in that run, with σ from the frame spacing
-(1/√12 of a frame) and the fit.  Jumps: an isosymmetric pair (one phase disappears as the other
-appears with a volume within ±25 %), or a step of the volume within one phase's run.  Amorphisation:
-the amorphous fraction crossing half of its maximum.  Events in an isothermal hold are located by
-frame and time.
+abundance ``S·(ZMV)`` crosses half its largest value in that run.  A sharp change is interpolated
+between the two frames that bracket it, σ from the frame spacing (1/√12 of a frame) and the fit; a
+gradual one (a cross-fade over many frames) by a line through the frames between 25 % and 75 % of
+that value, σ from the line's scatter.  Jumps: an isosymmetric pair (one phase disappears as the
+other appears with a volume within ±25 %), or a step of the volume within one phase's run.
+Amorphisation: the amorphous fraction crossing half of its maximum.  Events in an isothermal hold
+(the temperatures of the frames around them within HOLD_TOLERANCE_C) are located by frame and
+time.
 """
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from xtal.series.result import EVENT_KINDS
 
 __all__ = ["detect_events", "rounded", "HOLD_TOLERANCE_C"]
 
-#: |ΔT| (°C) between bracketing frames below which an event is located in time (isothermal hold)
+#: span of T (°C) over the frames around an event below which it is located in time (isothermal
+#: hold): HOLD_WINDOW_FRAMES usable frames on each side, so that a fine ramp (a fraction of a degree
+#: per frame) is not taken for a hold
 HOLD_TOLERANCE_C = 0.5
 
 
@@ -42,19 +47,35 @@ def _interp_at(arr: np.ndarray, pos: float) -> float:
     return float(a + f * (b - a))
 
 
+#: usable frames on each side of an event whose temperatures decide whether it lies in a hold
+HOLD_WINDOW_FRAMES = 5
+
+
 def _crossing(w: np.ndarray, wsu: np.ndarray, k_abs: int, k_pres: int, level: float):
-    """Fractional frame position where w crosses level/2 walking from the absent frame into the
-    present side, and its σ in frames."""
+    """Fractional frame position where w crosses level/2 on the present side of the edge
+    (k_abs absent, k_pres present), its σ in frames, and the two frames that bracket it.
+
+    The first frame from the edge at or above half the level is found (noise that dips on the way
+    is stepped over).  A gradual change — at least two frames each side of it between 25 % and
+    75 % of the level — is located by a straight line fitted to those frames, symmetric about
+    the crossing, and its σ comes from that fit's scatter (so a noisy, slow change has a σ of
+    several frames); a sharp one by interpolation between the two frames that bracket it, σ from
+    the frame spacing (1/√12 frame) and the s.u. of w."""
+    half = 0.5 * level
     step = 1 if k_pres > k_abs else -1
     j = k_pres
-    while 0 <= j + step < w.size and np.isfinite(w[j + step]) and w[j] < 0.5 * level \
-            and w[j + step] > w[j]:
+    while 0 <= j + step < w.size and np.isfinite(w[j + step]) and w[j] < half:
         j += step
     k = j - step
     wk = w[k] if np.isfinite(w[k]) else 0.0
     wj = w[j]
+    fit = _band_crossing(w, k_abs, j, step, level)
+    if fit is not None:
+        pos, sig = fit
+        lo = int(min(max(math.floor(pos), 0), w.size - 2))
+        return pos, sig, lo, lo + 1
     dw = wj - wk
-    f = (0.5 * level - wk) / dw if dw != 0 else 0.5
+    f = (half - wk) / dw if dw != 0 else 0.5
     f = float(np.clip(f, 0.0, 1.0))
     pos = k + f * (j - k)
     su = wsu[j] if np.isfinite(wsu[j]) else 0.0
@@ -62,22 +83,60 @@ def _crossing(w: np.ndarray, wsu: np.ndarray, k_abs: int, k_pres: int, level: fl
     return pos, min(sig, 1.0), k, j
 
 
-def _locate(res, pos: float, sig: float, k: int, j: int) -> dict:
+def _band_crossing(w: np.ndarray, k_abs: int, j: int, step: int, level: float):
+    """(position, σ) of the half-level crossing from a line fitted to the frames between 25 % and
+    75 % of the level, as many on each side of frame j (the first at or above half), walking from
+    the edge k_abs until w first exceeds 75 %; None for fewer than two frames on a side."""
+    before, after = [], []
+    i = k_abs + step
+    while 0 <= i < w.size and np.isfinite(w[i]) and w[i] <= 0.75 * level:
+        if w[i] >= 0.25 * level:
+            (before if (i - j) * step < 0 else after).append(i)
+        i += step
+    m = min(len(before), len(after))
+    if m < 2:
+        return None
+    x = np.array(before[len(before) - m:] + after[:m], dtype=float)
+    y = w[x.astype(int)]
+    xm, ym = float(np.mean(x)), float(np.mean(y))
+    sxx = float(np.sum((x - xm) ** 2))
+    slope = float(np.sum((x - xm) * (y - ym))) / sxx
+    if slope * step <= 0:
+        return None
+    pos = xm + (0.5 * level - ym) / slope
+    if not (min(x) - 1 <= pos <= max(x) + 1):
+        return None
+    resid = y - (ym + slope * (x - xm))
+    s2 = float(np.sum(resid ** 2)) / max(x.size - 2, 1)
+    var = (s2 / x.size + (pos - xm) ** 2 * s2 / sxx) / slope ** 2
+    return pos, math.sqrt(1.0 / 12.0 + var)
+
+
+def _locate(res, pos: float, sig: float, k: int, j: int, window: np.ndarray) -> dict:
+    """T, time and their σ at fractional frame `pos` (σ `sig` frames, frames k, j bracketing it);
+    in a hold when the temperatures of the `window` frames around it span less than
+    HOLD_TOLERANCE_C."""
     T, ts = res.temperature_c, res.time_s
     t_c = _interp_at(T, pos)
     dT = abs(T[j] - T[k]) if np.isfinite(T[j]) and np.isfinite(T[k]) else float("nan")
     dt = abs(ts[j] - ts[k]) if np.isfinite(ts[j]) and np.isfinite(ts[k]) else float("nan")
+    tw = T[window]
+    tw = tw[np.isfinite(tw)]
+    span = float(np.max(tw) - np.min(tw)) if tw.size >= 2 else float("nan")
     return {"frame_position": round(pos, 3), "T_C": rounded(t_c),
             "sigma_C": rounded(sig * dT) if math.isfinite(dT) else None,
             "time_s": rounded(_interp_at(ts, pos)) if np.isfinite(ts).any() else None,
             "sigma_s": rounded(sig * dt) if math.isfinite(dt) else None,
-            "isothermal": bool(math.isfinite(dT) and dT < HOLD_TOLERANCE_C)}
+            "isothermal": bool(math.isfinite(span) and span < HOLD_TOLERANCE_C)}
 
 
 def _locate_crossing(res, kidx, w, wsu, k_abs, k_pres, level) -> dict:
     """Locate the crossing between usable frames k_abs and k_pres (positions in kidx)."""
     pos, sig, k, jj = _crossing(w, wsu, k_abs, k_pres, level)
-    return _locate(res, _interp_at(kidx.astype(float), pos), sig, int(kidx[k]), int(kidx[jj]))
+    c = int(round(pos))
+    window = kidx[max(0, c - HOLD_WINDOW_FRAMES):c + HOLD_WINDOW_FRAMES + 1]
+    return _locate(res, _interp_at(kidx.astype(float), pos), sig, int(kidx[k]), int(kidx[jj]),
+                   window)
 
 
 def _runs(pres: np.ndarray) -> list[tuple[int, int]]:

@@ -186,7 +186,9 @@ class _Run:
             return {"chain_s": time.perf_counter() - t_stage}
         pool = _Pool(workers, scheduler)
         try:
-            inflight = 2 * (len(pool.client.scheduler_info()["workers"]) if pool.client else workers)
+            # one chunk queued behind the busy workers: a freed worker starts at once, and no more
+            # frames than that are held in memory (a chunk's frames are read when it is submitted)
+            inflight = 1 + (len(pool.client.scheduler_info()["workers"]) if pool.client else workers)
             timing = self._parallel(chunks, pool, max(2, inflight))
         finally:
             pool.close()
