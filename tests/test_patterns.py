@@ -870,10 +870,20 @@ def test_label_segments_rules():
     assert label_segments([20, 20.1, 19.9, 20.2]) == ["isothermal"] * 4
     assert label_segments([20, 40, np.nan, 60]) == ["heating", "heating", "unknown", "heating"]
     assert label_segments([100, 90, 80], tolerance_c=0.5) == ["cooling"] * 3
-    # a slow ramp is a hold only if the tolerance is wider than the ramp over 3 frames
+    # a steady ramp is a ramp however fine its steps against the tolerance: its runs within the
+    # tolerance drift by about the whole tolerance, a hold's do not
     slow = [20, 20.2, 20.4, 20.6, 20.8]
     assert label_segments(slow, tolerance_c=0.1) == ["heating"] * 5
-    assert label_segments(slow, tolerance_c=1.0) == ["isothermal"] * 5
+    assert label_segments(slow, tolerance_c=1.0) == ["heating"] * 5
+    # a beamline-like programme: 0.19 °C per frame up, a 30-frame hold with 0.05 °C of read-back
+    # noise, the same rate down (it once came out "isothermal" from end to end)
+    up = 25.0 + 0.19 * np.arange(100)
+    held = up[-1] + 0.19 + np.random.default_rng(0).normal(0.0, 0.05, 30)
+    down = held[-1] - 0.19 * np.arange(1, 50)
+    lab = label_segments(np.r_[up, held, down])
+    assert lab[:98] == ["heating"] * 98
+    assert lab[100:130] == ["isothermal"] * 30
+    assert lab[133:] == ["cooling"] * 46
 
 
 @pytest.mark.parametrize("header,values,expect_k,note", [

@@ -31,7 +31,8 @@ Thermal series (`read_series`, `iter_series_frames`, `write_series`): an
 ``xarray.DataArray`` (frame × x) in acquisition order (natural sort of file names, list
 order or the stacked file's order; never sorted by temperature) with per-frame
 ``temperature_c``, ``time_s``, ``segment`` (heating / isothermal / cooling, see
-`label_segments`: a hold is ≥ 3 frames within ``DEFAULT_HOLD_TOLERANCE_C`` = 0.5 °C) and
+`label_segments`: a hold is ≥ 3 frames within ``DEFAULT_HOLD_TOLERANCE_C`` = 0.5 °C that do
+not drift, so a fine ramp stays a ramp) and
 ``source``; λ in ``attrs["wavelength_angstrom"]``.
 
 Wavelength policy (`xtal.beam`): no default wavelength anywhere.  A wavelength given as text

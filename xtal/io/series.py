@@ -63,17 +63,21 @@ def _frame_number(path: Path) -> int | None:
 
 
 def label_segments(temperature_c: Sequence[float], tolerance_c: float = DEFAULT_HOLD_TOLERANCE_C,
-                   min_hold_frames: int = 3) -> list[str]:
+                   min_hold_frames: int = 3, trend_frames: int = 5) -> list[str]:
     """Label each frame "heating", "cooling", "isothermal" or "unknown" (no temperature).
 
-    A hold is a run of at least ``min_hold_frames`` consecutive frames whose temperatures
-    span no more than ``tolerance_c`` (°C).  Other frames take the sign of the change from
-    the previous frame with a known temperature (the first frame: to the next one); a
-    change within ±tolerance_c is "isothermal".  The order of frames is never changed.
+    The frames are cut, from the first, into longest runs whose temperatures span no more than
+    ``tolerance_c`` (°C).  A run is a hold if it has at least ``min_hold_frames`` frames and does
+    not drift: the line fitted through it changes by at most half the tolerance over the run.  A
+    ramp finer than the tolerance per frame also makes runs within the tolerance, but each drifts
+    by about the whole tolerance, so it stays a ramp however slow.  Every other frame takes the sign of the line through the frames
+    with a temperature within ``trend_frames`` of it outside holds ("isothermal" if it is flat or
+    the frame has no such neighbour).  The order of frames is never changed.
     """
     t = np.asarray(temperature_c, dtype=float)
     n = t.size
     labels = ["unknown"] * n
+    in_hold = np.zeros(n, dtype=bool)
     i = 0
     while i < n:
         if not np.isfinite(t[i]):
@@ -85,23 +89,29 @@ def label_segments(temperature_c: Sequence[float], tolerance_c: float = DEFAULT_
                 <= tolerance_c:
             j += 1
             lo, hi = min(lo, t[j]), max(hi, t[j])
-        if j - i + 1 >= min_hold_frames:
-            for k in range(i, j + 1):
-                labels[k] = "isothermal"
-            i = j + 1
+        if j - i + 1 >= min_hold_frames and abs(_slope(t[i:j + 1])) * (j - i) <= 0.5 * tolerance_c:
+            in_hold[i:j + 1] = True
+        i = j + 1        # the next run starts after this one (a ramp is cut into short runs)
+    for k in range(n):
+        if not np.isfinite(t[k]):
             continue
-        prev = [k for k in range(i - 1, -1, -1) if np.isfinite(t[k])][:1]
-        nxt = [k for k in range(i + 1, n) if np.isfinite(t[k])][:1]
-        if prev:
-            dt = t[i] - t[prev[0]]
-        elif nxt:
-            dt = t[nxt[0]] - t[i]
-        else:
-            dt = 0.0
-        labels[i] = "heating" if dt > tolerance_c else "cooling" if dt < -tolerance_c \
-            else "isothermal"
-        i += 1
+        if in_hold[k]:
+            labels[k] = "isothermal"
+            continue
+        near = np.arange(max(0, k - trend_frames), min(n, k + trend_frames + 1))
+        near = near[np.isfinite(t[near]) & ~in_hold[near]]
+        slope = _slope(t[near], near) if near.size >= 2 else 0.0
+        labels[k] = "heating" if slope > 0 else "cooling" if slope < 0 else "isothermal"
     return labels
+
+
+def _slope(y: np.ndarray, x: np.ndarray | None = None) -> float:
+    """Least-squares slope of y against x (default: 0, 1, 2, …); 0 for fewer than two points."""
+    x = np.arange(y.size, dtype=float) if x is None else np.asarray(x, dtype=float)
+    if y.size < 2:
+        return 0.0
+    dx = x - x.mean()
+    return float(np.sum(dx * (y - y.mean())) / np.sum(dx * dx))
 
 
 # --- temperature logs ----------------------------------------------------------
