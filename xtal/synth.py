@@ -501,8 +501,9 @@ class SeriesProgram:
 
         For each phase: "appears" at the first frame present (weight fraction > 0) after an absent
         frame, "disappears" at the last frame present; ``T_mid_C``/``time_mid_s`` interpolate where
-        the fraction crosses half of its largest value in that presence run (the definition
-        `xtal.series` uses).  "amorphous": first frame where the amorphous fraction reaches half of its maximum
+        the weight fraction crosses half of its largest value in that presence run (`xtal.series`
+        uses the same rule on the fitted abundance S·ZMV, which also follows the other phases'
+        changes less: on a cross-fade beside a growing phase the two mid-points differ by ~1–2 °C).  "amorphous": first frame where the amorphous fraction reaches half of its maximum
         (when that maximum is ≥ 0.05).
         """
         tr = self.truth()
