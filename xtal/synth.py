@@ -501,9 +501,10 @@ class SeriesProgram:
 
         For each phase: "appears" at the first frame present (weight fraction > 0) after an absent
         frame, "disappears" at the last frame present; ``T_mid_C``/``time_mid_s`` interpolate where
-        the weight fraction crosses half of its largest value in that presence run (`xtal.series`
-        uses the same rule on the fitted abundance S·ZMV, which also follows the other phases'
-        changes less: on a cross-fade beside a growing phase the two mid-points differ by ~1–2 °C).  "amorphous": first frame where the amorphous fraction reaches half of its maximum
+        the weight fraction crosses half of its largest value in that presence run.  `xtal.series`
+        applies the same rule to the fitted abundance S·ZMV instead; a weight fraction also moves
+        when the other phases change, so on a cross-fade beside a growing phase the two mid-points
+        can differ by ~1–2 °C.  "amorphous": first frame where the amorphous fraction reaches half of its maximum
         (when that maximum is ≥ 0.05).
         """
         tr = self.truth()
