@@ -70,9 +70,10 @@ def label_segments(temperature_c: Sequence[float], tolerance_c: float = DEFAULT_
     ``tolerance_c`` (°C).  A run is a hold if it has at least ``min_hold_frames`` frames and does
     not drift: the line fitted through it changes by at most half the tolerance over the run.  A
     ramp finer than the tolerance per frame also makes runs within the tolerance, but each drifts
-    by about the whole tolerance, so it stays a ramp however slow.  Every other frame takes the sign of the line through the frames
-    with a temperature within ``trend_frames`` of it outside holds ("isothermal" if it is flat or
-    the frame has no such neighbour).  The order of frames is never changed.
+    by about the whole tolerance, so it stays a ramp however slow.  Every other frame takes the
+    sign of the line through the frames outside holds within ``trend_frames`` of it
+    ("isothermal" if that line is flat or the frame has no such neighbour).  The order of frames
+    is never changed.
     """
     t = np.asarray(temperature_c, dtype=float)
     n = t.size

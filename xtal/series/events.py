@@ -24,6 +24,8 @@ __all__ = ["detect_events", "rounded", "HOLD_TOLERANCE_C"]
 #: hold): HOLD_WINDOW_FRAMES usable frames on each side, so that a fine ramp (a fraction of a degree
 #: per frame) is not taken for a hold
 HOLD_TOLERANCE_C = 0.5
+#: usable frames on each side of an event whose temperatures decide whether it lies in a hold
+HOLD_WINDOW_FRAMES = 5
 
 
 def rounded(v, nd=4):
@@ -47,10 +49,6 @@ def _interp_at(arr: np.ndarray, pos: float) -> float:
     return float(a + f * (b - a))
 
 
-#: usable frames on each side of an event whose temperatures decide whether it lies in a hold
-HOLD_WINDOW_FRAMES = 5
-
-
 def _crossing(w: np.ndarray, wsu: np.ndarray, k_abs: int, k_pres: int, level: float):
     """Fractional frame position where w crosses level/2 on the present side of the edge
     (k_abs absent, k_pres present), its σ in frames, and the two frames that bracket it.
@@ -58,22 +56,21 @@ def _crossing(w: np.ndarray, wsu: np.ndarray, k_abs: int, k_pres: int, level: fl
     The first frame from the edge at or above half the level is found (noise that dips on the way
     is stepped over).  A gradual change — at least two frames each side of it between 25 % and
     75 % of the level — is located by a straight line fitted to those frames, symmetric about
-    the crossing, and its σ comes from that fit's scatter (so a noisy, slow change has a σ of
-    several frames); a sharp one by interpolation between the two frames that bracket it, σ from
-    the frame spacing (1/√12 frame) and the s.u. of w."""
+    the crossing, σ from that line's scatter; a sharp one by interpolation between the two frames
+    that bracket it, σ from the frame spacing (1/√12 frame) and the s.u. of w."""
     half = 0.5 * level
     step = 1 if k_pres > k_abs else -1
     j = k_pres
     while 0 <= j + step < w.size and np.isfinite(w[j + step]) and w[j] < half:
         j += step
-    k = j - step
-    wk = w[k] if np.isfinite(w[k]) else 0.0
-    wj = w[j]
     fit = _band_crossing(w, k_abs, j, step, level)
     if fit is not None:
         pos, sig = fit
         lo = int(min(max(math.floor(pos), 0), w.size - 2))
         return pos, sig, lo, lo + 1
+    k = j - step
+    wk = w[k] if np.isfinite(w[k]) else 0.0
+    wj = w[j]
     dw = wj - wk
     f = (half - wk) / dw if dw != 0 else 0.5
     f = float(np.clip(f, 0.0, 1.0))
