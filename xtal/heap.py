@@ -27,7 +27,8 @@ from __future__ import annotations
 import ctypes
 import os
 
-__all__ = ["keep_freed_memory", "MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "TOP_PAD_BYTES"]
+__all__ = ["keep_freed_memory", "release_free_memory", "MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES",
+           "TOP_PAD_BYTES"]
 
 #: Allocations below this come from the heap, not from a fresh mapping (glibc's own ceiling for
 #: its dynamic threshold, 32 MiB on 64-bit systems).
@@ -69,3 +70,22 @@ def _apply() -> bool:
                          (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES), (_M_TOP_PAD, TOP_PAD_BYTES)):
         ok &= mallopt(param, value) == 1
     return bool(ok)
+
+
+def release_free_memory() -> bool:
+    """Hand the heap's free pages back to the operating system (glibc's ``malloc_trim(0)``, which
+    also releases free pages in the middle of the heap, not only at its top).
+
+    For a process that passes large buffers through and keeps small objects, e.g. the main
+    process of a parallel series run: a chunk's frames (a few MB, from the heap under
+    `keep_freed_memory`) are freed after small long-lived objects (the results) were placed
+    between them, so the free space is split up and never reused whole.  The resident memory
+    then grows with the number of chunks.  Called once per chunk it stays flat.  Returns
+    whether memory was released; False where there is no ``malloc_trim`` (not glibc)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))

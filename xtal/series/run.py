@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from xtal.errors import MissingWavelengthError, SeriesError
+from xtal.heap import release_free_memory
 from xtal.series.chain import Chain, FrameRecord, SeriesOptions, fit_item, run_chunk
 from xtal.series.events import detect_events
 from xtal.series.lattice import auto_merging, thermal_expansion
@@ -223,7 +224,7 @@ class _Run:
                 # coarse state, instead of a worker seeding the same frame a second time
                 start = a + 1 if first else a
                 if start < b:
-                    pending[pool.submit(run_chunk, self.src.fetch_items(start, b), phases,
+                    pending[pool.submit(worker_chunk, self.src.fetch_items(start, b), phases,
                                         self.opts, seed, self.heat_range, self.wl_ref)] = a
                 else:           # a chunk of one frame: the coarse frame was all of it
                     finished(a, [], seed)
@@ -234,6 +235,7 @@ class _Run:
             states[a] = state
             self._store((heads if a == chunks[0][0] else []) + recs)
             done.add(a)
+            release_free_memory()   # the chunk's frames, freed (xtal.heap)
 
         def reconcile():
             # refit the first frames of chunk k+1 from chunk k's final state (both fitted)
@@ -271,6 +273,14 @@ class _Run:
             self.table.put(new)
             if was_ok and new.status == "ok" and _agree(old, new):
                 break
+
+
+def worker_chunk(*args) -> tuple[list[FrameRecord], dict]:
+    """`run_chunk` as a worker runs it: first the freed memory of its previous chunk is handed back
+    to the system (`xtal.heap.release_free_memory`), so that a worker's memory stays flat however
+    many chunks it fits."""
+    release_free_memory()
+    return run_chunk(*args)
 
 
 def _row_phases(table: FrameTable, k: int) -> dict[str, tuple]:
