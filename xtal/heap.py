@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Any
 
 __all__ = ["keep_freed_memory", "release_free_memory", "MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES",
            "TOP_PAD_BYTES"]
@@ -57,14 +58,9 @@ def _apply() -> bool:
         return False
     if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
         return False
-    try:
-        # the process's own symbols (glibc's among them): no library search, which would run
-        # ldconfig in a subprocess (ctypes.util.find_library)
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):       # not glibc (macOS, Windows, musl without mallopt)
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     ok = True
     for param, value in ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
                          (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES), (_M_TOP_PAD, TOP_PAD_BYTES)):
@@ -82,10 +78,18 @@ def release_free_memory() -> bool:
     between them, so the free space is split up and never reused whole.  The resident memory
     then grows with the number of chunks.  Called once per chunk it stays flat.  Returns
     whether memory was released; False where there is no ``malloc_trim`` (not glibc)."""
+    trim = _libc_function("malloc_trim", [ctypes.c_size_t])
+    return trim is not None and bool(trim(0))
+
+
+def _libc_function(name: str, argtypes: list) -> Any:
+    """The C library's function ``name`` returning int, or None where it has none (not glibc:
+    macOS, Windows, musl).  Looked up in the process's own symbols, glibc's among them: no library
+    search, which would run ldconfig in a subprocess (ctypes.util.find_library)."""
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        fn = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return bool(trim(0))
+        return None
+    fn.argtypes = argtypes
+    fn.restype = ctypes.c_int
+    return fn
