@@ -112,7 +112,7 @@ def analyse(path: Path, frames: int, points: int, workers: int, n_phases: int,
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"frames": frames, "points": int(da.sizes["two_theta_deg"]), "phases": n_phases,
-            "workers": workers, "heap": heap, "wall_s": round(wall, 1), "cpu_s_all_processes": round(cpu, 1),
+            "workers": workers, "heap": heap, "wall_s": round(wall, 2), "cpu_s_all_processes": round(cpu, 2),
             "peak_rss_main_mb": round(self_kb / 1024, 1), "peak_rss_worker_mb": round(child_kb / 1024, 1),
             "events_programmed": len(exp), "events_found": len(res.events),
             "max_event_error_C": round(max(errs), 2) if errs else None,

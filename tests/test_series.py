@@ -478,6 +478,34 @@ def small_chunked(lib):
     return prog, da, res, calls
 
 
+def test_a_chunk_taking_its_own_coarse_frame_fits_what_the_driver_would_start_it_with(lib):
+    """A worker that starts a chunk at once takes the chunk's coarse frame itself
+    (``run_chunk(coarse_head=True)`` from the coarse chain's state *before* that frame): its records
+    and final state equal those of the chunk started from the driver's own coarse step. The chunk
+    starts after libh4_rt → libh4_ht (110 °C), so that without the coarse step it would begin from
+    the wrong phase set (checked too)."""
+    from xtal.series.chain import Chain, SeriesOptions, coarse_step, run_chunk
+    from xtal.series.source import FrameSource, heat_grid, reference_wavelength
+
+    src = FrameSource(synth.synthetic_series(_small_programme(lib)), wavelength=None,
+                      temperatures=None, instrument=None)
+    phases, opts = lib.phases(SMALL_PHASES), SeriesOptions(n_background=12)
+    heat_range, _, wl, _ = heat_grid(src, None, 600, reference_wavelength(None, src.attrs))
+    coarse = Chain(phases, opts)
+    before, _ = coarse_step(coarse, src.fetch([0])[0], 0, opts, heat_range, wl)
+    after, _ = coarse_step(coarse, src.fetch([12])[12], 12, opts, heat_range, wl)   # 120 °C
+    assert before["active"] == ["libh4_rt", "k2b12h12"] and after["active"] == ["libh4_ht", "k2b12h12"]
+    items = src.fetch_items(12, 16)
+    driver, end_driver = run_chunk(items, phases, opts, after, heat_range, wl)
+    worker, end_worker = run_chunk(items, phases, opts, before, heat_range, wl, coarse_head=True)
+    np.testing.assert_equal([(r.index, r.fitted, r.rwp, r.phase) for r in worker],   # NaN == NaN
+                            [(r.index, r.fitted, r.rwp, r.phase) for r in driver])
+    np.testing.assert_equal(end_worker, end_driver)
+    assert all(r.fitted == ("libh4_ht", "k2b12h12") and r.rwp < 0.05 for r in driver)
+    stale, _ = run_chunk(items, phases, opts, before, heat_range, wl)
+    assert stale[0].fitted == ("libh4_rt", "k2b12h12") and stale[0].rwp > 0.2
+
+
 def test_parallel_chunks_agree_with_programme(small_chunked):
     prog, _, res, calls = small_chunked
     assert calls[-1] == (res.n_frames, res.n_frames) and len(calls) == -(-res.n_frames // 8)
@@ -624,6 +652,24 @@ def test_kalpha_doublet_series(lib):
     ev = {(e["phase"], e["kind"]): e for e in res.events}
     assert abs(ev[("libh4_ht", "appears")]["T_C"] - 105.0) <= 5.0     # between the 100 and 110 °C frames
     assert list(res.dataset["segment"].values[:2]) == ["heating", "heating"]
+
+
+def test_float32_frames_travel_as_float32_and_fit_as_their_float64_values(lib):
+    """Frames stored as float32 are handed to workers as float32 (half the bytes of a chunk), and
+    the pattern a worker fits holds exactly the float64 values of the stored numbers; integer
+    counts become float64."""
+    from xtal.series.source import FrameSource, to_pattern
+
+    da = synth.synthetic_series(_small_programme(lib), stop=4, dtype="float32")
+    (i, item), = FrameSource(da).fetch_items(2, 3)
+    assert item["y"].dtype == np.float32 and item["y"].nbytes == 4 * da.sizes["two_theta_deg"]
+    pat = to_pattern(item, i, [], 0.05)
+    assert pat.intensity.dtype == np.float64
+    np.testing.assert_array_equal(pat.intensity, da.values[2].astype(np.float64))
+    counts = da.copy(data=np.rint(da.values).astype(np.int32))
+    (_, item), = FrameSource(counts).fetch_items(1, 2)
+    assert item["y"].dtype == np.float64
+    np.testing.assert_array_equal(item["y"], counts.values[1])
 
 
 def test_frames_read_as_a_block_equal_frames_read_one_by_one(lib, tmp_path):

@@ -21,7 +21,7 @@ from xtal.series import fitting
 from xtal.series.source import (FrameWavelengthError, binned_intensity, check_wavelength, frame_meta,
                                 to_pattern)
 
-__all__ = ["SeriesOptions", "FrameRecord", "Chain", "run_chunk"]
+__all__ = ["SeriesOptions", "FrameRecord", "Chain", "coarse_step", "run_chunk"]
 
 
 @dataclass
@@ -391,12 +391,35 @@ def fit_item(chain: Chain, item, i: int, opts: SeriesOptions, heat_range, wl_ref
     return rec, pat
 
 
-def run_chunk(items: list[tuple[int, Any]], phases: list, opts: SeriesOptions,
-              state: dict | None, heat_range, wavelength_ref) -> tuple[list[FrameRecord], dict]:
-    """Fit a contiguous chunk of frames with continuity (runs in a worker process)."""
+def coarse_step(chain: Chain, item, i: int, opts: SeriesOptions, heat_range,
+                wavelength_ref) -> tuple[dict | None, FrameRecord]:
+    """One frame of the coarse chain that seeds parallel chunks: frame i fitted by `chain` with
+    every phase screened.  Returns the chain's state after it (None while the chain is not seeded:
+    no usable frame yet) and the frame's record."""
+    rec, _ = fit_item(chain, item, i, opts, heat_range, wavelength_ref, force_screen=True)
+    return (chain.state() if chain.seeded else None), rec
+
+
+def _chain_at(phases: list, opts: SeriesOptions, state: dict | None) -> Chain:
     chain = Chain(phases, opts)
     if state is not None:
         chain.set_state(state)
+    return chain
+
+
+def run_chunk(items: list[tuple[int, Any]], phases: list, opts: SeriesOptions,
+              state: dict | None, heat_range, wavelength_ref, *,
+              coarse_head: bool = False) -> tuple[list[FrameRecord], dict]:
+    """Fit a contiguous chunk of frames with continuity (runs in a worker process).
+
+    ``coarse_head``: `state` is the coarse chain's state *before* the chunk's first frame; that
+    frame's coarse step (`coarse_step`) is taken here first, as the driver would have taken it,
+    and the chunk starts from the state after it."""
+    if coarse_head and items:
+        i, item = items[0]
+        state, _ = coarse_step(_chain_at(phases, opts, state), item, i, opts, heat_range,
+                               wavelength_ref)
+    chain = _chain_at(phases, opts, state)
     out = []
     buf: deque = deque(maxlen=4 * max(1, opts.screen_every))   # recent (record, pattern): backtracking
     for i, item in items:

@@ -6,8 +6,9 @@ Parallelism (``workers > 1`` or a Dask ``scheduler``): frames are cut into conti
 sequential chain over the first frame of every chunk seeds each chunk, the chunks are chained
 independently, and at each boundary the first frames of chunk k+1 are refitted from chunk k's last
 solution until they agree with it (the coarse chain and the boundaries in the main process, while
-the workers fit).  Memory is flat in the number of frames: frames are read chunk by
-chunk, and only the per-frame arrays of the Dataset (plus the binned heat map) are kept.
+the workers fit; a chunk that starts on an idle worker takes its own coarse frame).  Memory is
+flat in the number of frames: frames are read chunk by chunk, and only the per-frame arrays of the
+Dataset (plus the binned heat map) are kept.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from xtal.errors import MissingWavelengthError, SeriesError
 from xtal.heap import release_free_memory
-from xtal.series.chain import Chain, FrameRecord, SeriesOptions, fit_item, run_chunk
+from xtal.series.chain import Chain, FrameRecord, SeriesOptions, coarse_step, run_chunk
 from xtal.series.events import detect_events
 from xtal.series.lattice import auto_merging, thermal_expansion
 from xtal.series.presence import consistency_pass, presence
@@ -187,16 +188,13 @@ class _Run:
             return {"chain_s": time.perf_counter() - t_stage}
         pool = _Pool(workers, scheduler)
         try:
-            # one chunk queued behind the busy workers: a freed worker starts at once, and no more
-            # frames than that are held in memory (a chunk's frames are read when it is submitted)
-            inflight = 1 + (len(pool.client.scheduler_info()["workers"]) if pool.client else workers)
-            timing = self._parallel(chunks, pool, max(2, inflight))
+            timing = self._parallel(chunks, pool, pool.n_workers())
         finally:
             pool.close()
         timing["parallel_chunks_s"] = time.perf_counter() - t_stage
         return timing
 
-    def _parallel(self, chunks, pool: "_Pool", max_inflight: int) -> dict[str, float]:
+    def _parallel(self, chunks, pool: "_Pool", n_workers: int) -> dict[str, float]:
         """Chunks on the pool, each seeded by the coarse chain; the main process runs the coarse
         chain and the boundary reconciliation while the workers fit (their results do not depend
         on the order: chunk k is seeded by the coarse chain alone, boundary k needs chunks k and
@@ -208,6 +206,10 @@ class _Run:
         coarse = Chain(self.phases, self.opts)
         timing = {"coarse_chain_s": 0.0, "reconcile_s": 0.0}
         heads: list[FrameRecord] = []       # the first chunk's first frame, fitted by the coarse chain
+        lagging: list[int] = []             # coarse frames taken by workers, not yet by the coarse chain
+        # one chunk queued behind the busy workers: a freed worker starts at once, and no more
+        # frames than that are held in memory (a chunk's frames are read when it is submitted)
+        max_inflight = max(2, 1 + n_workers)
         after = {a0: (a1, b1) for (a0, _), (a1, b1) in zip(chunks[:-1], chunks[1:])}
         done: set[int] = set()
 
@@ -215,7 +217,16 @@ class _Run:
             for a, b in it_chunks:
                 first = a == chunks[0][0]
                 t = time.perf_counter()
-                seed, rec = self._coarse_seed(coarse, a)
+                catch_up()
+                # a chunk that a worker starts at once (one is idle) takes its coarse frame itself,
+                # from the coarse chain's state before it, instead of waiting for this process to
+                # fit it; the coarse chain fits that frame later, only if a later chunk needs it
+                coarse_head = not first and len(pending) < n_workers
+                if coarse_head:
+                    seed = coarse.state() if coarse.seeded else None
+                    lagging.append(a)
+                else:
+                    seed, rec = self._coarse_seed(coarse, a)
                 timing["coarse_chain_s"] += time.perf_counter() - t
                 if first:
                     heads.append(rec)
@@ -225,11 +236,17 @@ class _Run:
                 start = a + 1 if first else a
                 if start < b:
                     pending[pool.submit(worker_chunk, self.src.fetch_items(start, b), phases,
-                                        self.opts, seed, self.heat_range, self.wl_ref)] = a
+                                        self.opts, seed, self.heat_range, self.wl_ref,
+                                        coarse_head)] = a
                 else:           # a chunk of one frame: the coarse frame was all of it
                     finished(a, [], seed)
                 if len(pending) >= max_inflight:
                     return
+
+        def catch_up():
+            # the coarse frames that workers took themselves, now fitted by the coarse chain
+            while lagging:
+                self._coarse_seed(coarse, lagging.pop(0))
 
         def finished(a: int, recs: list[FrameRecord], state: dict | None) -> None:
             states[a] = state
@@ -259,9 +276,7 @@ class _Run:
     def _coarse_seed(self, chain: Chain, a: int) -> tuple[dict | None, FrameRecord]:
         """Chain state at frame a, the next frame of a sequential (screened) pass over the first
         frames of the chunks, and frame a's record."""
-        rec, _ = fit_item(chain, self.src.fetch([a])[a], a, self.opts, self.heat_range,
-                          self.wl_ref, force_screen=True)
-        return (chain.state() if chain.seeded else None), rec
+        return coarse_step(chain, self.src.fetch([a])[a], a, self.opts, self.heat_range, self.wl_ref)
 
     def _reconcile(self, state, a1, b1) -> None:
         """Refit frames a1.. of a chunk from the previous chunk's final state until they agree."""
@@ -275,12 +290,13 @@ class _Run:
                 break
 
 
-def worker_chunk(*args) -> tuple[list[FrameRecord], dict]:
+def worker_chunk(items, phases, opts, seed, heat_range, wl_ref,
+                 coarse_head: bool) -> tuple[list[FrameRecord], dict]:
     """`run_chunk` as a worker runs it: first the freed memory of its previous chunk is handed back
     to the system (`xtal.heap.release_free_memory`), so that a worker's memory stays flat however
     many chunks it fits."""
     release_free_memory()
-    return run_chunk(*args)
+    return run_chunk(items, phases, opts, seed, heat_range, wl_ref, coarse_head=coarse_head)
 
 
 def _row_phases(table: FrameTable, k: int) -> dict[str, tuple]:
@@ -322,6 +338,13 @@ class _Pool:
             from concurrent.futures import ProcessPoolExecutor
 
             self.ex = ProcessPoolExecutor(max_workers=workers)
+        self.local_workers = workers
+
+    def n_workers(self) -> int:
+        """Worker processes of the pool (of the cluster, as the scheduler knows them now)."""
+        if self.client is not None:
+            return len(self.client.scheduler_info()["workers"])
+        return self.local_workers
 
     def share(self, obj):
         if self.client is not None:

@@ -182,8 +182,8 @@ class FrameSource:
         if len(idx) == 1 or hi - lo > 2 * len(idx):
             return {i: self._frame_from_da(i) for i in idx}
         sel = {"frame": slice(lo, hi)}
-        y = np.asarray(self.da.isel(sel).values, float)
-        sig = (np.asarray(self.da.coords["sigma"].isel(sel).values, float)
+        y = _stored_floats(self.da.isel(sel).values)
+        sig = (_stored_floats(self.da.coords["sigma"].isel(sel).values)
                if "sigma" in self.da.coords else None)
         # each frame's row is a view of the block (rows do not overlap; no second copy of it)
         return {i: self._frame_from_da(i, y[i - lo], None if sig is None else sig[i - lo])
@@ -204,9 +204,9 @@ class FrameSource:
             return None
 
         if y is None:
-            y = np.asarray(da.isel(frame=i).values, float)
+            y = _stored_floats(da.isel(frame=i).values)
             if "sigma" in da.coords:
-                sig = np.asarray(da.coords["sigma"].isel(frame=i).values, float)   # one row (lazy files)
+                sig = _stored_floats(da.coords["sigma"].isel(frame=i).values)   # one row (lazy files)
         meta = {"segment": str(c["segment"][i])} if "segment" in c else {}
         src = str(c["source"][i]) if "source" in c else f"frame {i}"
         t = self.temps[i] if self.temps is not None else opt("temperature_c")
@@ -260,6 +260,13 @@ class FrameSource:
         """Frames a..b-1 as (index, item) pairs."""
         got = self.fetch(range(a, b))
         return [(i, got[i]) for i in range(a, b)]
+
+
+def _stored_floats(values) -> np.ndarray:
+    """Intensities as stored when they are floating point (float32 stays float32: half the bytes
+    to send to a worker; `Pattern` makes them float64, exactly), else as float64."""
+    v = np.asarray(values)
+    return v if v.dtype.kind == "f" else v.astype(float)
 
 
 def to_pattern(item, i: int, notes: list, max_nan_fraction: float):
