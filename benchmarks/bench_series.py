@@ -168,6 +168,10 @@ def pairs(d: Path, a) -> None:
           f"(min {min(ratios):.2f}, max {max(ratios):.2f}); the machine's ceiling (two independent "
           f"1-worker runs at once): median {statistics.median(ceilings):.2f}× (min {min(ceilings):.2f}, "
           f"max {max(ceilings):.2f}); load average now {os.getloadavg()[0]:.2f}")
+    eff = [r / c for r, c in zip(ratios, ceilings)]
+    print(f"rounds at >= 1.7x: {sum(r >= 1.7 for r in ratios)} of {len(ratios)}; ratio / ceiling "
+          f"(what the parallel design keeps of the machine's scaling): median {statistics.median(eff):.2f} "
+          f"(min {min(eff):.2f}, max {max(eff):.2f})")
 
 
 def main(argv=None) -> int:
