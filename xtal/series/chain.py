@@ -400,13 +400,6 @@ def coarse_step(chain: Chain, item, i: int, opts: SeriesOptions, heat_range,
     return (chain.state() if chain.seeded else None), rec
 
 
-def _chain_at(phases: list, opts: SeriesOptions, state: dict | None) -> Chain:
-    chain = Chain(phases, opts)
-    if state is not None:
-        chain.set_state(state)
-    return chain
-
-
 def run_chunk(items: list[tuple[int, Any]], phases: list, opts: SeriesOptions,
               state: dict | None, heat_range, wavelength_ref, *,
               coarse_head: bool = False) -> tuple[list[FrameRecord], dict]:
@@ -415,11 +408,11 @@ def run_chunk(items: list[tuple[int, Any]], phases: list, opts: SeriesOptions,
     ``coarse_head``: `state` is the coarse chain's state *before* the chunk's first frame; that
     frame's coarse step (`coarse_step`) is taken here first, as the driver would have taken it,
     and the chunk starts from the state after it."""
+    chain = Chain(phases, opts)
+    if state is not None:
+        chain.set_state(state)
     if coarse_head and items:
-        i, item = items[0]
-        state, _ = coarse_step(_chain_at(phases, opts, state), item, i, opts, heat_range,
-                               wavelength_ref)
-    chain = _chain_at(phases, opts, state)
+        coarse_step(chain, items[0][1], items[0][0], opts, heat_range, wavelength_ref)
     out = []
     buf: deque = deque(maxlen=4 * max(1, opts.screen_every))   # recent (record, pattern): backtracking
     for i, item in items:
